@@ -1,0 +1,29 @@
+"""kvplan: KV-cache capacity planning for LLM inference, to the byte, per engine.
+
+    >>> import kvplan
+    >>> kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len="128k").kv_bytes
+    17179869184
+
+The core (this package minus `ui/`, `validate/` and `hub.py`) imports nothing heavy: no torch,
+streamlit, plotly, transformers or huggingface_hub.
+"""
+
+from kvplan.api import capacity, kv_cache
+from kvplan.engines import DEFAULT_ENGINE, ENGINE_NAMES, get_engine
+from kvplan.engines.common import Capacity, KindBytes, KVEstimate
+from kvplan.errors import (DoesNotFitError, HubError, InvalidInputError, KvplanError, UnknownGPUError,
+                           UnknownModelError, UnsupportedConfigError, UnsupportedDtypeError)
+from kvplan.hf_config import parse_config
+from kvplan.layers import (MLA, ChunkedLocal, FullAttention, LayerSpec, ModelArch, NoCache,
+                           RecurrentState, SlidingWindow)
+from kvplan.registry import list_models, load_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "kv_cache", "capacity", "load_model", "list_models", "parse_config", "get_engine",
+    "ENGINE_NAMES", "DEFAULT_ENGINE", "KVEstimate", "Capacity", "KindBytes", "ModelArch", "LayerSpec",
+    "FullAttention", "SlidingWindow", "ChunkedLocal", "MLA", "RecurrentState", "NoCache",
+    "KvplanError", "InvalidInputError", "UnsupportedConfigError", "UnknownModelError", "UnknownGPUError",
+    "UnsupportedDtypeError", "DoesNotFitError", "HubError",
+]

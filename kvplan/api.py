@@ -1,0 +1,76 @@
+"""The public sizing functions: `kv_cache` and `capacity`, on any MODEL and any engine profile.
+
+These take user-level inputs (a model id or config, "32k", "20GiB", engine names, "auto" dtypes),
+validate them into typed errors, and hand a `ModelArch` and a `Request` to the engine profile.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from kvplan.engines import DEFAULT_ENGINE, get_engine
+from kvplan.engines.common import Capacity, KVEstimate, make_options, make_request, resolve_kv_dtype
+from kvplan.layers import ModelArch
+from kvplan.registry import load_model
+from kvplan.units import MAX_BYTES, check_count, parse_bytes, parse_tokens
+
+Model = str | os.PathLike | Mapping[str, Any] | ModelArch
+
+
+def _arch(model: Model) -> ModelArch:
+    return model if isinstance(model, ModelArch) else load_model(model)
+
+
+def _prepare(model, engine, kv_dtype, context_len, batch, tp, pp, options, context_field="context_len"):
+    arch = _arch(model)
+    mod = get_engine(engine)
+    dtype = resolve_kv_dtype(mod.NAME, kv_dtype, arch.dtype, mod.KV_DTYPES,
+                             auto_fp32_as="fp32" if mod.NAME == "transformers" else
+                             "fp16" if mod.NAME == "llama.cpp" else "bf16")
+    if mod.NAME == "llama.cpp" and str(kv_dtype).lower() == "auto":
+        dtype = "fp16"  # llama.cpp's -ctk/-ctv default is f16 whatever the weights are
+    req = make_request(parse_tokens(context_len, context_field), batch, dtype, tp, pp)
+    opts = make_options(mod.Options, mod.NAME, options)
+    return arch, mod, req, opts
+
+
+def kv_cache(model: Model, *, context_len: int | str, batch: int = 1, engine: str = DEFAULT_ENGINE,
+             kv_dtype: str = "auto", tp: int = 1, pp: int = 1, **options: Any) -> KVEstimate:
+    """KV cache (plus recurrent state) that `engine` allocates for `batch` sequences of `context_len`
+    tokens, on the most-loaded GPU of a `tp` × `pp` layout.
+
+    `options` are the engine's own knobs (e.g. `block_size=32` for vLLM, `parallel=4, ubatch=512,
+    swa_full=True` for llama.cpp); `kvplan.engines.get_engine(name).Options` documents them.
+
+    >>> est = kv_cache("meta-llama/Llama-2-7b-hf", context_len=4096, engine="naive", kv_dtype="fp16")
+    >>> est.kv_bytes == 2 * 2**30
+    True
+
+    Raises:
+        UnknownModelError, UnsupportedConfigError: the model cannot be found or parsed.
+        InvalidInputError: a number or option is out of range (the field is named).
+        UnsupportedDtypeError: the engine cannot store that KV dtype.
+    """
+    arch, mod, req, opts = _prepare(model, engine, kv_dtype, context_len, batch, tp, pp, options)
+    return mod.kv_cache(arch, req, opts)
+
+
+def capacity(model: Model, *, kv_memory: int | str, max_model_len: int | str,
+             engine: str = DEFAULT_ENGINE, kv_dtype: str = "auto", tp: int = 1, pp: int = 1,
+             **options: Any) -> Capacity:
+    """How a per-GPU KV budget becomes blocks, tokens and concurrent `max_model_len`-token requests,
+    counted the engine's way (vLLM: "GPU KV cache size" and "Maximum concurrency").
+
+    >>> cap = capacity("meta-llama/Llama-3.1-8B", kv_memory=26306 * 2 * 2**20, max_model_len=131072)
+    >>> cap.num_blocks, cap.kv_tokens, round(cap.max_concurrency, 2)
+    (26306, 420896, 3.21)
+
+    Raises:
+        the same errors as `kv_cache`.
+    """
+    arch, mod, req, opts = _prepare(model, engine, kv_dtype, max_model_len, 1, tp, pp, options,
+                                    "max_model_len")
+    budget = check_count(parse_bytes(kv_memory, "kv_memory"), "kv_memory", minimum=0, maximum=MAX_BYTES)
+    return mod.capacity(arch, req, opts, budget)

@@ -1,0 +1,219 @@
+"""What every engine profile shares: the request, the result types, TP/PP rules, dtype resolution.
+
+Nothing here knows a particular engine's allocation rules; those live one module per engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from kvplan.dtypes import Dtype, canonical, get_dtype
+from kvplan.errors import InvalidInputError, UnsupportedDtypeError
+from kvplan.layers import (MLA, FullAttention, LayerSpec, ModelArch, NoCache, RecurrentState)
+from kvplan.units import MAX_TOKENS, cdiv, check_count
+
+__all__ = ["cdiv", "Request", "KindBytes", "KVEstimate", "Capacity", "pp_stages", "kv_heads_per_rank",
+           "check_tp", "resolve_kv_dtype", "make_options", "mamba_state_elems"]
+
+MAX_BATCH = 10**9
+MAX_PARALLEL = 4096
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to size: `batch` sequences of `context_len` tokens, on a tp × pp layout, KV in `kv_dtype`."""
+
+    context_len: int
+    batch: int
+    kv_dtype: str  # canonical name after "auto" is resolved
+    tp: int = 1
+    pp: int = 1
+
+    @property
+    def dtype(self) -> Dtype:
+        return get_dtype(self.kv_dtype)
+
+
+@dataclass(frozen=True)
+class KindBytes:
+    """One row of the per-layer-kind breakdown, on the most-loaded GPU, for the whole batch.
+
+    `tokens_per_seq` is how many tokens (cells) each sequence keeps in one layer of this kind after
+    the engine's rounding (0 for per-sequence state). `k_bytes`/`v_bytes` are None where K and V are
+    not separate (MLA latent, recurrent state, padding).
+    """
+
+    kind: str
+    num_layers: int
+    tokens_per_seq: int
+    bytes: int
+    k_bytes: int | None = None
+    v_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class KVEstimate:
+    """The KV cache (plus recurrent state) one engine allocates, on the most-loaded GPU.
+
+    `kv_bytes` = sum of `breakdown` bytes = k + v + latent + state + padding. `total_bytes` sums all
+    `tp·pp` GPUs. `bytes_per_token` is the context-proportional part per sequence per GPU, before
+    block rounding (what one more token of context costs). `notes` say which engine rules applied.
+    """
+
+    model: str
+    engine: str
+    context_len: int
+    batch: int
+    kv_dtype: str
+    tp: int
+    pp: int
+    kv_bytes: int
+    k_bytes: int | None
+    v_bytes: int | None
+    state_bytes: int
+    bytes_per_token: int
+    total_bytes: int
+    block_size: int | None
+    breakdown: tuple[KindBytes, ...]
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["breakdown"] = [b.to_dict() for b in self.breakdown]
+        d["notes"] = list(self.notes)
+        return d
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """How a per-GPU KV budget turns into blocks, tokens and concurrent sequences, the engine's way.
+
+    `num_blocks` is what the engine would log (vLLM "GPU blocks", including its null block);
+    `kv_tokens` its "KV cache size in tokens"; `max_concurrency` its "Maximum concurrency for
+    `max_model_len` tokens per request". `max_sequences` is the whole number of full-length
+    sequences that can run at once (usable blocks only).
+    """
+
+    model: str
+    engine: str
+    kv_dtype: str
+    tp: int
+    pp: int
+    kv_memory_bytes: int
+    max_model_len: int
+    block_size: int | None
+    num_blocks: int | None
+    bytes_per_block: int | None
+    blocks_per_request: int | None
+    kv_tokens: int
+    max_concurrency: float
+    max_sequences: int
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["notes"] = list(self.notes)
+        return d
+
+
+def make_request(context_len: int, batch: int, kv_dtype: str, tp: int, pp: int) -> Request:
+    check_count(context_len, "context_len", maximum=MAX_TOKENS)
+    check_count(batch, "batch", maximum=MAX_BATCH)
+    check_count(tp, "tp", maximum=MAX_PARALLEL)
+    check_count(pp, "pp", maximum=MAX_PARALLEL)
+    return Request(context_len, batch, kv_dtype, tp, pp)
+
+
+def make_options(options_cls: type, engine: str, given: dict[str, Any]):
+    """Build an engine's frozen Options from keyword arguments, naming any it does not take."""
+    known = {f.name for f in dataclasses.fields(options_cls)}
+    for key in given:
+        if key not in known:
+            raise InvalidInputError(key, f"not an option of engine {engine!r}; it takes "
+                                         f"{', '.join(sorted(known)) or 'no options'}")
+    values = {k: v for k, v in given.items() if v is not None}
+    return options_cls(**values)
+
+
+def pp_stages(arch: ModelArch, pp: int) -> list[tuple[LayerSpec, ...]]:
+    """Split the layers over `pp` stages as vLLM's get_pp_indices does.
+
+    Layers are split evenly; the remainder goes one each to the stages *before* the last
+    (the last stage also holds the LM head).
+    """
+    if pp > arch.num_layers:
+        raise InvalidInputError("pp", f"{pp} pipeline stages for {arch.num_layers} layers; use pp <= "
+                                      f"{arch.num_layers}")
+    sizes = [arch.num_layers // pp] * pp
+    for i in range(2, arch.num_layers % pp + 2):
+        sizes[-i] += 1
+    stages, start = [], 0
+    for size in sizes:
+        stages.append(tuple(s for s in arch.layers if start <= s.index < start + size))
+        start += size
+    return stages
+
+
+def kv_heads_per_rank(num_kv_heads: int, tp: int) -> int:
+    """KV heads each TP rank holds: max(1, H // tp). Past H ranks, heads are replicated."""
+    return max(1, num_kv_heads // tp)
+
+
+def check_tp(arch: ModelArch, tp: int, *, split_state: bool = True) -> None:
+    """Reject a TP size that the engines cannot shard this model with (they refuse to start)."""
+    if tp == 1:
+        return
+    heads = arch.weight_dims.num_attention_heads
+    for spec in arch.layers:
+        if isinstance(spec, FullAttention):
+            h = spec.num_kv_heads
+            if h % tp and tp % h:
+                raise InvalidInputError("tp", f"{tp} neither divides nor is a multiple of the {h} KV "
+                                              f"heads; choose a tp that divides {h}")
+        if isinstance(spec, (FullAttention, MLA)) and heads and heads % tp:
+            raise InvalidInputError("tp", f"{tp} does not divide the {heads} attention heads")
+        if isinstance(spec, RecurrentState) and split_state and spec.num_heads % tp:
+            raise InvalidInputError("tp", f"{tp} does not divide the {spec.num_heads} state heads of "
+                                          f"layer {spec.index}")
+
+
+def resolve_kv_dtype(engine: str, name: str, model_dtype: str, allowed: tuple[str, ...],
+                     *, auto_fp32_as: str = "bf16") -> str:
+    """Resolve "auto" to the model's dtype and reject what `engine` cannot store.
+
+    Serving engines run float32 checkpoints in bf16 (vLLM, SGLang, TRT-LLM), so "auto" on a float32
+    config means bf16 there; `auto_fp32_as="fp32"` keeps float32 (HF transformers).
+    """
+    key = canonical(name)
+    if key == "auto":
+        key = auto_fp32_as if model_dtype == "fp32" else model_dtype
+    if key not in allowed:
+        raise UnsupportedDtypeError(name, f"{engine} does not support it; choose one of "
+                                          f"{', '.join(('auto', *allowed))}")
+    return key
+
+
+def mamba_state_elems(spec: RecurrentState, tp: int, conv_history: int) -> tuple[int, int]:
+    """(conv, ssm) element counts of one sequence's state in one layer on one TP rank.
+
+    `conv_history` is the number of conv steps kept: kernel − 1 (vLLM, SGLang, llama.cpp) or the
+    full kernel (HF). Mamba2 groups that do not divide tp are replicated (vLLM
+    extra_groups_for_head_shards), so each rank holds at least one group.
+    """
+    if spec.mixer == "mamba2":
+        groups = spec.n_groups
+        extra = 0 if groups % tp == 0 else tp - groups
+        d_inner = spec.num_heads * spec.head_dim
+        channels = (d_inner + 2 * (groups + extra) * spec.state_dim) // tp
+    else:
+        channels = spec.conv_channels // tp
+    return conv_history * channels, spec.ssm_elems // tp
+
+
+def cache_layers(layers: tuple[LayerSpec, ...]) -> tuple[LayerSpec, ...]:
+    return tuple(s for s in layers if not isinstance(s, NoCache))

@@ -1,0 +1,179 @@
+"""llama.cpp KV-cache allocation, per ENGINE_KV_SPEC.md §C.
+
+The whole cache is created once for `-c N` with `-np` sequences: `n_ctx` padded to 256 cells, one
+stream (unified) or one stream per sequence; iSWA models get a second, smaller cache for their
+sliding layers; K/V rows use ggml block sizes (q8_0 = 34 bytes per 32 values); MLA caches the latent
+in K with no V (PR #19067); recurrent state is a separate F32 memory, one row per sequence.
+This module sizes what is allocated; it knows nothing of offloading or which GPU holds a layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvplan.dtypes import get_dtype
+from kvplan.engines.common import (
+    Capacity, KindBytes, KVEstimate, Request, cache_layers, cdiv, mamba_state_elems, pp_stages,
+)
+from kvplan.errors import InvalidInputError
+from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
+
+NAME = "llama.cpp"
+KV_DTYPES = ("fp16", "bf16", "fp32", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
+
+# NOTE: llama.cpp builds an iSWA cache only for architectures whose loader sets a SWA pattern
+# (C.4): Gemma 2/3/3n, Cohere2, gpt-oss, EXAONE 4, Llama 4 (chunked). Mistral-7B-v0.1 converts to the
+# plain llama arch and Phi-3's window is ignored (addendum I.6): both are cached at full length.
+SWA_MODEL_TYPES = {"gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text", "cohere2", "gpt_oss",
+                   "exaone4", "llama4", "llama4_text"}
+
+
+@dataclass(frozen=True)
+class Options:
+    """llama.cpp context parameters that change the cache. Defaults are current llama.cpp."""
+
+    parallel: int | None = None
+    """-np: sequences (slots). None = the request's batch. `-c` is context × batch."""
+    kv_unified: bool = False
+    """--kv-unified: all sequences share one stream of n_ctx cells (llama-server's auto mode)."""
+    ubatch: int = 512
+    """-ub: physical batch; the SWA cache keeps window + ubatch cells."""
+    swa_full: bool = False
+    """--swa-full: sliding layers get full-size caches (needed for context shift / cache reuse)."""
+    ctx_pad: int = 256
+    """n_ctx padding: 256 (PR #17046); older builds padded the cache to 256 with flash-attn, else 32."""
+    mla_v_cache: bool = False
+    """True = builds before PR #19067, which also stored a V cache of kv_lora_rank per MLA layer."""
+    type_v: str | None = None
+    """-ctv when it differs from -ctk (the request's kv dtype)."""
+
+    def __post_init__(self):
+        for name in ("ubatch", "ctx_pad"):
+            if not 1 <= getattr(self, name) <= 1 << 24:
+                raise InvalidInputError(name, f"must be a positive count, got {getattr(self, name)}")
+        if self.parallel is not None and not 1 <= self.parallel <= 4096:
+            raise InvalidInputError("parallel", f"must be between 1 and 4096, got {self.parallel}")
+
+
+def _pad(n: int, to: int) -> int:
+    return cdiv(n, to) * to
+
+
+def _row(dtype_name: str, num_elems: int, field: str) -> int:
+    dt = get_dtype(dtype_name)
+    if num_elems % dt.block_elems:
+        raise InvalidInputError(field, f"{dtype_name} needs rows that are a multiple of {dt.block_elems} "
+                                       f"values; this model's rows have {num_elems}")
+    return dt.row_bytes(num_elems)
+
+
+def _cells(arch: ModelArch, req: Request, opts: Options) -> tuple[int, int, int, int]:
+    """(n_seq, n_stream, base cells per stream, swa cells per stream)."""
+    n_seq = opts.parallel or req.batch
+    n_ctx = _pad(req.context_len * req.batch, opts.ctx_pad)
+    unified = opts.kv_unified or n_seq == 1
+    n_stream = 1 if unified else n_seq
+    base = n_ctx if unified else _pad(n_ctx // n_seq, opts.ctx_pad)
+    windows = [s.window if isinstance(s, SlidingWindow) else s.chunk for s in arch.layers
+               if isinstance(s, (SlidingWindow, ChunkedLocal))]
+    swa = base
+    if windows and not opts.swa_full:
+        n_swa = max(windows)
+        swa = _pad(min(base, n_swa * (n_seq if unified else 1) + opts.ubatch), opts.ctx_pad)
+    return n_seq, n_stream, base, swa
+
+
+def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
+    if req.tp > 1:
+        raise InvalidInputError("tp", "llama.cpp splits layers across GPUs, not heads; use pp instead of tp")
+    type_k = req.kv_dtype
+    type_v = opts.type_v or type_k
+    if opts.type_v is not None and opts.type_v not in KV_DTYPES:
+        raise InvalidInputError("type_v", f"llama.cpp V cache type must be one of {', '.join(KV_DTYPES)}")
+    iswa = arch.model_type in SWA_MODEL_TYPES
+    n_seq, n_stream, base, swa = _cells(arch, req, opts)
+    if not iswa:
+        swa = base
+    notes = [f"-c {req.context_len * req.batch} -np {n_seq}: {n_stream} stream(s) of {base:,} cells"]
+    if iswa and any(isinstance(s, (SlidingWindow, ChunkedLocal)) for s in arch.layers):
+        notes.append(f"iSWA: sliding layers keep {swa:,} cells" + (" (--swa-full)" if opts.swa_full else ""))
+    elif any(isinstance(s, (SlidingWindow, ChunkedLocal)) for s in arch.layers):
+        notes.append(f"llama.cpp caches this {arch.model_type} model's window layers at full length")
+
+    best = None
+    total = 0
+    for stage in pp_stages(arch, req.pp):
+        rows: dict[str, list[int]] = {}  # kind -> [layers, cells, bytes, k, v]
+        for spec in cache_layers(stage):
+            if isinstance(spec, FullAttention):
+                sliding = iswa and isinstance(spec, (SlidingWindow, ChunkedLocal))
+                kind = spec.kind if sliding else "full"
+                cells = swa if sliding else base
+                k = _row(type_k, spec.num_kv_heads * spec.head_dim, "kv_dtype") * cells * n_stream
+                v = _row(type_v, spec.num_kv_heads * spec.head_dim_v, "type_v") * cells * n_stream
+            elif isinstance(spec, MLA):
+                kind, cells = "mla", base
+                k = _row(type_k, spec.latent_dim, "kv_dtype") * cells * n_stream
+                v = _row(type_v, spec.kv_lora_rank, "type_v") * cells * n_stream if opts.mla_v_cache else 0
+            elif isinstance(spec, RecurrentState):
+                # Recurrent state is always F32, whatever -ctk/-ctv say (C.5); one row per sequence.
+                conv, ssm = mamba_state_elems(spec, 1, spec.conv_kernel - 1)
+                kind, cells, k, v = "state", 0, 4 * (conv + ssm) * max(1, n_seq), 0
+            else:  # pragma: no cover
+                continue
+            r = rows.setdefault(kind, [0, cells, 0, 0, 0])
+            r[0] += 1
+            r[2] += k + v
+            r[3] += k
+            r[4] += v
+        stage_bytes = sum(r[2] for r in rows.values())
+        total += stage_bytes
+        if best is None or stage_bytes > best[0]:
+            best = (stage_bytes, rows)
+    _, rows = best
+    breakdown = []
+    for kind, (n, cells, nbytes, k, v) in rows.items():
+        if kind in ("full", "sliding", "chunked"):
+            breakdown.append(KindBytes(kind, n, cells, nbytes, k, v))
+        else:
+            breakdown.append(KindBytes(kind, n, cells, nbytes))
+    ks = [r.k_bytes for r in breakdown if r.k_bytes is not None]
+    vs = [r.v_bytes for r in breakdown if r.v_bytes is not None]
+    per_token = 0
+    for spec in cache_layers(arch.layers):
+        if isinstance(spec, FullAttention) and not (iswa and isinstance(spec, (SlidingWindow, ChunkedLocal))):
+            per_token += _row(type_k, spec.num_kv_heads * spec.head_dim, "kv_dtype") + \
+                _row(type_v, spec.num_kv_heads * spec.head_dim_v, "type_v")
+        elif isinstance(spec, MLA):
+            per_token += _row(type_k, spec.latent_dim, "kv_dtype")
+    return KVEstimate(
+        model=arch.model_id, engine=NAME, context_len=req.context_len, batch=req.batch,
+        kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp, kv_bytes=sum(r.bytes for r in breakdown),
+        k_bytes=sum(ks) if ks else None, v_bytes=sum(vs) if vs else None,
+        state_bytes=sum(r.bytes for r in breakdown if r.kind == "state"), bytes_per_token=per_token,
+        total_bytes=total, block_size=None, breakdown=tuple(breakdown), notes=tuple(notes),
+    )
+
+
+def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int) -> Capacity:
+    """The largest unified `-c` whose cache fits `kv_memory_bytes`, and how many full-length
+    sequences share it. llama.cpp has no blocks: the cache is created whole at start-up."""
+    def size(n_ctx: int) -> int:
+        one = Request(n_ctx, 1, req.kv_dtype, req.tp, req.pp)
+        return kv_cache(arch, one, Options(**{**opts.__dict__, "parallel": 1})).kv_bytes
+
+    lo, hi = 0, (1 << 34) // opts.ctx_pad
+    while lo < hi:  # largest multiple of ctx_pad that fits
+        mid = (lo + hi + 1) // 2
+        if size(mid * opts.ctx_pad) <= kv_memory_bytes:
+            lo = mid
+        else:
+            hi = mid - 1
+    n_ctx = lo * opts.ctx_pad
+    return Capacity(
+        model=arch.model_id, engine=NAME, kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp,
+        kv_memory_bytes=kv_memory_bytes, max_model_len=req.context_len, block_size=None, num_blocks=None,
+        bytes_per_block=None, blocks_per_request=None, kv_tokens=n_ctx,
+        max_concurrency=n_ctx / req.context_len, max_sequences=n_ctx // req.context_len,
+        notes=(f"largest -c that fits: {n_ctx:,} cells, shared by --kv-unified slots",),
+    )

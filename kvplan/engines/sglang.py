@@ -1,0 +1,182 @@
+"""SGLang KV-cache allocation, per ENGINE_KV_SPEC.md §B.
+
+A token-granular pool (`page_size` 1 by default) of `cell_size` bytes per token over the attention
+layers; MLA keeps the latent (replicated per TP rank); hybrid-SWA models (gpt-oss) get a separate,
+smaller sliding pool, while Gemma 2/3/3n disable it and cache every layer at full length; hybrid
+Mamba/GDN models get a Mamba pool with fp32 SSM state by default. Per-request figures are the tokens a
+sequence occupies in the pools; capacity follows `profile_max_num_token`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvplan.engines.common import (
+    Capacity, KindBytes, KVEstimate, Request, cache_layers, cdiv, check_tp, kv_heads_per_rank,
+    mamba_state_elems, pp_stages,
+)
+from kvplan.dtypes import get_dtype
+from kvplan.errors import InvalidInputError
+from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
+
+NAME = "sglang"
+KV_DTYPES = ("bf16", "fp16", "fp32", "fp8", "fp8_e4m3", "fp8_e5m2")
+
+# NOTE: server_args._handle_model_specific_adjustments: gpt-oss and Llama 4 use the hybrid SWA pool;
+# Gemma 2/3/3n set disable_hybrid_swa_memory; any other windowed model gets full-length KV.
+HYBRID_SWA_MODEL_TYPES = {"gpt_oss", "llama4", "llama4_text", "mimo_v2_flash"}
+
+
+@dataclass(frozen=True)
+class Options:
+    """SGLang knobs that change the bytes. Defaults are SGLang's."""
+
+    block_size: int | None = None
+    """--page-size; None = 1 (token-granular radix cache). FlashMLA forces 64, cutlass_mla 128."""
+    hybrid_swa_memory: bool | None = None
+    """None = SGLang's per-model default (on for gpt-oss / Llama 4, off for Gemma and the rest)."""
+    swa_full_tokens_ratio: float = 0.8
+    mamba_ssm_dtype: str = "fp32"
+    """--mamba-ssm-dtype (SGLANG_MAMBA_SSM_DTYPE): float32 by default."""
+    mamba_full_memory_ratio: float = 0.9
+
+    def __post_init__(self):
+        if self.block_size is not None and not 1 <= self.block_size <= 1 << 16:
+            raise InvalidInputError("block_size", f"page size must be between 1 and 65536, got {self.block_size}")
+        for name in ("swa_full_tokens_ratio", "mamba_full_memory_ratio"):
+            value = getattr(self, name)
+            if not 0 < value <= 100:
+                raise InvalidInputError(name, f"must be a positive ratio, got {value}")
+
+
+def _page(opts: Options) -> int:
+    return opts.block_size or 1
+
+
+def _hybrid_swa(arch: ModelArch, opts: Options) -> bool:
+    if opts.hybrid_swa_memory is not None:
+        return opts.hybrid_swa_memory
+    return arch.model_type in HYBRID_SWA_MODEL_TYPES
+
+
+def _per_token(spec, req: Request) -> tuple[int, int]:
+    """(K, V) bytes per token of one attention layer on one rank; MLA latent is all K."""
+    dt = req.dtype
+    if isinstance(spec, MLA):
+        return dt.row_bytes(spec.latent_dim), 0
+    heads = kv_heads_per_rank(spec.num_kv_heads, req.tp)
+    return heads * dt.row_bytes(spec.head_dim), heads * dt.row_bytes(spec.head_dim_v)
+
+
+def _state_bytes(spec: RecurrentState, req: Request, opts: Options, model_dtype: str) -> int:
+    conv, ssm = mamba_state_elems(spec, req.tp, spec.conv_kernel - 1)
+    conv_b = 2 if model_dtype == "fp32" else get_dtype(model_dtype).block_bytes
+    return conv * conv_b + ssm * get_dtype(spec.ssm_dtype or opts.mamba_ssm_dtype).block_bytes
+
+
+def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
+    check_tp(arch, req.tp)
+    page = _page(opts)
+    hybrid = _hybrid_swa(arch, opts)
+    best, total = None, 0
+    for stage in pp_stages(arch, req.pp):
+        rows: dict[str, list] = {}
+        for spec in cache_layers(stage):
+            if isinstance(spec, RecurrentState):
+                nbytes = _state_bytes(spec, req, opts, arch.dtype) * req.batch
+                r = rows.setdefault("state", [0, 0, 0, None, None])
+                r[0] += 1
+                r[2] += nbytes
+                continue
+            windowed = hybrid and isinstance(spec, (SlidingWindow, ChunkedLocal))
+            window = (spec.window if isinstance(spec, SlidingWindow) else getattr(spec, "chunk", 0))
+            tokens = cdiv(min(req.context_len, window) if windowed else req.context_len, page) * page
+            kind = spec.kind if windowed else ("mla" if isinstance(spec, MLA) else "full")
+            k_tok, v_tok = _per_token(spec, req)
+            k, v = k_tok * tokens * req.batch, v_tok * tokens * req.batch
+            mla = isinstance(spec, MLA)
+            r = rows.setdefault(kind, [0, tokens, 0, None if mla else 0, None if mla else 0])
+            r[0] += 1
+            r[2] += k + v
+            if not mla:
+                r[3] += k
+                r[4] += v
+        stage_bytes = sum(r[2] for r in rows.values())
+        total += stage_bytes * req.tp
+        if best is None or stage_bytes > best[0]:
+            best = (stage_bytes, rows)
+    _, rows = best
+    breakdown = tuple(KindBytes(kind, *vals) for kind, vals in rows.items())
+    ks = [r.k_bytes for r in breakdown if r.k_bytes is not None]
+    vs = [r.v_bytes for r in breakdown if r.v_bytes is not None]
+    notes = []
+    if any(isinstance(s, (SlidingWindow, ChunkedLocal)) for s in arch.layers):
+        notes.append("hybrid SWA pool: window layers keep only the window" if hybrid else
+                     "hybrid SWA memory disabled for this model: window layers are cached at full length")
+    return KVEstimate(
+        model=arch.model_id, engine=NAME, context_len=req.context_len, batch=req.batch,
+        kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp, kv_bytes=sum(r.bytes for r in breakdown),
+        k_bytes=sum(ks) if ks else None, v_bytes=sum(vs) if vs else None,
+        state_bytes=sum(r.bytes for r in breakdown if r.kind == "state"),
+        bytes_per_token=_cell(arch.layers, req, hybrid)[0], total_bytes=total, block_size=page,
+        breakdown=breakdown, notes=tuple(notes),
+    )
+
+
+def _cell(layers, req: Request, hybrid: bool) -> tuple[int, int]:
+    """(full-pool, swa-pool) bytes per token over the attention layers of one rank."""
+    full = swa = 0
+    for spec in cache_layers(layers):
+        if isinstance(spec, RecurrentState):
+            continue
+        k, v = _per_token(spec, req)
+        if hybrid and isinstance(spec, (SlidingWindow, ChunkedLocal)):
+            swa += k + v
+        else:
+            full += k + v
+    return full, swa
+
+
+def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int) -> Capacity:
+    """`max_total_num_tokens` for a per-GPU budget (what remains of mem_fraction_static after the
+    weights), floored to the page size; the Mamba pool takes r/(1+r) of it on hybrid models."""
+    check_tp(arch, req.tp)
+    page = _page(opts)
+    hybrid = _hybrid_swa(arch, opts)
+    per_seq_tokens = cdiv(req.context_len, page) * page
+    best = None
+    for stage in pp_stages(arch, req.pp):
+        full, swa = _cell(stage, req, hybrid)
+        states = [s for s in cache_layers(stage) if isinstance(s, RecurrentState)]
+        budget, mamba_slots = kv_memory_bytes, None
+        if states:
+            r = opts.mamba_full_memory_ratio
+            mamba_mem = int(kv_memory_bytes * r / (1 + r))
+            per_req = sum(_state_bytes(s, req, opts, arch.dtype) for s in states)
+            mamba_slots = mamba_mem // per_req
+            budget = kv_memory_bytes - mamba_mem
+        ratio = opts.swa_full_tokens_ratio
+        tokens = int(budget // (full + ratio * swa)) if swa else (budget // full if full else 0)
+        tokens = tokens // page * page
+        seqs = tokens / per_seq_tokens if full else float("inf")
+        if swa:
+            window = max(getattr(s, "window", 0) or getattr(s, "chunk", 0) for s in stage
+                         if isinstance(s, (SlidingWindow, ChunkedLocal)))
+            swa_tokens = int(tokens * ratio) // page * page
+            seqs = min(seqs, swa_tokens / (cdiv(min(req.context_len, window), page) * page))
+        if mamba_slots is not None:
+            seqs = min(seqs, mamba_slots)
+        if best is None or seqs < best[1]:
+            best = (tokens, seqs, mamba_slots)
+    tokens, seqs, mamba_slots = best
+    notes = [f"pool rows allocated: {tokens + page:,} (one padded page for dummy writes)"]
+    if mamba_slots is not None:
+        notes.append(f"Mamba pool: {mamba_slots:,} request slots ({opts.mamba_full_memory_ratio} : 1 of "
+                     "the budget)")
+    seqs = 0.0 if seqs == float("inf") else seqs
+    return Capacity(
+        model=arch.model_id, engine=NAME, kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp,
+        kv_memory_bytes=kv_memory_bytes, max_model_len=req.context_len, block_size=page,
+        num_blocks=tokens // page, bytes_per_block=None, blocks_per_request=per_seq_tokens // page,
+        kv_tokens=tokens, max_concurrency=seqs, max_sequences=int(seqs), notes=tuple(notes),
+    )

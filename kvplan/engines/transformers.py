@@ -1,0 +1,108 @@
+"""Hugging Face transformers `DynamicCache`, per ENGINE_KV_SPEC.md §D.
+
+Tensors grow with the tokens seen (no blocks, no preallocation): K/V `[B, Hkv, T, D]` per full layer;
+sliding (and Llama 4 chunked) layers keep the last `window − 1` tokens after an update; MLA models
+cache the *decompressed* per-head K `[B, H, T, nope+rope]` and V `[B, H, T, v_head_dim]`; recurrent
+layers hold conv states over the full kernel width and SSM states (GDN recurrent states in fp32).
+Single device only: this is what `model.generate` on one GPU holds after prefill.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kvplan.dtypes import get_dtype
+from kvplan.engines.common import (
+    Capacity, KindBytes, KVEstimate, Request, cache_layers, mamba_state_elems,
+)
+from kvplan.errors import InvalidInputError
+from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
+
+NAME = "transformers"
+KV_DTYPES = ("bf16", "fp16", "fp32")
+
+
+@dataclass(frozen=True)
+class Options:
+    """DynamicCache has no knobs that change its size (QuantizedCache is not modelled)."""
+
+
+def _tokens(spec, num_tokens: int) -> int:
+    if isinstance(spec, SlidingWindow):
+        return min(num_tokens, spec.window - 1)
+    if isinstance(spec, ChunkedLocal):
+        # DynamicCache builds chunked layers as sliding layers of window attention_chunk_size.
+        return min(num_tokens, spec.chunk - 1)
+    return num_tokens
+
+
+def layer_tensors(arch: ModelArch, spec, num_tokens: int, batch: int, kv_dtype: str) -> dict[str, int]:
+    """Bytes of each tensor DynamicCache holds for one layer, by name ("keys", "conv_states", ...).
+
+    The validate mode compares these with the tensors a real cache holds.
+    """
+    b = get_dtype(kv_dtype).block_bytes
+    if isinstance(spec, FullAttention):
+        t = _tokens(spec, num_tokens)
+        return {"keys": batch * spec.num_kv_heads * t * spec.head_dim * b,
+                "values": batch * spec.num_kv_heads * t * spec.head_dim_v * b}
+    if isinstance(spec, MLA):
+        return {"keys": batch * spec.num_heads * num_tokens * (spec.qk_nope_head_dim + spec.rope_dim) * b,
+                "values": batch * spec.num_heads * num_tokens * spec.v_head_dim * b}
+    if isinstance(spec, RecurrentState):
+        conv, ssm = mamba_state_elems(spec, 1, spec.conv_kernel)
+        # NOTE: Qwen3-Next / Qwen3.5 GDN recurrent states come out of the chunked kernels in fp32.
+        ssm_b = 4 if spec.mixer == "gdn" else get_dtype(spec.ssm_dtype).block_bytes if spec.ssm_dtype else b
+        return {"conv_states": batch * conv * b, "ssm_states": batch * ssm * ssm_b}
+    return {}
+
+
+def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
+    if req.tp > 1 or req.pp > 1:
+        raise InvalidInputError("tp" if req.tp > 1 else "pp",
+                                "the transformers profile sizes a single-device DynamicCache; use tp=1 pp=1")
+    rows: dict[str, list[int]] = {}
+    for spec in cache_layers(arch.layers):
+        tensors = layer_tensors(arch, spec, req.context_len, req.batch, req.kv_dtype)
+        kind = spec.kind
+        tokens = 0 if kind == "state" else (_tokens(spec, req.context_len))
+        r = rows.setdefault(kind, [0, tokens, 0, 0, 0])
+        r[0] += 1
+        r[2] += sum(tensors.values())
+        r[3] += tensors.get("keys", 0)
+        r[4] += tensors.get("values", 0)
+    breakdown = []
+    for kind, (n, tokens, nbytes, k, v) in rows.items():
+        if kind == "state":
+            breakdown.append(KindBytes(kind, n, 0, nbytes))
+        else:  # MLA is decompressed here, so K and V are separate tensors again
+            breakdown.append(KindBytes(kind, n, tokens, nbytes, k, v))
+    ks = [r.k_bytes for r in breakdown if r.k_bytes is not None]
+    vs = [r.v_bytes for r in breakdown if r.v_bytes is not None]
+    per_token = sum(sum(layer_tensors(arch, s, 1, 1, req.kv_dtype).values()) for s in arch.layers
+                    if isinstance(s, MLA) or type(s) is FullAttention)
+    notes = []
+    if any(isinstance(s, MLA) for s in arch.layers):
+        notes.append("MLA is cached decompressed: every head's K and V, not the latent")
+    return KVEstimate(
+        model=arch.model_id, engine=NAME, context_len=req.context_len, batch=req.batch,
+        kv_dtype=req.kv_dtype, tp=1, pp=1, kv_bytes=sum(r.bytes for r in breakdown),
+        k_bytes=sum(ks) if ks else None, v_bytes=sum(vs) if vs else None,
+        state_bytes=sum(r.bytes for r in breakdown if r.kind == "state"), bytes_per_token=per_token,
+        total_bytes=sum(r.bytes for r in breakdown), block_size=None, breakdown=tuple(breakdown),
+        notes=tuple(notes),
+    )
+
+
+def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int) -> Capacity:
+    """How many sequences of `context_len` tokens fit in `kv_memory_bytes` (HF has no pool)."""
+    one = kv_cache(arch, Request(req.context_len, 1, req.kv_dtype), opts).kv_bytes
+    seqs = kv_memory_bytes // one if one else 0
+    per_token = kv_cache(arch, Request(1, 1, req.kv_dtype), opts).bytes_per_token
+    return Capacity(
+        model=arch.model_id, engine=NAME, kv_dtype=req.kv_dtype, tp=1, pp=1,
+        kv_memory_bytes=kv_memory_bytes, max_model_len=req.context_len, block_size=None, num_blocks=None,
+        bytes_per_block=None, blocks_per_request=None,
+        kv_tokens=kv_memory_bytes // per_token if per_token else 0,
+        max_concurrency=kv_memory_bytes / one if one else 0.0, max_sequences=seqs,
+    )

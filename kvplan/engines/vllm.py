@@ -1,0 +1,289 @@
+"""vLLM (V1 engine) KV-cache allocation, per ENGINE_KV_SPEC.md §A.
+
+Paged blocks of `block_size` tokens; one KV-cache tensor per layer slot; hybrid models grouped so all
+groups share one page size (A.7); Mamba/GDN states padded up to one attention page. Per-request
+memory is what vLLM's own `max_memory_usage_bytes` budgets for a request of that length (the figure
+its "Maximum concurrency" uses), so sliding layers count `window − 1 + in-flight` tokens plus one block.
+This module knows nothing of GPUs or weights: the KV budget is an input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from kvplan.dtypes import get_dtype
+from kvplan.engines.common import (
+    Capacity, KindBytes, KVEstimate, Request, cache_layers, cdiv, check_tp, kv_heads_per_rank,
+    mamba_state_elems, pp_stages,
+)
+from kvplan.errors import InvalidInputError, UnsupportedConfigError
+from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
+
+NAME = "vllm"
+KV_DTYPES = ("bf16", "fp16", "fp32", "fp8", "fp8_e4m3", "fp8_e5m2", "nvfp4")
+DEFAULT_BLOCK_SIZE = 16  # vllm/config/cache.py
+MLA_BLOCK_SIZE = 64  # FlashMLA on Hopper (A.5); CUTLASS MLA on Blackwell uses 128: pass block_size
+
+
+@dataclass(frozen=True)
+class Options:
+    """vLLM knobs that change the bytes. Defaults are the current `vllm serve` behaviour."""
+
+    block_size: int | None = None
+    """Tokens per block; None = the attention backend's choice (16, or 64 for MLA)."""
+    max_num_batched_tokens: int = 8192
+    """Scheduler token budget (`vllm serve` on >= 70 GiB GPUs); enters the sliding-window count."""
+    async_scheduling: bool = True
+    """With async scheduling two batches are in flight, so SWA layers keep 2× the batched tokens."""
+    hybrid_kv_cache_manager: bool = True
+    """False = --disable-hybrid-kv-cache-manager: sliding layers then take full-length memory."""
+    mamba_cache_mode: Literal["none", "align", "all"] = "align"
+    """State blocks per request: none = 1, align = 2 (prefix caching on, the current default), all."""
+    mamba_cache_dtype: str = "auto"
+    mamba_ssm_cache_dtype: str = "auto"
+    kv_tokens_rule: Literal["concurrency", "blocks"] = "concurrency"
+    """How "GPU KV cache size: N tokens" is computed: newest int(concurrency·len), older blocks·size."""
+
+    def __post_init__(self):
+        if self.block_size is not None and not (1 <= self.block_size <= 1 << 16):
+            raise InvalidInputError("block_size", f"must be between 1 and 65536, got {self.block_size}")
+        if not 1 <= self.max_num_batched_tokens <= 1 << 30:
+            raise InvalidInputError("max_num_batched_tokens", "must be a positive token count")
+        if self.mamba_cache_mode not in ("none", "align", "all"):
+            raise InvalidInputError("mamba_cache_mode", "choose none, align or all")
+        if self.kv_tokens_rule not in ("concurrency", "blocks"):
+            raise InvalidInputError("kv_tokens_rule", "choose concurrency or blocks")
+
+
+@dataclass
+class _Type:
+    """Layers sharing one vLLM KV-cache spec."""
+
+    kind: str
+    layers: list = field(default_factory=list)
+    tok_bytes: int = 0  # bytes per token per layer (attention); 0 for state
+    k_tok: int = 0
+    v_tok: int = 0
+    state_bytes: int = 0  # unpadded state page (state only)
+    window: int = 0
+    block_size: int = 0
+    page: int = 0
+    groups: int = 1
+
+    def blocks(self, num_tokens: int, in_flight: int, mode: str) -> int:
+        """Blocks one request of `num_tokens` needs (vLLM max_memory_usage_bytes / page)."""
+        if self.kind == "sliding":
+            return cdiv(min(self.window - 1 + in_flight, num_tokens), self.block_size) + 1
+        if self.kind == "chunked":
+            return cdiv(min(self.window + in_flight, num_tokens), self.block_size)
+        if self.kind == "state":
+            return {"none": 1, "align": 2}.get(mode) or cdiv(num_tokens, self.block_size)
+        return cdiv(num_tokens, self.block_size)
+
+
+@dataclass
+class _Layout:
+    types: list[_Type]
+    group_size: int
+    bytes_per_block: int
+    notes: list[str]
+
+
+def _state_dtypes(spec: RecurrentState, model_dtype: str, opts: Options) -> tuple[int, int]:
+    conv = model_dtype if opts.mamba_cache_dtype == "auto" else opts.mamba_cache_dtype
+    conv = "bf16" if conv == "fp32" and opts.mamba_cache_dtype == "auto" else conv
+    if opts.mamba_ssm_cache_dtype != "auto":
+        ssm = opts.mamba_ssm_cache_dtype
+    else:
+        ssm = spec.ssm_dtype or conv  # Qwen3.5 pins mamba_ssm_dtype float32 in its config
+    return get_dtype(conv).block_bytes, get_dtype(ssm).block_bytes
+
+
+def _layout(layers, req: Request, opts: Options, model_dtype: str) -> _Layout:
+    dt = req.dtype
+    types: dict[tuple, _Type] = {}
+    notes: list[str] = []
+    for spec in cache_layers(layers):
+        if isinstance(spec, FullAttention):
+            heads = kv_heads_per_rank(spec.num_kv_heads, req.tp)
+            k_tok, v_tok = heads * dt.row_bytes(spec.head_dim), heads * dt.row_bytes(spec.head_dim_v)
+            kind, window = "full", 0
+            if opts.hybrid_kv_cache_manager and isinstance(spec, SlidingWindow):
+                kind, window = "sliding", spec.window
+            elif opts.hybrid_kv_cache_manager and isinstance(spec, ChunkedLocal):
+                kind, window = "chunked", spec.chunk
+            key = (kind, k_tok, v_tok, window)
+            t = types.setdefault(key, _Type(kind, tok_bytes=k_tok + v_tok, k_tok=k_tok, v_tok=v_tok,
+                                            window=window))
+        elif isinstance(spec, MLA):
+            # The latent is one vector, no K/V pair, replicated on every TP rank (A.3).
+            tok = dt.row_bytes(spec.latent_dim)
+            t = types.setdefault(("mla", tok), _Type("mla", tok_bytes=tok))
+        elif isinstance(spec, RecurrentState):
+            conv_elems, ssm_elems = mamba_state_elems(spec, req.tp, spec.conv_kernel - 1)
+            conv_b, ssm_b = _state_dtypes(spec, model_dtype, opts)
+            page = conv_elems * conv_b + ssm_elems * ssm_b
+            t = types.setdefault(("state", page), _Type("state", state_bytes=page))
+        else:  # pragma: no cover - the parser only makes the kinds above
+            raise UnsupportedConfigError("layers", f"vLLM profile cannot size {type(spec).__name__}")
+        t.layers.append(spec)
+    if not types:
+        return _Layout([], 1, 0, ["no layer on this GPU holds a cache"])
+    if not opts.hybrid_kv_cache_manager and any(
+            isinstance(s, (SlidingWindow, ChunkedLocal)) for s in cache_layers(layers)):
+        notes.append("hybrid KV cache manager disabled: sliding/chunked layers take full-length memory")
+
+    attn = [t for t in types.values() if t.kind != "state"]
+    state = [t for t in types.values() if t.kind == "state"]
+    kernel_min = MLA_BLOCK_SIZE if any(t.kind == "mla" for t in attn) else DEFAULT_BLOCK_SIZE
+    block = opts.block_size or kernel_min
+    if attn and state:
+        # A.7: raise the attention block so one attention page holds a whole Mamba state page.
+        align = max(kernel_min, opts.block_size or 0)
+        attn_tok = attn[0].tok_bytes
+        mamba_page = max(t.state_bytes for t in state)
+        block = align * cdiv(mamba_page, align * attn_tok)
+        notes.append(f"attention block size raised to {block} tokens so a page ({block * attn_tok:,} B) "
+                     f"holds one state ({mamba_page:,} B)")
+    for t in attn:
+        t.block_size, t.page = block, block * t.tok_bytes
+    if attn:
+        max_page = max(t.page for t in attn)
+        for t in attn:  # A.7 unify_kv_cache_spec_page_size
+            if max_page % t.page:
+                raise UnsupportedConfigError("layers", f"vLLM cannot unify attention pages of {t.page:,} and "
+                                                       f"{max_page:,} bytes (not a whole ratio)")
+            t.block_size *= max_page // t.page
+            t.page = max_page
+    for t in state:
+        t.block_size = block
+        t.page = attn[0].page if attn else t.state_bytes
+        if t.page < t.state_bytes:  # pragma: no cover - block chosen above guarantees it
+            raise AssertionError("state page larger than attention page")
+
+    all_types = list(types.values())
+    if len(all_types) == 1:
+        t = all_types[0]
+        return _Layout(all_types, len(t.layers), len(t.layers) * t.page, notes)
+    same_kind = len({(t.kind, t.window) for t in all_types}) == 1 and not state
+    if same_kind:
+        # UniformTypeKVCacheSpecs: one group whose page is the sum of the per-layer pages.
+        for t in all_types:
+            t.block_size, t.page = block, block * t.tok_bytes
+        return _Layout(all_types, 1, sum(len(t.layers) * t.page for t in all_types), notes)
+    counts = [len(t.layers) for t in all_types]
+    lo, hi = min(counts), max(counts)
+    group_size = hi if hi < 1.5 * lo else lo
+    for t in all_types:
+        t.groups = cdiv(len(t.layers), group_size)
+    page = all_types[0].page
+    num_groups = sum(t.groups for t in all_types)
+    padding = num_groups * group_size - sum(counts)
+    notes.append(f"hybrid layout: {num_groups} KV-cache groups of {group_size} layer slots"
+                 + (f" ({padding} padding slots)" if padding else ""))
+    return _Layout(all_types, group_size, group_size * page, notes)
+
+
+def _in_flight(req: Request, opts: Options) -> int:
+    batches = (req.pp + 1 if req.pp > 1 else 2) if opts.async_scheduling else req.pp
+    return batches * opts.max_num_batched_tokens
+
+
+def _request_bytes(lay: _Layout, num_tokens: int, in_flight: int, opts: Options) -> list[KindBytes]:
+    rows = []
+    uniform = lay.group_size == 1 and len(lay.types) > 1
+    for t in lay.types:
+        blocks = t.blocks(num_tokens, in_flight, opts.mamba_cache_mode)
+        n = len(t.layers)
+        real = n * blocks * t.page
+        tokens = 0 if t.kind == "state" else blocks * t.block_size
+        if t.kind in ("full", "sliding", "chunked"):
+            rows.append(KindBytes(t.kind, n, tokens, real, n * tokens * t.k_tok, n * tokens * t.v_tok))
+        else:
+            rows.append(KindBytes(t.kind, n, tokens, real))
+        slots = n if uniform or len(lay.types) == 1 else t.groups * lay.group_size
+        if slots > n:
+            rows.append(KindBytes("padding", slots - n, tokens, (slots - n) * blocks * t.page))
+    return rows
+
+
+def _blocks_per_request(lay: _Layout, num_tokens: int, in_flight: int, opts: Options) -> int:
+    if len(lay.types) == 1 or lay.group_size == 1:
+        return max(t.blocks(num_tokens, in_flight, opts.mamba_cache_mode) for t in lay.types)
+    return sum(t.groups * t.blocks(num_tokens, in_flight, opts.mamba_cache_mode) for t in lay.types)
+
+
+def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
+    check_tp(arch, req.tp)
+    in_flight = _in_flight(req, opts)
+    best = None
+    total = 0
+    for stage in pp_stages(arch, req.pp):
+        lay = _layout(stage, req, opts, arch.dtype)
+        rows = _request_bytes(lay, req.context_len, in_flight, opts)
+        stage_bytes = sum(r.bytes for r in rows) * req.batch
+        total += stage_bytes * req.tp
+        if best is None or stage_bytes > best[0]:
+            best = (stage_bytes, lay, rows)
+    _, lay, rows = best
+    return _estimate(arch, req, lay, rows, total)
+
+
+def _estimate(arch, req, lay, rows, total) -> KVEstimate:
+    b = req.batch
+    merged: dict[str, KindBytes] = {}
+    for r in rows:
+        m = merged.get(r.kind)
+        scaled = KindBytes(r.kind, r.num_layers, r.tokens_per_seq, r.bytes * b,
+                           None if r.k_bytes is None else r.k_bytes * b,
+                           None if r.v_bytes is None else r.v_bytes * b)
+        if m is None:
+            merged[r.kind] = scaled
+        else:
+            merged[r.kind] = KindBytes(r.kind, m.num_layers + r.num_layers,
+                                       max(m.tokens_per_seq, r.tokens_per_seq), m.bytes + scaled.bytes,
+                                       None if m.k_bytes is None else m.k_bytes + (scaled.k_bytes or 0),
+                                       None if m.v_bytes is None else m.v_bytes + (scaled.v_bytes or 0))
+    breakdown = tuple(merged.values())
+    ks = [r.k_bytes for r in breakdown if r.k_bytes is not None]
+    vs = [r.v_bytes for r in breakdown if r.v_bytes is not None]
+    state = sum(r.bytes for r in breakdown if r.kind == "state")
+    per_token = sum(len(t.layers) * t.tok_bytes for t in lay.types if t.kind in ("full", "mla"))
+    blocks = sorted({t.block_size for t in lay.types if t.kind != "state"}) or [None]
+    return KVEstimate(
+        model=arch.model_id, engine=NAME, context_len=req.context_len, batch=b, kv_dtype=req.kv_dtype,
+        tp=req.tp, pp=req.pp, kv_bytes=sum(r.bytes for r in breakdown), k_bytes=sum(ks) if ks else None,
+        v_bytes=sum(vs) if vs else None, state_bytes=state, bytes_per_token=per_token, total_bytes=total,
+        block_size=blocks[0], breakdown=breakdown, notes=tuple(lay.notes),
+    )
+
+
+def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int) -> Capacity:
+    """Blocks, logged tokens and max concurrency for `kv_memory_bytes` per GPU at `req.context_len`."""
+    check_tp(arch, req.tp)
+    in_flight = _in_flight(req, opts)
+    layouts = [_layout(stage, req, opts, arch.dtype) for stage in pp_stages(arch, req.pp)]
+    layouts = [lay for lay in layouts if lay.bytes_per_block]
+    num_blocks = min(kv_memory_bytes // lay.bytes_per_block for lay in layouts)
+    per_req = max(_blocks_per_request(lay, req.context_len, in_flight, opts) for lay in layouts)
+    lay = max(layouts, key=lambda x: x.bytes_per_block)
+    concurrency = num_blocks / per_req
+    if opts.kv_tokens_rule == "concurrency":
+        kv_tokens = int(concurrency * req.context_len)
+    else:  # PR #13596 era: blocks per group times the smallest block size
+        num_groups = sum(t.groups for t in lay.types) if lay.group_size > 1 or len(lay.types) == 1 else 1
+        kv_tokens = num_blocks // num_groups * min(t.block_size for t in lay.types)
+    notes = list(lay.notes)
+    if num_blocks < per_req:
+        notes.append(f"not even one {req.context_len:,}-token request fits: it needs {per_req:,} blocks, "
+                     f"the budget holds {num_blocks:,}")
+    return Capacity(
+        model=arch.model_id, engine=NAME, kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp,
+        kv_memory_bytes=kv_memory_bytes, max_model_len=req.context_len,
+        block_size=min((t.block_size for t in lay.types if t.kind != "state"), default=None),
+        num_blocks=num_blocks, bytes_per_block=lay.bytes_per_block, blocks_per_request=per_req,
+        kv_tokens=kv_tokens, max_concurrency=concurrency,
+        max_sequences=max(0, num_blocks - 1) // per_req,  # block 0 is the null block
+        notes=tuple(notes),
+    )

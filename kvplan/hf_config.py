@@ -1,0 +1,454 @@
+"""Parse a Hugging Face `config.json` (as a dict) into a `ModelArch`.
+
+Pydantic validates the fields at the edge (types, positivity, the field-name aliases of each family);
+the rest of kvplan only ever sees the frozen `ModelArch`. This module knows config conventions — which
+layer is sliding, how Falcon spells its KV heads, where a VLM nests its text model — and nothing about
+bytes or engines. It never imports or executes anything a config names (`auto_map` is ignored).
+
+Every unknown layer type or inconsistent field raises `UnsupportedConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Optional
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, Strict, ValidationError
+
+from kvplan.errors import UnsupportedConfigError
+from kvplan.layers import (
+    MLA,
+    ChunkedLocal,
+    FullAttention,
+    LayerSpec,
+    ModelArch,
+    NoCache,
+    RecurrentState,
+    SlidingWindow,
+    WeightDims,
+)
+
+Int = Optional[Annotated[int, Strict()]]
+PosInt = Optional[Annotated[int, Strict(), Field(gt=0, le=1 << 40)]]
+
+# Where multimodal / wrapper configs keep their language model (ENGINE_KV_SPEC.md §F, "nesting").
+_NESTED_TEXT_KEYS = ("text_config", "llm_config", "language_config")
+
+# NOTE: Gemma 3 multimodal configs ship a sparse `text_config`; absent fields take transformers'
+# Gemma3TextConfig defaults (ENGINE_KV_SPEC.md I.7). gemma-3-4b-it relies on heads 8 / kv 4 / dim 256.
+_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gemma3_text": {
+        "vocab_size": 262208, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+        "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
+        "max_position_embeddings": 131072, "sliding_window": 4096, "sliding_window_pattern": 6,
+        "tie_word_embeddings": True,
+    },
+}
+
+# Families whose `sliding_window` only applies when `use_sliding_window` is true, from layer
+# `max_window_layers` on (transformers Qwen2Config / Qwen3Config).
+_QWEN_SWA_FAMILIES = {"qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "qwen2_vl", "qwen2_5_vl", "qwen2_vl_text",
+                      "qwen2_5_vl_text"}
+
+_LAYER_TYPE_WORDS = {
+    "full_attention": "full", "attention": "full", "global_attention": "full", "global": "full",
+    "sliding_attention": "sliding", "sliding_window_attention": "sliding", "local_attention": "sliding",
+    "local": "sliding", "chunked_attention": "chunked",
+    "linear_attention": "gdn", "mamba": "mamba", "mamba2": "mamba", "conv": "shortconv",
+}
+
+
+class _Fields(BaseModel):
+    """The config.json fields kvplan reads, with the aliases each family uses."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    model_type: Annotated[str, Strict()] = ""
+    num_hidden_layers: PosInt = Field(None, validation_alias=AliasChoices(
+        "num_hidden_layers", "n_layer", "num_layers", "n_layers"))
+    num_attention_heads: PosInt = Field(None, validation_alias=AliasChoices(
+        "num_attention_heads", "n_head", "n_heads"))
+    num_key_value_heads: Optional[Any] = Field(None, validation_alias=AliasChoices(
+        "n_head_kv", "num_kv_heads", "num_key_value_heads", "multi_query_group_num"))
+    head_dim: PosInt = Field(None, validation_alias=AliasChoices(
+        "head_dim", "kv_channels", "hidden_size_per_head", "attention_head_dim"))
+    v_head_dim: PosInt = None
+    hidden_size: PosInt = Field(None, validation_alias=AliasChoices("hidden_size", "n_embd", "d_model"))
+    intermediate_size: PosInt = Field(None, validation_alias=AliasChoices(
+        "intermediate_size", "ffn_hidden_size", "n_inner"))
+    vocab_size: PosInt = Field(None, validation_alias=AliasChoices("vocab_size", "padded_vocab_size"))
+    max_position_embeddings: PosInt = Field(None, validation_alias=AliasChoices(
+        "max_position_embeddings", "n_positions", "seq_length", "max_seq_len", "max_sequence_length"))
+    tie_word_embeddings: Optional[bool] = None
+    torch_dtype: Optional[str] = Field(None, validation_alias=AliasChoices("torch_dtype", "dtype"))
+
+    # Falcon / GPT-BigCode multi-query naming
+    multi_query: Optional[bool] = None
+    new_decoder_architecture: Optional[bool] = None
+
+    # sliding window / local attention
+    sliding_window: Optional[Annotated[int, Strict(), Field(ge=0)]] = None
+    use_sliding_window: Optional[bool] = None
+    max_window_layers: Optional[Annotated[int, Strict(), Field(ge=0)]] = None
+    sliding_window_pattern: Optional[Any] = None  # int period (Gemma 3: 6) or "LLLG" (EXAONE 4)
+    layer_types: Optional[list[Any]] = None
+    attention_chunk_size: PosInt = None
+    no_rope_layers: Optional[list[Any]] = None
+    num_kv_shared_layers: Optional[Annotated[int, Strict(), Field(ge=0)]] = None
+
+    # MLA (DeepSeek-V2/V3, Kimi-K2, GLM-4.x-lite)
+    kv_lora_rank: PosInt = None
+    qk_rope_head_dim: PosInt = None
+    qk_nope_head_dim: Int = None
+    q_lora_rank: Int = None
+
+    # hybrids
+    hybrid_override_pattern: Optional[str] = None
+    layers_block_type: Optional[list[Any]] = None
+    attn_layer_period: PosInt = None
+    attn_layer_offset: Int = None
+    full_attention_interval: PosInt = None
+    # GatedDeltaNet (Qwen3-Next / Qwen3.5)
+    linear_num_key_heads: PosInt = None
+    linear_num_value_heads: PosInt = None
+    linear_key_head_dim: PosInt = None
+    linear_value_head_dim: PosInt = None
+    linear_conv_kernel_dim: PosInt = None
+    mamba_ssm_dtype: Optional[str] = Field(None, validation_alias=AliasChoices(
+        "mamba_ssm_dtype", "mamba_ssm_cache_dtype"))  # Qwen3.5, Nemotron-3: float32 SSM state
+    conv_L_cache: PosInt = None  # LFM2 short-conv layers
+    cross_attention_layers: Optional[list[Any]] = None  # Llama 3.2 Vision (mllama)
+    # Mamba2 (Nemotron-H / Granite-4.0-H / Bamba / Falcon-H1 / pure Mamba2) and Mamba1 (Jamba, Mamba)
+    mamba_num_heads: PosInt = Field(None, validation_alias=AliasChoices("mamba_num_heads", "mamba_n_heads"))
+    mamba_head_dim: PosInt = Field(None, validation_alias=AliasChoices("mamba_head_dim", "mamba_d_head"))
+    mamba_d_state: PosInt = Field(None, validation_alias=AliasChoices("mamba_d_state", "ssm_state_size"))
+    mamba_n_groups: PosInt = Field(None, validation_alias=AliasChoices("mamba_n_groups", "n_groups"))
+    mamba_d_conv: PosInt = Field(None, validation_alias=AliasChoices("mamba_d_conv", "conv_kernel"))
+    mamba_expand: PosInt = Field(None, validation_alias=AliasChoices("mamba_expand", "expand"))
+    mamba_d_ssm: PosInt = None
+    state_size: PosInt = None
+    num_heads: PosInt = None  # pure Mamba2 SSM heads (NOT attention heads)
+
+    # weights (used by the planner)
+    num_experts: Int = Field(None, validation_alias=AliasChoices(
+        "num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"))
+    num_experts_per_tok: Int = Field(None, validation_alias=AliasChoices(
+        "num_experts_per_tok", "experts_per_token", "moe_top_k"))
+    moe_intermediate_size: Int = None
+    n_shared_experts: Int = Field(None, validation_alias=AliasChoices("n_shared_experts", "num_shared_experts"))
+    shared_expert_intermediate_size: Int = None
+    first_k_dense_replace: Int = None
+    num_nextn_predict_layers: Int = None
+
+
+def _text_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The language-model part of a config: the nested text config if there is one, else itself.
+
+    Top-level keys the nested dict lacks (dtype, tie_word_embeddings) are inherited, as transformers'
+    `get_text_config()` users effectively see them.
+    """
+    nested: Any = None
+    for key in _NESTED_TEXT_KEYS:
+        if isinstance(config.get(key), Mapping):
+            nested = config[key]
+            break
+    thinker = config.get("thinker_config")
+    if nested is None and isinstance(thinker, Mapping) and isinstance(thinker.get("text_config"), Mapping):
+        nested = thinker["text_config"]  # Qwen-Omni
+    if nested is None:
+        text = dict(config)
+    else:
+        text = {k: v for k, v in config.items() if k not in _NESTED_TEXT_KEYS and k != "model_type"}
+        text.update(nested)
+        if "model_type" not in nested and isinstance(config.get("model_type"), str):
+            text["model_type"] = config["model_type"] + "_text"
+    defaults = _FAMILY_DEFAULTS.get(text.get("model_type") if isinstance(text.get("model_type"), str) else "")
+    if defaults:
+        text = {**defaults, **{k: v for k, v in text.items() if v is not None or k not in defaults}}
+    return text
+
+
+def _validate(text: dict[str, Any]) -> _Fields:
+    try:
+        return _Fields.model_validate(text)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "config"
+        got = first.get("input")
+        shown = repr(got)[:60] if not isinstance(got, dict) else "an object"
+        raise UnsupportedConfigError(field, f"{first['msg'].lower()} (got {shown})") from None
+
+
+def _require(value: Any, field: str, why: str) -> Any:
+    if value is None:
+        raise UnsupportedConfigError(field, f"missing; {why}")
+    return value
+
+
+def _kv_heads(f: _Fields, raw: Mapping[str, Any], num_layers: int) -> list[int]:
+    """KV heads per layer, following vLLM's ModelConfig.get_total_num_kv_heads order."""
+    heads = _require(f.num_attention_heads, "num_attention_heads", "needed for attention layers")
+    # NOTE: Falcon-7B (multi_query, old architecture) and GPT-BigCode store one shared KV head.
+    if f.multi_query and not f.new_decoder_architecture and f.model_type in (
+            "falcon", "RefinedWeb", "RefinedWebModel", "gpt_bigcode"):
+        return [1] * num_layers
+    kv: Any = f.num_key_value_heads
+    attn_config = raw.get("attn_config")
+    if kv is None and isinstance(attn_config, Mapping) and "kv_n_heads" in attn_config:
+        kv = attn_config["kv_n_heads"]  # MPT, DBRX
+    if kv is None:
+        return [heads] * num_layers  # GPT-2, OPT, Bloom, GPT-NeoX: plain MHA
+    per_layer = kv if isinstance(kv, list) else [kv] * num_layers
+    if len(per_layer) != num_layers:
+        raise UnsupportedConfigError("num_key_value_heads",
+                                     f"has {len(per_layer)} entries for {num_layers} layers")
+    for value in per_layer:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UnsupportedConfigError("num_key_value_heads", f"expected a positive integer, got {value!r}")
+        if value and heads % value:
+            raise UnsupportedConfigError(
+                "num_key_value_heads",
+                f"{value} KV heads do not divide {heads} attention heads; fix num_key_value_heads")
+        if value > heads:
+            raise UnsupportedConfigError("num_key_value_heads", f"{value} exceeds num_attention_heads {heads}")
+    return per_layer
+
+
+def _head_dim(f: _Fields) -> int:
+    if f.head_dim is not None:
+        return f.head_dim  # declared head_dim wins (Gemma, Qwen3, Mistral-Nemo: != hidden/heads)
+    hidden = _require(f.hidden_size, "hidden_size", "needed to derive head_dim")
+    heads = _require(f.num_attention_heads, "num_attention_heads", "needed to derive head_dim")
+    if hidden % heads:
+        raise UnsupportedConfigError("head_dim", f"missing and hidden_size {hidden} is not divisible by "
+                                                 f"{heads} heads; add head_dim")
+    return hidden // heads
+
+
+def _flags(values: list[Any], field: str, num_layers: int) -> list[Any]:
+    if len(values) != num_layers:
+        raise UnsupportedConfigError(field, f"has {len(values)} entries but num_hidden_layers is {num_layers}")
+    return values
+
+
+def _layer_plan(f: _Fields, num_layers: int) -> list[str]:
+    """One word per layer: full / sliding / chunked / mla / gdn / mamba / both / none."""
+    mt = f.model_type
+    if f.kv_lora_rank is not None:
+        return ["mla"] * num_layers
+    if f.hybrid_override_pattern is not None:  # Nemotron-H: M = Mamba2, * = attention, - / E = MLP / MoE
+        pattern = _flags(list(f.hybrid_override_pattern), "hybrid_override_pattern", num_layers)
+        words = {"M": "mamba", "*": "full", "-": "none", "E": "none"}
+        bad = sorted({c for c in pattern if c not in words})
+        if bad:
+            raise UnsupportedConfigError("hybrid_override_pattern", f"unknown layer symbol(s) {bad}; "
+                                                                    "expected M, *, - or E")
+        return [words[c] for c in pattern]
+    if f.layers_block_type is not None:  # Jamba: "attention" / "mamba"
+        kinds = _flags(f.layers_block_type, "layers_block_type", num_layers)
+        out = []
+        for k in kinds:
+            if k not in ("attention", "mamba"):
+                raise UnsupportedConfigError("layers_block_type", f"unknown layer type {k!r}")
+            out.append("full" if k == "attention" else "mamba")
+        return out
+    if mt == "jamba" and f.attn_layer_period is not None:
+        offset = f.attn_layer_offset or 0
+        return ["full" if i % f.attn_layer_period == offset else "mamba" for i in range(num_layers)]
+    if mt == "falcon_h1":
+        return ["both"] * num_layers  # attention and Mamba2 side by side in every layer
+    if mt in ("mamba", "falcon_mamba"):
+        return ["mamba"] * num_layers
+    if mt == "mamba2":
+        return ["mamba"] * num_layers
+    if f.layer_types is not None:
+        out = []
+        for i, word in enumerate(_flags(f.layer_types, "layer_types", num_layers)):
+            kind = _LAYER_TYPE_WORDS.get(word) if isinstance(word, str) else None
+            if kind is None:
+                raise UnsupportedConfigError(
+                    f"layer_types[{i}]", f"unknown layer type {word!r}; kvplan knows "
+                                         f"{', '.join(sorted(_LAYER_TYPE_WORDS))}")
+            out.append(kind)
+        return out
+    if f.full_attention_interval is not None:  # Qwen3-Next: every 4th layer is full attention
+        return ["full" if (i + 1) % f.full_attention_interval == 0 else "gdn" for i in range(num_layers)]
+    if mt in ("llama4", "llama4_text") or (f.attention_chunk_size and f.no_rope_layers is not None):
+        if f.attention_chunk_size:
+            flags = f.no_rope_layers or [int((i + 1) % 4 != 0) for i in range(num_layers)]
+            flags = _flags(flags, "no_rope_layers", num_layers)
+            # no_rope_layers[i] == 1: RoPE layer, chunked local; 0: NoPE global layer (Llama4TextConfig)
+            return ["chunked" if flag else "full" for flag in flags]
+        return ["full"] * num_layers
+    window = f.sliding_window or 0
+    if mt in _QWEN_SWA_FAMILIES or f.use_sliding_window is False:
+        if f.use_sliding_window and window:
+            first = f.max_window_layers if f.max_window_layers is not None else 0
+            return ["sliding" if i >= first else "full" for i in range(num_layers)]
+        return ["full"] * num_layers
+    if not window:
+        return ["full"] * num_layers
+    pattern = f.sliding_window_pattern
+    if isinstance(pattern, str) and pattern and set(pattern) <= {"L", "G"}:
+        # NOTE: EXAONE 4 spells the period out: "LLLG" = three local layers then one global.
+        return ["sliding" if pattern[i % len(pattern)] == "L" else "full" for i in range(num_layers)]
+    if pattern is not None:  # Gemma 3 (6), Cohere2 (4): the last layer of each period is global
+        if isinstance(pattern, bool) or not isinstance(pattern, int) or pattern <= 0:
+            raise UnsupportedConfigError("sliding_window_pattern",
+                                         f"expected a positive integer or a string of L/G, got {pattern!r}")
+        return ["full" if (i + 1) % pattern == 0 else "sliding" for i in range(num_layers)]
+    if mt in ("gemma2", "gemma3_text", "gemma3"):
+        p = 2 if mt == "gemma2" else 6
+        return ["full" if (i + 1) % p == 0 else "sliding" for i in range(num_layers)]
+    # NOTE: Mistral-7B-v0.1 and Phi-3 put `sliding_window` on every layer (transformers D.2 rule).
+    return ["sliding"] * num_layers
+
+
+def _recurrent(f: _Fields, word: str, index: int) -> RecurrentState:
+    ssm_dtype = f.mamba_ssm_dtype
+    if word == "gdn":
+        hk = _require(f.linear_num_key_heads, "linear_num_key_heads", "needed for linear-attention layers")
+        hv = _require(f.linear_num_value_heads, "linear_num_value_heads", "needed for linear-attention layers")
+        dk = _require(f.linear_key_head_dim, "linear_key_head_dim", "needed for linear-attention layers")
+        dv = _require(f.linear_value_head_dim, "linear_value_head_dim", "needed for linear-attention layers")
+        k = _require(f.linear_conv_kernel_dim, "linear_conv_kernel_dim", "needed for linear-attention layers")
+        return RecurrentState(index, mixer="gdn", conv_kernel=k, conv_channels=2 * hk * dk + hv * dv,
+                              num_heads=hv, head_dim=dv, state_dim=dk, ssm_dtype=ssm_dtype)
+    hidden = _require(f.hidden_size, "hidden_size", "needed for Mamba layers")
+    if word == "shortconv":  # LFM2: a depthwise conv over the last L_cache inputs, no SSM state
+        k = _require(f.conv_L_cache, "conv_L_cache", "needed for LFM2 conv layers")
+        return RecurrentState(index, mixer="shortconv", conv_kernel=k, conv_channels=hidden)
+    d_conv = _require(f.mamba_d_conv, "mamba_d_conv", "needed for Mamba layers (conv_kernel)")
+    if f.mamba_num_heads is not None or f.model_type in ("mamba2",):
+        heads = f.mamba_num_heads or _require(f.num_heads, "num_heads", "needed for Mamba2 layers")
+        head_dim = _require(f.mamba_head_dim if f.mamba_num_heads is not None else f.head_dim,
+                            "mamba_head_dim", "needed for Mamba2 layers")
+        d_state = _require(f.mamba_d_state or f.state_size, "mamba_d_state", "needed for Mamba2 layers")
+        groups = f.mamba_n_groups or 1
+        d_inner = f.mamba_d_ssm or heads * head_dim
+        if d_inner != heads * head_dim:
+            raise UnsupportedConfigError("mamba_d_ssm", f"{d_inner} != mamba_n_heads·mamba_d_head "
+                                                        f"= {heads * head_dim}")
+        return RecurrentState(index, mixer="mamba2", conv_kernel=d_conv,
+                              conv_channels=d_inner + 2 * groups * d_state, num_heads=heads,
+                              head_dim=head_dim, state_dim=d_state, n_groups=groups, ssm_dtype=ssm_dtype)
+    d_state = _require(f.mamba_d_state or f.state_size, "mamba_d_state", "needed for Mamba layers")
+    expand = f.mamba_expand or 2
+    d_inner = f.intermediate_size if f.model_type in ("mamba", "falcon_mamba") and f.intermediate_size \
+        else expand * hidden
+    return RecurrentState(index, mixer="mamba1", conv_kernel=d_conv, conv_channels=d_inner,
+                          num_heads=d_inner, head_dim=1, state_dim=d_state, ssm_dtype=ssm_dtype)
+
+
+def _cross_attention_layers(f: _Fields, num_layers: int) -> set[int]:
+    out = set()
+    for value in f.cross_attention_layers or ():
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < num_layers:
+            raise UnsupportedConfigError("cross_attention_layers", f"{value!r} is not a layer index below "
+                                                                   f"{num_layers}")
+        out.add(value)
+    return out
+
+
+def _dtype(f: _Fields) -> str:
+    from kvplan.dtypes import canonical  # local: dtypes is tiny, but keep hf_config's imports minimal
+
+    if f.torch_dtype is None:
+        return "fp32"  # transformers' default when a config names no dtype (GPT-2)
+    try:
+        name = canonical(f.torch_dtype)
+    except Exception:
+        raise UnsupportedConfigError("torch_dtype", f"unknown dtype {f.torch_dtype!r}") from None
+    if name not in ("fp32", "bf16", "fp16"):
+        raise UnsupportedConfigError("torch_dtype", f"{f.torch_dtype!r} is not a model dtype "
+                                                    "(expected float32, bfloat16 or float16)")
+    return name
+
+
+def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelArch:
+    """Build a `ModelArch` from a config.json dict.
+
+    >>> arch = parse_config({"model_type": "llama", "num_hidden_layers": 32, "num_attention_heads": 32,
+    ...                      "num_key_value_heads": 8, "hidden_size": 4096, "torch_dtype": "bfloat16"})
+    >>> arch.attention_kinds, arch.layers[0].num_kv_heads, arch.layers[0].head_dim
+    (('full',), 8, 128)
+
+    Raises:
+        UnsupportedConfigError: a field is missing, malformed, inconsistent or of an unknown kind.
+    """
+    if not isinstance(config, Mapping):
+        raise UnsupportedConfigError("config.json", f"expected a JSON object, got {type(config).__name__}")
+    text = _text_config(config)
+    f = _validate(text)
+    num_layers = _require(f.num_hidden_layers, "num_hidden_layers", "the number of decoder layers")
+    if num_layers > 100_000:
+        raise UnsupportedConfigError("num_hidden_layers", f"{num_layers:,} layers is not a real model")
+    plan = _layer_plan(f, num_layers)
+    shared = f.num_kv_shared_layers or 0
+    if shared > num_layers:
+        raise UnsupportedConfigError("num_kv_shared_layers", f"{shared} exceeds num_hidden_layers {num_layers}")
+
+    needs_attention = any(w in ("full", "sliding", "chunked", "both") for w in plan)
+    kv_heads = _kv_heads(f, text, num_layers) if needs_attention else [0] * num_layers
+    head_dim = _head_dim(f) if needs_attention else 0
+    head_dim_v = f.v_head_dim if (needs_attention and f.v_head_dim and f.kv_lora_rank is None) else head_dim
+    window = f.sliding_window or 0
+    if "sliding" in plan and not window:
+        raise UnsupportedConfigError("sliding_window", "layers are sliding_attention but no window is set")
+
+    cross = _cross_attention_layers(f, num_layers)
+    layers: list[LayerSpec] = []
+    for i, word in enumerate(plan):
+        if i in cross:
+            # NOTE: Llama 3.2 Vision: these layers attend to image tokens; their K/V is per image,
+            # not per context token, so they hold nothing that grows with the context.
+            layers.append(NoCache(i, reason="cross-attention to image tokens"))
+            continue
+        if shared and i >= num_layers - shared:
+            # NOTE: Gemma 3n: the last num_kv_shared_layers reuse earlier layers' KV and allocate none.
+            layers.append(NoCache(i, reason="shares KV with an earlier layer"))
+            continue
+        attn = dict(num_kv_heads=kv_heads[i], head_dim=head_dim, head_dim_v=head_dim_v)
+        if word in ("full", "sliding", "chunked", "both") and kv_heads[i] == 0:
+            layers.append(NoCache(i, reason="no KV heads (head_count_kv = 0)"))
+        elif word == "full" or word == "both":
+            layers.append(FullAttention(i, **attn))
+        elif word == "sliding":
+            layers.append(SlidingWindow(i, **attn, window=window))
+        elif word == "chunked":
+            layers.append(ChunkedLocal(i, **attn, chunk=f.attention_chunk_size))
+        elif word == "mla":
+            heads = _require(f.num_attention_heads, "num_attention_heads", "needed for MLA")
+            rope = _require(f.qk_rope_head_dim, "qk_rope_head_dim", "needed for MLA (DeepSeek: 64)")
+            nope = f.qk_nope_head_dim if f.qk_nope_head_dim is not None else 0
+            v_dim = f.v_head_dim or nope
+            layers.append(MLA(i, kv_lora_rank=f.kv_lora_rank, rope_dim=rope, num_heads=heads,
+                              qk_nope_head_dim=nope, v_head_dim=v_dim))
+        elif word == "none":
+            layers.append(NoCache(i, reason="no attention or state in this layer"))
+        if word in ("gdn", "shortconv", "mamba", "both"):
+            layers.append(_recurrent(f, "mamba" if word == "both" else word, i))
+
+    if f.kv_lora_rank is not None:
+        naive_kv, naive_dim = f.num_key_value_heads, None
+        naive_kv = naive_kv if isinstance(naive_kv, int) else f.num_attention_heads
+        if f.hidden_size and f.num_attention_heads:
+            naive_dim = f.hidden_size // f.num_attention_heads
+    else:
+        naive_kv = max(kv_heads) if needs_attention else 0
+        naive_dim = head_dim
+    dims = WeightDims(
+        hidden_size=f.hidden_size or 0, intermediate_size=f.intermediate_size or 0,
+        vocab_size=f.vocab_size or 0, num_attention_heads=f.num_attention_heads or 0,
+        tie_word_embeddings=bool(f.tie_word_embeddings), num_experts=f.num_experts or 0,
+        num_experts_per_tok=f.num_experts_per_tok or 0, moe_intermediate_size=f.moe_intermediate_size or 0,
+        num_shared_experts=f.n_shared_experts or 0,
+        shared_expert_intermediate_size=f.shared_expert_intermediate_size or 0,
+        first_k_dense_replace=f.first_k_dense_replace or 0, q_lora_rank=f.q_lora_rank or 0,
+        num_nextn_predict_layers=f.num_nextn_predict_layers or 0,
+    )
+    return ModelArch(
+        model_id=model_id, model_type=f.model_type, num_layers=num_layers, layers=tuple(layers),
+        dtype=_dtype(f), max_position_embeddings=f.max_position_embeddings or 0,
+        naive_num_kv_heads=naive_kv or 0, naive_head_dim=naive_dim or 0, weight_dims=dims,
+    )

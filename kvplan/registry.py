@@ -1,0 +1,142 @@
+"""The bundled model configs in `model_specs/` (offline), and resolving a MODEL argument.
+
+MODEL is a bundled id (exact match only; close matches are *suggested*, never accepted), a path to a
+config.json, or a folder holding one. Hub ids are resolved by `kvplan.hub`, not here: this module
+never touches the network.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from kvplan.errors import UnknownModelError, UnsupportedConfigError
+from kvplan.hf_config import parse_config
+from kvplan.layers import ModelArch
+
+MAX_CONFIG_BYTES = 4 << 20  # the largest real config.json is a few hundred KiB
+
+
+def specs_dir() -> Path:
+    """Where bundled configs live: $KVPLAN_MODEL_SPECS, else the repo's model_specs/."""
+    env = os.environ.get("KVPLAN_MODEL_SPECS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "model_specs"
+
+
+def _dir_name(model_id: str) -> str:
+    return model_id.replace("/", "--", 1)
+
+
+@lru_cache(maxsize=1)
+def list_models() -> tuple[str, ...]:
+    """Ids of every bundled model, sorted case-insensitively ("meta-llama/Llama-3.1-8B", ...)."""
+    root = specs_dir()
+    if not root.is_dir():
+        return ()
+    ids = [p.parent.name.replace("--", "/", 1) for p in root.glob("*/config.json")]
+    return tuple(sorted(ids, key=str.lower))
+
+
+def suggest(model: str, limit: int = 3) -> tuple[str, ...]:
+    """Bundled ids close to `model` (for error messages; never used to pick a model)."""
+    ids = list_models()
+    lowered = {m.lower(): m for m in ids}
+    names = {m.split("/", 1)[-1].lower(): m for m in ids}
+    key = model.strip().lower()
+    hits = difflib.get_close_matches(key, list(lowered), n=limit, cutoff=0.6)
+    hits += difflib.get_close_matches(key.split("/")[-1], list(names), n=limit, cutoff=0.6)
+    out = [lowered.get(h) or names[h] for h in hits]
+    out += [m for m in ids if key and key.split("/")[-1] in m.lower()]
+    return tuple(dict.fromkeys(out))[:limit]
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a config.json (or the config.json inside a folder) as a dict.
+
+    Raises:
+        UnsupportedConfigError: the file is too large, not JSON, or not a JSON object.
+        FileNotFoundError: no such file.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / "config.json"
+    size = p.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise UnsupportedConfigError("config.json", f"{size:,} bytes is too large for a model config")
+    return parse_json(p.read_bytes())
+
+
+def parse_json(data: bytes | str) -> dict[str, Any]:
+    """Decode config.json text; bare Infinity/NaN (seen in Nemotron-H) are accepted as Python does."""
+    try:
+        obj = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UnsupportedConfigError("config.json", f"not valid JSON ({err})") from None
+    except RecursionError:
+        raise UnsupportedConfigError("config.json", "nested too deeply") from None
+    if not isinstance(obj, dict):
+        raise UnsupportedConfigError("config.json", f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def bundled_config(model_id: str) -> dict[str, Any]:
+    """The verbatim config.json of a bundled model.
+
+    Raises:
+        UnknownModelError: not bundled (with close-match suggestions).
+    """
+    if model_id not in list_models():
+        raise UnknownModelError(model_id, suggest(model_id))
+    return read_config_file(specs_dir() / _dir_name(model_id) / "config.json")
+
+
+@lru_cache(maxsize=256)
+def _bundled_arch(model_id: str) -> ModelArch:
+    return parse_config(bundled_config(model_id), model_id)
+
+
+def load_model(model: str | os.PathLike | Mapping[str, Any], *, model_id: str | None = None) -> ModelArch:
+    """Resolve MODEL — a bundled id, a config.json path or folder, or a config dict — to a ModelArch.
+
+    >>> arch = load_model("meta-llama/Llama-3.1-8B")
+    >>> arch.num_layers, arch.layers[0].num_kv_heads
+    (32, 8)
+
+    Raises:
+        UnknownModelError: neither bundled nor an existing path (close bundled ids suggested).
+        UnsupportedConfigError: the config cannot be parsed (the field is named).
+    """
+    if isinstance(model, Mapping):
+        return parse_config(model, model_id or "custom")
+    if not isinstance(model, (str, os.PathLike)):
+        raise UnknownModelError(repr(model))
+    text = os.fspath(model)
+    if text in list_models():
+        return _bundled_arch(text)
+    path = Path(text)
+    looks_like_path = path.suffix == ".json" or text.startswith((".", "/", "~")) or os.sep in text[1:] \
+        and path.exists()
+    if path.exists() and (path.is_file() or (path / "config.json").is_file()):
+        name = model_id or (path.parent.name if path.is_file() else path.name)
+        return parse_config(read_config_file(path), name)
+    if looks_like_path and not path.exists() and text.endswith(".json"):
+        raise UnknownModelError(text)
+    raise UnknownModelError(text, suggest(text))
+
+
+def sources() -> dict[str, str]:
+    """Source repository/path of each bundled config, read from model_specs/SOURCES.md."""
+    out: dict[str, str] = {}
+    table = specs_dir() / "SOURCES.md"
+    if not table.is_file():
+        return out
+    for line in table.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 6 and "--" in cells[0] and not cells[0].startswith("-"):
+            out.setdefault(cells[0].replace("--", "/", 1), f"{cells[3]}:{cells[4]}@{cells[5][:12]}")
+    return out
