@@ -1,0 +1,231 @@
+"""`kvplan` command line: models, gpus, size, plan (and validate, when its extra is installed).
+
+Every command takes `--json` and then prints exactly one JSON object on stdout. Errors are one line
+on stderr and a non-zero exit (2 for bad input, 3 for an internal error), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from kvplan.engines import DEFAULT_ENGINE, ENGINE_NAMES
+from kvplan.errors import InvalidInputError, KvplanError
+from kvplan.units import GiB, fmt_auto, fmt_bytes, parse_tokens
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (and exit 2), like every other kvplan error."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise InvalidInputError("arguments", f"{message} (see `{self.prog} --help`)")
+
+
+def _int(field: str):
+    def parse(text: str) -> int:
+        try:
+            return int(text.replace("_", "").replace(",", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{field}: expected a whole number, got {text!r}") from None
+    return parse
+
+
+def _tokens(field: str):
+    def parse(text: str) -> int:
+        try:
+            return parse_tokens(text, field)
+        except InvalidInputError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return parse
+
+
+def _option_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+
+
+def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    for name in ("block_size", "ubatch", "parallel"):
+        if getattr(args, name, None) is not None:
+            opts[name] = getattr(args, name)
+    if getattr(args, "swa_full", False):
+        opts["swa_full"] = True
+    for item in getattr(args, "set", None) or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInputError("--set", f"expected KEY=VALUE, got {item!r}")
+        opts[key.strip().replace("-", "_")] = _option_value(value.strip())
+    return opts
+
+
+def _add_layout(p: argparse.ArgumentParser, *, llama: bool) -> None:
+    p.add_argument("--engine", default=DEFAULT_ENGINE,
+                   help=f"inference engine profile: {', '.join(ENGINE_NAMES)} (default: {DEFAULT_ENGINE})")
+    p.add_argument("--kv-dtype", default="auto",
+                   help="KV cache dtype: auto (the model's; f16 for llama.cpp), bf16, fp16, fp32, fp8, "
+                        "fp8_e4m3, fp8_e5m2, int8, int4, nvfp4, q8_0, q4_0, q4_1, q5_0, q5_1")
+    p.add_argument("--tp", type=_int("tp"), default=1, help="tensor-parallel size (default 1)")
+    p.add_argument("--pp", type=_int("pp"), default=1, help="pipeline-parallel size (default 1)")
+    p.add_argument("--block-size", type=_int("block_size"),
+                   help="tokens per block/page (vLLM block_size, SGLang page_size, TRT-LLM tokens_per_block)")
+    if llama:
+        p.add_argument("--ubatch", type=_int("ubatch"), help="llama.cpp -ub (default 512)")
+        p.add_argument("--parallel", type=_int("parallel"),
+                       help="llama.cpp -np slots (default: --batch); -c is context × batch")
+        p.add_argument("--swa-full", action="store_true", help="llama.cpp --swa-full")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any other engine option, e.g. async_scheduling=false, kv_unified=true, "
+                        "mamba_cache_mode=none (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kvplan", description="KV-cache capacity planner for LLM inference. "
+                     "MODEL is a bundled id (see `kvplan models`), a config.json, or a folder holding one.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("models", help="list the bundled models and their attention kinds")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("gpus", help="list the GPU catalog")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("size", help="KV cache bytes for a model, context and engine")
+    p.add_argument("model", help="bundled id, config.json path, or folder")
+    p.add_argument("--context", required=True, type=_tokens("context"), help="tokens per sequence: 8192, 32k, 1M")
+    p.add_argument("--batch", type=_int("batch"), default=1, help="concurrent sequences (default 1)")
+    _add_layout(p, llama=True)
+
+    p = sub.add_parser("plan", help="blocks, tokens and concurrency for a KV budget per GPU")
+    p.add_argument("model", help="bundled id, config.json path, or folder")
+    p.add_argument("--kv-memory", required=True,
+                   help="per-GPU KV budget (vLLM's 'Available KV cache memory'): 20GiB, 51.38GiB, 80GB")
+    p.add_argument("--max-model-len", required=True, type=_tokens("max_model_len"),
+                   help="tokens per request: 8192, 128k")
+    _add_layout(p, llama=False)
+    return parser
+
+
+def _print_json(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def cmd_models(args) -> int:
+    from kvplan.registry import list_models, load_model, sources
+
+    src = sources()
+    rows = []
+    for model_id in list_models():
+        try:
+            arch = load_model(model_id)
+        except KvplanError as err:  # a bundled config we cannot parse is reported, not hidden
+            rows.append({"id": model_id, "attention": [], "error": str(err), "source": src.get(model_id)})
+            continue
+        rows.append({"id": model_id, "attention": list(arch.attention_kinds), "layers": arch.kind_counts(),
+                     "model_type": arch.model_type, "num_layers": arch.num_layers, "dtype": arch.dtype,
+                     "max_position_embeddings": arch.max_position_embeddings, "source": src.get(model_id)})
+    if args.json:
+        _print_json({"models": rows})
+        return 0
+    width = max((len(r["id"]) for r in rows), default=10)
+    for r in rows:
+        kinds = ", ".join(f"{n} {k}" for k, n in r.get("layers", {}).items()) or r.get("error", "")
+        print(f"{r['id']:<{width}}  {kinds}")
+    print(f"{len(rows)} models")
+    return 0
+
+
+def cmd_gpus(args) -> int:
+    from kvplan.gpus import list_gpus
+
+    gpus = list_gpus()
+    if args.json:
+        _print_json({"gpus": [g.to_dict() for g in gpus]})
+        return 0
+    for g in gpus:
+        print(f"{g.name:<14} {g.marketing_memory:>7}  usable {fmt_bytes(g.memory_bytes):>11}  "
+              f"{g.bandwidth_bytes_per_s / 1e12:5.2f} TB/s  {g.bf16_dense_flops / 1e12:7.1f} TFLOP/s bf16")
+    return 0
+
+
+def cmd_size(args) -> int:
+    from kvplan.api import kv_cache
+
+    est = kv_cache(args.model, context_len=args.context, batch=args.batch, engine=args.engine,
+                   kv_dtype=args.kv_dtype, tp=args.tp, pp=args.pp, **_engine_options(args))
+    if args.json:
+        _print_json(est.to_dict())
+        return 0
+    print(f"{est.model} on {est.engine}: {est.batch} × {est.context_len:,} tokens, KV {est.kv_dtype}, "
+          f"tp={est.tp} pp={est.pp}")
+    print(f"  KV cache per GPU: {fmt_bytes(est.kv_bytes)} ({est.kv_bytes:,} bytes)")
+    if est.tp * est.pp > 1:
+        print(f"  all {est.tp * est.pp} GPUs:     {fmt_bytes(est.total_bytes)}")
+    print(f"  per token:        {est.bytes_per_token:,} bytes (context-proportional layers, one sequence)")
+    print(f"  {'kind':<8} {'layers':>6} {'tokens/seq':>11} {'bytes':>18}")
+    for row in est.breakdown:
+        print(f"  {row.kind:<8} {row.num_layers:>6} {row.tokens_per_seq:>11,} {row.bytes:>18,}  {fmt_auto(row.bytes)}")
+    for note in est.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from kvplan.api import capacity
+
+    cap = capacity(args.model, kv_memory=args.kv_memory, max_model_len=args.max_model_len,
+                   engine=args.engine, kv_dtype=args.kv_dtype, tp=args.tp, pp=args.pp,
+                   **_engine_options(args))
+    if args.json:
+        _print_json(cap.to_dict())
+        return 0
+    print(f"{cap.model} on {cap.engine}, KV {cap.kv_dtype}, tp={cap.tp} pp={cap.pp}")
+    print(f"  KV budget per GPU: {fmt_bytes(cap.kv_memory_bytes)}")
+    if cap.num_blocks is not None:
+        print(f"  blocks:            {cap.num_blocks:,} of {cap.block_size} tokens")
+    print(f"  KV cache size:     {cap.kv_tokens:,} tokens")
+    print(f"  max concurrency:   {cap.max_concurrency:.2f}x for {cap.max_model_len:,} tokens per request")
+    for note in cap.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+COMMANDS = {"models": cmd_models, "gpus": cmd_gpus, "size": cmd_size, "plan": cmd_plan}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except KvplanError as err:
+        print(f"kvplan: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        # Not raised on purpose anywhere; still one line, never a traceback.
+        print(f"kvplan: error: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # noqa: BLE001 - the CLI promises no traceback
+        print(f"kvplan: internal error: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
