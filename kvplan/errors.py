@@ -88,3 +88,34 @@ class DoesNotFitError(KvplanError, ValueError):
 
 class HubError(KvplanError, OSError):
     """Fetching from the Hugging Face Hub failed (gated, missing, offline, timeout, too large)."""
+
+
+class GatedModelError(HubError):
+    """The Hub repo is gated or private (HTTP 401/403) and no token with access was given."""
+
+    def __init__(self, repo_id: str):
+        super().__init__(f"model {repo_id!r} is gated: accept the license on the model page "
+                         f"(https://huggingface.co/{repo_id}) and set HF_TOKEN")
+        self.repo_id = repo_id
+
+
+class HubModelNotFoundError(HubError, UnknownModelError):
+    """No such model (or revision, or config.json) on the Hub; `suggestions` holds close bundled ids.
+
+    Also an `UnknownModelError` (and so a `KeyError`), like an unknown bundled id.
+    """
+
+    def __init__(self, repo_id: str, suggestions: tuple[str, ...] = (), what: str = "no such model"):
+        hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
+        KvplanError.__init__(self, f"{what} on the Hugging Face Hub: {repo_id!r}.{hint}"
+                                   " (`kvplan models` lists the bundled ids)")
+        self.model = self.repo_id = repo_id
+        self.suggestions = suggestions
+
+
+class HubUnavailableError(HubError):
+    """The Hub could not be reached in time (offline, timeout, HTTP 5xx) and nothing usable is cached."""
+
+    def __init__(self, repo_id: str, reason: str):
+        super().__init__(f"cannot fetch {repo_id!r} from the Hugging Face Hub: {reason}")
+        self.repo_id = repo_id

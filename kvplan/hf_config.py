@@ -108,6 +108,7 @@ class _Fields(BaseModel):
     attn_layer_period: PosInt = None
     attn_layer_offset: Int = None
     full_attention_interval: PosInt = None
+    attn_type_list: Optional[list[Any]] = None  # MiniMax-M1 / MiniMax-Text-01: 0 lightning, 1 softmax
     # GatedDeltaNet (Qwen3-Next / Qwen3.5)
     linear_num_key_heads: PosInt = None
     linear_num_value_heads: PosInt = None
@@ -271,6 +272,11 @@ def _layer_plan(f: _Fields, num_layers: int) -> list[str]:
                                          f"{', '.join(sorted(_LAYER_TYPE_WORDS))}")
             out.append(kind)
         return out
+    if f.attn_type_list is not None:
+        flags = _flags(f.attn_type_list, "attn_type_list", num_layers)
+        if any(flag not in (0, 1) for flag in flags):
+            raise UnsupportedConfigError("attn_type_list", "expected 0 (lightning) or 1 (softmax) per layer")
+        return ["full" if flag == 1 else "lightning" for flag in flags]
     if f.full_attention_interval is not None:  # Qwen3-Next: every 4th layer is full attention
         return ["full" if (i + 1) % f.full_attention_interval == 0 else "gdn" for i in range(num_layers)]
     if mt in ("llama4", "llama4_text") or (f.attention_chunk_size and f.no_rope_layers is not None):
@@ -314,6 +320,13 @@ def _recurrent(f: _Fields, word: str, index: int) -> RecurrentState:
         k = _require(f.linear_conv_kernel_dim, "linear_conv_kernel_dim", "needed for linear-attention layers")
         return RecurrentState(index, mixer="gdn", conv_kernel=k, conv_channels=2 * hk * dk + hv * dv,
                               num_heads=hv, head_dim=dv, state_dim=dk, ssm_dtype=ssm_dtype)
+    if word == "lightning":
+        # NOTE: MiniMax lightning attention keeps a [heads, head_dim, head_dim] KV state per sequence,
+        # held in float32 by vLLM (linear_attention_state_dtype); no conv state.
+        heads = _require(f.num_attention_heads, "num_attention_heads", "needed for lightning attention")
+        dim = _head_dim(f)
+        return RecurrentState(index, mixer="lightning", num_heads=heads, head_dim=dim, state_dim=dim,
+                              ssm_dtype=ssm_dtype or "float32")
     hidden = _require(f.hidden_size, "hidden_size", "needed for Mamba layers")
     if word == "shortconv":  # LFM2: a depthwise conv over the last L_cache inputs, no SSM state
         k = _require(f.conv_L_cache, "conv_L_cache", "needed for LFM2 conv layers")
@@ -426,7 +439,7 @@ def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelAr
                               qk_nope_head_dim=nope, v_head_dim=v_dim))
         elif word == "none":
             layers.append(NoCache(i, reason="no attention or state in this layer"))
-        if word in ("gdn", "shortconv", "mamba", "both"):
+        if word in ("gdn", "shortconv", "lightning", "mamba", "both"):
             layers.append(_recurrent(f, "mamba" if word == "both" else word, i))
 
     if f.kv_lora_rank is not None:

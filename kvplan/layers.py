@@ -83,7 +83,7 @@ class RecurrentState(LayerSpec):
     config pins (Qwen3.5 `mamba_ssm_dtype: float32`), else None (engine default).
     """
 
-    mixer: str = "mamba2"  # "mamba1" | "mamba2" | "gdn" | "shortconv" (LFM2: conv state only)
+    mixer: str = "mamba2"  # mamba1 | mamba2 | gdn | shortconv (LFM2, conv only) | lightning (MiniMax)
     conv_kernel: int = 0
     conv_channels: int = 0
     num_heads: int = 0
