@@ -140,6 +140,8 @@ class _Fields(BaseModel):
     shared_expert_intermediate_size: Int = None
     first_k_dense_replace: Int = None
     num_nextn_predict_layers: Int = None
+    attention_bias: Optional[bool] = None
+    mlp_bias: Optional[bool] = None
 
 
 def _text_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -378,6 +380,74 @@ def _dtype(f: _Fields) -> str:
     return name
 
 
+def _int_field(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _quant(config: Mapping[str, Any], text: Mapping[str, Any]) -> dict[str, Any]:
+    """WeightDims fields from the checkpoint's `quantization_config` (top level or text config).
+
+    Only what weight sizing needs: method, bits, scale group/block, scale format, excluded modules.
+    An unknown method is kept by name with bits 0 (weights then fall back to the model dtype).
+    """
+    q = config.get("quantization_config") or text.get("quantization_config")
+    if not isinstance(q, Mapping):
+        return {}
+    method = str(q.get("quant_method") or "").lower()
+    excluded = q.get("modules_to_not_convert") or q.get("ignore") or q.get("ignored_layers") or []
+    excluded = tuple(str(x) for x in excluded) if isinstance(excluded, list) else ()
+    out: dict[str, Any] = {"quant_method": method, "quant_excluded": excluded}
+    if method == "fp8":  # DeepSeek-V3 / Kimi-K2 block-wise e4m3; Devstral per-tensor (block None)
+        block = q.get("weight_block_size")
+        out.update(quant_bits=8, quant_format="float",
+                   quant_block=tuple(_int_field(b) for b in block) if isinstance(block, list) else ())
+    elif method == "mxfp4":  # gpt-oss: 4-bit e2m1 experts, one e8m0 scale per 32 values
+        out.update(quant_bits=4, quant_group_size=32, quant_format="mxfp4")
+    elif method in ("awq", "gptq", "autoround", "auto-round"):
+        bits = _int_field(q.get("bits") or q.get("w_bit") or 4)
+        group = q.get("group_size", q.get("q_group_size", 128))
+        out.update(quant_bits=bits, quant_group_size=_int_field(group), quant_format="int")
+    elif method == "compressed-tensors":
+        groups = q.get("config_groups")
+        weights = None
+        if isinstance(groups, Mapping):
+            for group in groups.values():
+                if isinstance(group, Mapping) and isinstance(group.get("weights"), Mapping):
+                    weights = group["weights"]
+                    break
+        if weights is not None:
+            bits = _int_field(weights.get("num_bits"))
+            kind = str(weights.get("type") or "int")
+            group = _int_field(weights.get("group_size")) if weights.get("strategy") in ("group", "tensor_group") else 0
+            fmt = "nvfp4" if (kind == "float" and bits == 4) else kind
+            out.update(quant_bits=bits, quant_group_size=group or (16 if fmt == "nvfp4" else 0), quant_format=fmt)
+    elif method == "modelopt":
+        algo = str(q.get("quant_algo") or (q.get("quantization") or {}).get("quant_algo") or "").upper()
+        if "NVFP4" in algo:
+            out.update(quant_bits=4, quant_group_size=16, quant_format="nvfp4")
+        elif "FP8" in algo:
+            out.update(quant_bits=8, quant_format="float")
+    elif method == "bitsandbytes":
+        out.update(quant_bits=4 if q.get("load_in_4bit") else 8 if q.get("load_in_8bit") else 0,
+                   quant_group_size=64 if q.get("load_in_4bit") else 0, quant_format="int")
+    return out
+
+
+def _vision(config: Mapping[str, Any]) -> dict[str, Any]:
+    """WeightDims fields for a ViT-style vision tower described by `vision_config` (sizes only)."""
+    v = config.get("vision_config")
+    if not isinstance(v, Mapping):
+        return {}
+    layers = _int_field(v.get("num_hidden_layers") or v.get("depth") or v.get("num_layers"))
+    layers += _int_field(v.get("num_global_layers"))  # Llama 3.2 Vision: 32 local + 8 global layers
+    hidden = _int_field(v.get("hidden_size") or v.get("embed_dim") or v.get("width"))
+    if not layers or not hidden:
+        return {}
+    inter = _int_field(v.get("intermediate_size")) or 4 * hidden
+    return {"vision_num_layers": layers, "vision_hidden_size": hidden, "vision_intermediate_size": inter,
+            "vision_patch_size": _int_field(v.get("patch_size") or v.get("spatial_patch_size"))}
+
+
 def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelArch:
     """Build a `ModelArch` from a config.json dict.
 
@@ -459,6 +529,8 @@ def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelAr
         shared_expert_intermediate_size=f.shared_expert_intermediate_size or 0,
         first_k_dense_replace=f.first_k_dense_replace or 0, q_lora_rank=f.q_lora_rank or 0,
         num_nextn_predict_layers=f.num_nextn_predict_layers or 0,
+        attention_bias=bool(f.attention_bias), mlp_bias=bool(f.mlp_bias),
+        **_quant(config, text), **_vision(config),
     )
     return ModelArch(
         model_id=model_id, model_type=f.model_type, num_layers=num_layers, layers=tuple(layers),

@@ -127,6 +127,23 @@ class WeightDims:
     first_k_dense_replace: int = 0
     q_lora_rank: int = 0
     num_nextn_predict_layers: int = 0
+    attention_bias: bool = False  # q/k/v/o biases (gpt-oss); Qwen2's q/k/v-only biases follow model_type
+    mlp_bias: bool = False
+    # The checkpoint's own `quantization_config`, when it has one ("" = none): quant_method as written
+    # ("fp8", "mxfp4", "compressed-tensors", "awq", "gptq", "modelopt", "bitsandbytes"), bits of the
+    # quantized linear weights, scale group size along the input dim (0 = per channel / per tensor;
+    # fp8 block-wise checkpoints use quant_block = (128, 128)), and the module-name patterns left unquantized.
+    quant_method: str = ""
+    quant_bits: int = 0
+    quant_group_size: int = 0
+    quant_block: tuple[int, ...] = ()
+    quant_format: str = ""  # "float" | "int" | "mxfp4" | "nvfp4" (how the scales are stored)
+    quant_excluded: tuple[str, ...] = ()
+    # Multimodal tower (ViT-style) as the config's vision_config describes it; 0 = none.
+    vision_num_layers: int = 0
+    vision_hidden_size: int = 0
+    vision_intermediate_size: int = 0
+    vision_patch_size: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,111 @@
+"""Engine rules beyond the worked examples: dtype support, TP/PP layout, block rounding, invariants."""
+
+from __future__ import annotations
+
+import pytest
+
+import kvplan
+from kvplan import InvalidInputError, UnsupportedDtypeError
+from kvplan.engines import ENGINE_NAMES, get_engine
+from kvplan.engines.common import pp_stages
+
+MODELS = ["meta-llama/Llama-3.1-8B", "google/gemma-3-27b-it", "deepseek-ai/DeepSeek-V3",
+          "Qwen/Qwen3-Next-80B-A3B-Thinking", "nvidia/Nemotron-H-56B-Base-8K", "openai/gpt-oss-120b",
+          "ai21labs/AI21-Jamba-1.5-Mini", "MiniMaxAI/MiniMax-M1-80k", "state-spaces/mamba-130m-hf"]
+
+
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+@pytest.mark.parametrize("model", MODELS)
+def test_breakdown_sums_and_growth(engine, model):
+    small = kvplan.kv_cache(model, context_len=1000, engine=engine)
+    big = kvplan.kv_cache(model, context_len=100_000, engine=engine)
+    for est in (small, big):
+        assert est.kv_bytes == sum(r.bytes for r in est.breakdown)
+        assert est.kv_bytes >= (est.k_bytes or 0) + (est.v_bytes or 0) + est.state_bytes
+        assert isinstance(est.kv_bytes, int)
+    assert big.kv_bytes >= small.kv_bytes
+    two = kvplan.kv_cache(model, context_len=1000, engine=engine, batch=2)
+    if engine != "llama.cpp":  # llama.cpp pads the whole -c, not each sequence
+        assert two.kv_bytes == 2 * small.kv_bytes
+
+
+@pytest.mark.parametrize("engine,dtype", [("vllm", "q4_0"), ("vllm", "int8"), ("sglang", "int4"),
+                                          ("llama.cpp", "fp8"), ("transformers", "fp8"), ("trtllm", "q8_0")])
+def test_engines_reject_dtypes_they_cannot_store(engine, dtype):
+    with pytest.raises(UnsupportedDtypeError, match=engine):
+        kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=1024, engine=engine, kv_dtype=dtype)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm", "naive"])
+def test_fp8_halves_bf16(engine):
+    bf16 = kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=8192, engine=engine)
+    fp8 = kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=8192, engine=engine, kv_dtype="fp8")
+    assert bf16.kv_bytes == 2 * fp8.kv_bytes
+
+
+def test_auto_dtype_per_engine_for_float32_config():
+    # gemma-2-2b ships torch_dtype float32: serving engines run it in bf16, HF keeps fp32, llama.cpp f16
+    got = {e: kvplan.kv_cache("google/gemma-2-2b", context_len=16, engine=e).kv_dtype for e in ENGINE_NAMES}
+    assert got == {"vllm": "bf16", "sglang": "bf16", "llama.cpp": "fp16", "transformers": "fp32",
+                   "trtllm": "bf16", "naive": "bf16"}
+
+
+def test_vllm_pp_split_matches_get_pp_indices():
+    arch = kvplan.load_model("deepseek-ai/DeepSeek-V3")  # 61 layers over 4 stages: 15, 16?, ...
+    sizes = [len(s) for s in pp_stages(arch, 4)]
+    assert sizes == [15, 15, 16, 15]  # the remainder goes to the stages before the last
+    est = kvplan.kv_cache(arch, context_len=64, pp=4)
+    assert est.kv_bytes == 16 * 73_728  # most-loaded stage
+    assert est.total_bytes == 61 * 73_728
+
+
+def test_vllm_block_rounding_boundaries():
+    # Llama-3.1-8B: 2 MiB per 16-token block; 16 tokens fit one block, 17 need two
+    per_block = 2 * 2**20
+    assert kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=16).kv_bytes == per_block
+    assert kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=17).kv_bytes == 2 * per_block
+    cap = kvplan.capacity("meta-llama/Llama-3.1-8B", kv_memory=8192 * per_block, max_model_len=131072)
+    assert cap.max_sequences == 0 and cap.max_concurrency == 1.0  # block 0 is the null block
+    cap = kvplan.capacity("meta-llama/Llama-3.1-8B", kv_memory=8193 * per_block, max_model_len=131072)
+    assert cap.max_sequences == 1
+
+
+def test_llamacpp_ctx_padding_and_streams():
+    one = kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=65535, engine="llama.cpp")
+    assert one.breakdown[0].tokens_per_seq == 65536  # -c 65535 pads to 65536 (addendum I.5)
+    split = kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=10000, engine="llama.cpp", parallel=3)
+    assert split.breakdown[0].tokens_per_seq == 3584  # pad(pad(10000)/3 = 3413, 256), 3 streams
+    assert split.kv_bytes == 3 * 3584 * 131072
+
+
+def test_llamacpp_quantized_rows_need_whole_blocks():
+    cfg = {"model_type": "llama", "num_hidden_layers": 2, "num_attention_heads": 3, "num_key_value_heads": 3,
+           "head_dim": 10, "hidden_size": 30}
+    with pytest.raises(InvalidInputError, match="multiple of 32"):
+        kvplan.kv_cache(cfg, context_len=256, engine="llama.cpp", kv_dtype="q8_0")
+
+
+def test_llamacpp_recurrent_state_is_f32_per_sequence():
+    a = kvplan.kv_cache("state-spaces/mamba-130m-hf", context_len=1024, engine="llama.cpp", kv_dtype="q8_0")
+    b = kvplan.kv_cache("state-spaces/mamba-130m-hf", context_len=1024, engine="llama.cpp", parallel=4)
+    # mamba-130m: d_inner 1536, d_conv 4, d_state 16: (3·1536 + 16·1536) · 4 B per layer per sequence
+    assert a.kv_bytes == 24 * (3 * 1536 + 1536 * 16) * 4
+    assert b.kv_bytes == 4 * a.kv_bytes
+
+
+def test_unknown_engine_and_options():
+    with pytest.raises(InvalidInputError, match="engine"):
+        get_engine("tgi")
+    with pytest.raises(InvalidInputError, match="ubatch"):
+        kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=8, engine="vllm", ubatch=512)
+
+
+def test_transformers_single_device_only():
+    with pytest.raises(InvalidInputError, match="tp"):
+        kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=8, engine="transformers", tp=2)
+
+
+def test_naive_ignores_everything_it_should_not():
+    naive = kvplan.kv_cache("google/gemma-3-27b-it", context_len=131072, engine="naive")
+    real = kvplan.kv_cache("google/gemma-3-27b-it", context_len=131072)
+    assert naive.kv_bytes == 62 * 2**30 and real.kv_bytes < naive.kv_bytes / 3
