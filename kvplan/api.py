@@ -12,6 +12,7 @@ from typing import Any
 
 from kvplan.engines import DEFAULT_ENGINE, get_engine
 from kvplan.engines.common import Capacity, KVEstimate, make_options, make_request, resolve_kv_dtype
+from kvplan.errors import UnknownModelError
 from kvplan.layers import ModelArch
 from kvplan.registry import load_model
 from kvplan.units import MAX_BYTES, check_count, parse_bytes, parse_tokens
@@ -20,7 +21,18 @@ Model = str | os.PathLike | Mapping[str, Any] | ModelArch
 
 
 def _arch(model: Model) -> ModelArch:
-    return model if isinstance(model, ModelArch) else load_model(model)
+    """MODEL in resolution order: a ModelArch, a bundled id, a path (config.json / folder / .gguf),
+    then a Hub id "org/name[@revision]" (fetched by `kvplan.hub`; no code from the repo is run)."""
+    if isinstance(model, ModelArch):
+        return model
+    try:
+        return load_model(model)
+    except UnknownModelError:
+        from kvplan import hub  # lazy: huggingface_hub is imported only for a Hub id
+
+        if isinstance(model, str) and hub.is_hub_ref(model):
+            return hub.load_hub_model(model)
+        raise
 
 
 def _prepare(model, engine, kv_dtype, context_len, batch, tp, pp, options, context_field="context_len"):
@@ -74,3 +86,21 @@ def capacity(model: Model, *, kv_memory: int | str, max_model_len: int | str,
                                     "max_model_len")
     budget = check_count(parse_bytes(kv_memory, "kv_memory"), "kv_memory", minimum=0, maximum=MAX_BYTES)
     return mod.capacity(arch, req, opts, budget)
+
+
+def sweep(model: Model, *, context_lens, batch: int = 1, engine: str = DEFAULT_ENGINE,
+          kv_dtype: str = "auto", tp: int = 1, pp: int = 1, **options: Any) -> list[KVEstimate]:
+    """`kv_cache` at many context lengths at once (for charts): inputs are validated once.
+
+    >>> [e.kv_bytes for e in sweep("meta-llama/Llama-3.1-8B", context_lens=[16, 17])] == [2**21, 2**22]
+    True
+    """
+    contexts = [parse_tokens(c, "context_lens") for c in context_lens]
+    if not contexts:
+        return []
+    arch, mod, first, opts = _prepare(model, engine, kv_dtype, contexts[0], batch, tp, pp, options)
+    out = []
+    for ctx in contexts:
+        req = make_request(ctx, batch, first.kv_dtype, tp, pp)
+        out.append(mod.kv_cache(arch, req, opts))
+    return out

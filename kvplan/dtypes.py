@@ -9,6 +9,7 @@ block. Which engine accepts which dtype is the engines' business, not this modul
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from kvplan.errors import UnsupportedDtypeError
 from kvplan.units import cdiv
@@ -63,6 +64,13 @@ QUANT_BLOCK_TYPES = ("q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
 KV_DTYPE_NAMES = ("auto", *DTYPES)
 
 
+@lru_cache(maxsize=256)
+def _canonical(name: str) -> str | None:
+    key = name.strip().lower().removeprefix("torch.")
+    key = ALIASES.get(key, key)
+    return key if key == "auto" or key in DTYPES else None
+
+
 def canonical(name: str) -> str:
     """Map a user or config spelling ("bfloat16", "F16", "torch.float16") to a canonical name.
 
@@ -71,9 +79,8 @@ def canonical(name: str) -> str:
     """
     if not isinstance(name, str):
         raise UnsupportedDtypeError(repr(name), "expected a dtype name such as bf16, fp8 or q8_0")
-    key = name.strip().lower().removeprefix("torch.")
-    key = ALIASES.get(key, key)
-    if key == "auto" or key in DTYPES:
+    key = _canonical(name)
+    if key is not None:
         return key
     raise UnsupportedDtypeError(name, f"unknown; choose one of {', '.join(KV_DTYPE_NAMES)}")
 

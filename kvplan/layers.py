@@ -9,6 +9,7 @@ becomes bytes (block rounding, window token counts, TP split) is each engine pro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import ClassVar
 
 
@@ -168,11 +169,20 @@ class ModelArch:
     def of_kind(self, kind: str) -> tuple[LayerSpec, ...]:
         return tuple(s for s in self.layers if s.kind == kind)
 
+    @cached_property
+    def kinds(self) -> frozenset[str]:
+        """The set of layer kinds present (computed once; the arch is immutable)."""
+        return frozenset(s.kind for s in self.layers)
+
+    @property
+    def windowed(self) -> bool:
+        """Whether any layer is sliding-window or chunked-local."""
+        return "sliding" in self.kinds or "chunked" in self.kinds
+
     @property
     def attention_kinds(self) -> tuple[str, ...]:
         """Kinds present, in canonical order, e.g. ('full', 'sliding') for Gemma 3."""
-        present = {s.kind for s in self.layers}
-        return tuple(k for k in ALL_KINDS if k in present)
+        return tuple(k for k in ALL_KINDS if k in self.kinds)
 
     def kind_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

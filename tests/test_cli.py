@@ -71,7 +71,7 @@ def test_config_path_as_model(capsys, tmp_path):
 
 
 BAD = [
-    (["size", "no-such/model", "--context", "8k"], "unknown model"),
+    (["size", "no-such-model", "--context", "8k"], "unknown model"),
     (["size", "meta-llama/Llama-3.1-8b", "--context", "8k"], "Did you mean: meta-llama/Llama-3.1-8B"),
     (["size", "meta-llama/Llama-3.1-8B", "--context", "-1"], "context"),
     (["size", "meta-llama/Llama-3.1-8B", "--context", "lots"], "context"),

@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from kvplan.dtypes import Dtype, canonical, get_dtype
+from kvplan.dtypes import DTYPES, Dtype, canonical, get_dtype
 from kvplan.errors import InvalidInputError, UnsupportedDtypeError
 from kvplan.layers import (MLA, FullAttention, LayerSpec, ModelArch, NoCache, RecurrentState)
 from kvplan.units import MAX_TOKENS, cdiv, check_count
@@ -33,7 +33,7 @@ class Request:
 
     @property
     def dtype(self) -> Dtype:
-        return get_dtype(self.kv_dtype)
+        return DTYPES[self.kv_dtype]
 
 
 @dataclass(frozen=True)
@@ -217,3 +217,32 @@ def mamba_state_elems(spec: RecurrentState, tp: int, conv_history: int) -> tuple
 
 def cache_layers(layers: tuple[LayerSpec, ...]) -> tuple[LayerSpec, ...]:
     return tuple(s for s in layers if not isinstance(s, NoCache))
+
+
+_GROUPED: dict[tuple[int, int], tuple[ModelArch, list]] = {}
+
+
+def grouped_stages(arch: ModelArch, pp: int) -> list[list[tuple[LayerSpec, int]]]:
+    """`pp_stages` with identical cache layers folded into (first spec, count) pairs, in layer order.
+
+    Engines size each distinct layer shape once and multiply: a 126-layer model with one shape costs
+    one step, not 126. Cached per (model, pp): the sweep over contexts reuses it.
+    """
+    key = (id(arch), pp)
+    hit = _GROUPED.get(key)
+    if hit is not None and hit[0] is arch:
+        return hit[1]
+    out = []
+    for stage in pp_stages(arch, pp):
+        groups: dict[tuple, list] = {}
+        for spec in cache_layers(stage):
+            shape = (type(spec),) + tuple(v for k, v in vars(spec).items() if k != "index")
+            if shape in groups:
+                groups[shape][1] += 1
+            else:
+                groups[shape] = [spec, 1]
+        out.append([(spec, n) for spec, n in groups.values()])
+    if len(_GROUPED) > 1024:
+        _GROUPED.clear()
+    _GROUPED[key] = (arch, out)  # holding arch keeps its id from being reused while cached
+    return out

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from kvplan.dtypes import get_dtype
 from kvplan.engines.common import (
-    Capacity, KindBytes, KVEstimate, Request, cache_layers, cdiv, mamba_state_elems, pp_stages,
+    Capacity, KindBytes, KVEstimate, Request, cdiv, grouped_stages, mamba_state_elems,
 )
 from kvplan.errors import InvalidInputError
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
@@ -74,7 +74,7 @@ def _cells(arch: ModelArch, req: Request, opts: Options) -> tuple[int, int, int,
     unified = opts.kv_unified or n_seq == 1
     n_stream = 1 if unified else n_seq
     base = n_ctx if unified else _pad(n_ctx // n_seq, opts.ctx_pad)
-    windows = [s.window if isinstance(s, SlidingWindow) else s.chunk for s in arch.layers
+    windows = [s.window if isinstance(s, SlidingWindow) else s.chunk for s, _ in grouped_stages(arch, 1)[0]
                if isinstance(s, (SlidingWindow, ChunkedLocal))]
     swa = base
     if windows and not opts.swa_full:
@@ -95,16 +95,16 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     if not iswa:
         swa = base
     notes = [f"-c {req.context_len * req.batch} -np {n_seq}: {n_stream} stream(s) of {base:,} cells"]
-    if iswa and any(isinstance(s, (SlidingWindow, ChunkedLocal)) for s in arch.layers):
+    if iswa and arch.windowed:
         notes.append(f"iSWA: sliding layers keep {swa:,} cells" + (" (--swa-full)" if opts.swa_full else ""))
-    elif any(isinstance(s, (SlidingWindow, ChunkedLocal)) for s in arch.layers):
+    elif arch.windowed:
         notes.append(f"llama.cpp caches this {arch.model_type} model's window layers at full length")
 
     best = None
     total = 0
-    for stage in pp_stages(arch, req.pp):
+    for stage in grouped_stages(arch, req.pp):
         rows: dict[str, list[int]] = {}  # kind -> [layers, cells, bytes, k, v]
-        for spec in cache_layers(stage):
+        for spec, n in stage:
             if isinstance(spec, FullAttention):
                 sliding = iswa and isinstance(spec, (SlidingWindow, ChunkedLocal))
                 kind = spec.kind if sliding else "full"
@@ -122,10 +122,10 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
             else:  # pragma: no cover
                 continue
             r = rows.setdefault(kind, [0, cells, 0, 0, 0])
-            r[0] += 1
-            r[2] += k + v
-            r[3] += k
-            r[4] += v
+            r[0] += n
+            r[2] += (k + v) * n
+            r[3] += k * n
+            r[4] += v * n
         stage_bytes = sum(r[2] for r in rows.values())
         total += stage_bytes
         if best is None or stage_bytes > best[0]:
@@ -140,12 +140,12 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     ks = [r.k_bytes for r in breakdown if r.k_bytes is not None]
     vs = [r.v_bytes for r in breakdown if r.v_bytes is not None]
     per_token = 0
-    for spec in cache_layers(arch.layers):
+    for spec, n in grouped_stages(arch, 1)[0]:
         if isinstance(spec, FullAttention) and not (iswa and isinstance(spec, (SlidingWindow, ChunkedLocal))):
-            per_token += _row(type_k, spec.num_kv_heads * spec.head_dim, "kv_dtype") + \
-                _row(type_v, spec.num_kv_heads * spec.head_dim_v, "type_v")
+            per_token += n * (_row(type_k, spec.num_kv_heads * spec.head_dim, "kv_dtype")
+                              + _row(type_v, spec.num_kv_heads * spec.head_dim_v, "type_v"))
         elif isinstance(spec, MLA):
-            per_token += _row(type_k, spec.latent_dim, "kv_dtype")
+            per_token += n * _row(type_k, spec.latent_dim, "kv_dtype")
     return KVEstimate(
         model=arch.model_id, engine=NAME, context_len=req.context_len, batch=req.batch,
         kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp, kv_bytes=sum(r.bytes for r in breakdown),

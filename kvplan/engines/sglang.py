@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kvplan.engines.common import (
-    Capacity, KindBytes, KVEstimate, Request, cache_layers, cdiv, check_tp, kv_heads_per_rank,
-    mamba_state_elems, pp_stages,
+    Capacity, KindBytes, KVEstimate, Request, cdiv, check_tp, grouped_stages, kv_heads_per_rank,
+    mamba_state_elems,
 )
 from kvplan.dtypes import get_dtype
 from kvplan.errors import InvalidInputError
@@ -79,13 +79,13 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     page = _page(opts)
     hybrid = _hybrid_swa(arch, opts)
     best, total = None, 0
-    for stage in pp_stages(arch, req.pp):
+    for stage in grouped_stages(arch, req.pp):
         rows: dict[str, list] = {}
-        for spec in cache_layers(stage):
+        for spec, n in stage:
             if isinstance(spec, RecurrentState):
-                nbytes = _state_bytes(spec, req, opts, arch.dtype) * req.batch
+                nbytes = _state_bytes(spec, req, opts, arch.dtype) * req.batch * n
                 r = rows.setdefault("state", [0, 0, 0, None, None])
-                r[0] += 1
+                r[0] += n
                 r[2] += nbytes
                 continue
             windowed = hybrid and isinstance(spec, (SlidingWindow, ChunkedLocal))
@@ -93,10 +93,10 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
             tokens = cdiv(min(req.context_len, window) if windowed else req.context_len, page) * page
             kind = spec.kind if windowed else ("mla" if isinstance(spec, MLA) else "full")
             k_tok, v_tok = _per_token(spec, req)
-            k, v = k_tok * tokens * req.batch, v_tok * tokens * req.batch
+            k, v = k_tok * tokens * req.batch * n, v_tok * tokens * req.batch * n
             mla = isinstance(spec, MLA)
             r = rows.setdefault(kind, [0, tokens, 0, None if mla else 0, None if mla else 0])
-            r[0] += 1
+            r[0] += n
             r[2] += k + v
             if not mla:
                 r[3] += k
@@ -110,7 +110,7 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     ks = [r.k_bytes for r in breakdown if r.k_bytes is not None]
     vs = [r.v_bytes for r in breakdown if r.v_bytes is not None]
     notes = []
-    if any(isinstance(s, (SlidingWindow, ChunkedLocal)) for s in arch.layers):
+    if arch.windowed:
         notes.append("hybrid SWA pool: window layers keep only the window" if hybrid else
                      "hybrid SWA memory disabled for this model: window layers are cached at full length")
     return KVEstimate(
@@ -118,22 +118,22 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
         kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp, kv_bytes=sum(r.bytes for r in breakdown),
         k_bytes=sum(ks) if ks else None, v_bytes=sum(vs) if vs else None,
         state_bytes=sum(r.bytes for r in breakdown if r.kind == "state"),
-        bytes_per_token=_cell(arch.layers, req, hybrid)[0], total_bytes=total, block_size=page,
+        bytes_per_token=sum(_cell(stage, req, hybrid)[0] for stage in grouped_stages(arch, 1)), total_bytes=total, block_size=page,
         breakdown=breakdown, notes=tuple(notes),
     )
 
 
-def _cell(layers, req: Request, hybrid: bool) -> tuple[int, int]:
+def _cell(groups, req: Request, hybrid: bool) -> tuple[int, int]:
     """(full-pool, swa-pool) bytes per token over the attention layers of one rank."""
     full = swa = 0
-    for spec in cache_layers(layers):
+    for spec, n in groups:
         if isinstance(spec, RecurrentState):
             continue
         k, v = _per_token(spec, req)
         if hybrid and isinstance(spec, (SlidingWindow, ChunkedLocal)):
-            swa += k + v
+            swa += (k + v) * n
         else:
-            full += k + v
+            full += (k + v) * n
     return full, swa
 
 
@@ -145,14 +145,14 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
     hybrid = _hybrid_swa(arch, opts)
     per_seq_tokens = cdiv(req.context_len, page) * page
     best = None
-    for stage in pp_stages(arch, req.pp):
+    for stage in grouped_stages(arch, req.pp):
         full, swa = _cell(stage, req, hybrid)
-        states = [s for s in cache_layers(stage) if isinstance(s, RecurrentState)]
+        states = [(s, n) for s, n in stage if isinstance(s, RecurrentState)]
         budget, mamba_slots = kv_memory_bytes, None
         if states:
             r = opts.mamba_full_memory_ratio
             mamba_mem = int(kv_memory_bytes * r / (1 + r))
-            per_req = sum(_state_bytes(s, req, opts, arch.dtype) for s in states)
+            per_req = sum(_state_bytes(s, req, opts, arch.dtype) * n for s, n in states)
             mamba_slots = mamba_mem // per_req
             budget = kv_memory_bytes - mamba_mem
         ratio = opts.swa_full_tokens_ratio
@@ -160,7 +160,7 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
         tokens = tokens // page * page
         seqs = tokens / per_seq_tokens if full else float("inf")
         if swa:
-            window = max(getattr(s, "window", 0) or getattr(s, "chunk", 0) for s in stage
+            window = max(getattr(s, "window", 0) or getattr(s, "chunk", 0) for s, _ in stage
                          if isinstance(s, (SlidingWindow, ChunkedLocal)))
             swa_tokens = int(tokens * ratio) // page * page
             seqs = min(seqs, swa_tokens / (cdiv(min(req.context_len, window), page) * page))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from kvplan.dtypes import get_dtype
 from kvplan.engines.common import (
-    Capacity, KindBytes, KVEstimate, Request, cache_layers, mamba_state_elems,
+    Capacity, KindBytes, KVEstimate, Request, grouped_stages, mamba_state_elems,
 )
 from kvplan.errors import InvalidInputError
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
@@ -62,15 +62,15 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
         raise InvalidInputError("tp" if req.tp > 1 else "pp",
                                 "the transformers profile sizes a single-device DynamicCache; use tp=1 pp=1")
     rows: dict[str, list[int]] = {}
-    for spec in cache_layers(arch.layers):
+    for spec, n in grouped_stages(arch, 1)[0]:
         tensors = layer_tensors(arch, spec, req.context_len, req.batch, req.kv_dtype)
         kind = spec.kind
         tokens = 0 if kind == "state" else (_tokens(spec, req.context_len))
         r = rows.setdefault(kind, [0, tokens, 0, 0, 0])
-        r[0] += 1
-        r[2] += sum(tensors.values())
-        r[3] += tensors.get("keys", 0)
-        r[4] += tensors.get("values", 0)
+        r[0] += n
+        r[2] += sum(tensors.values()) * n
+        r[3] += tensors.get("keys", 0) * n
+        r[4] += tensors.get("values", 0) * n
     breakdown = []
     for kind, (n, tokens, nbytes, k, v) in rows.items():
         if kind == "state":
@@ -79,10 +79,10 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
             breakdown.append(KindBytes(kind, n, tokens, nbytes, k, v))
     ks = [r.k_bytes for r in breakdown if r.k_bytes is not None]
     vs = [r.v_bytes for r in breakdown if r.v_bytes is not None]
-    per_token = sum(sum(layer_tensors(arch, s, 1, 1, req.kv_dtype).values()) for s in arch.layers
-                    if isinstance(s, MLA) or type(s) is FullAttention)
+    per_token = sum(sum(layer_tensors(arch, s, 1, 1, req.kv_dtype).values()) * n
+                    for s, n in grouped_stages(arch, 1)[0] if isinstance(s, MLA) or type(s) is FullAttention)
     notes = []
-    if any(isinstance(s, MLA) for s in arch.layers):
+    if "mla" in arch.kinds:
         notes.append("MLA is cached decompressed: every head's K and V, not the latent")
     return KVEstimate(
         model=arch.model_id, engine=NAME, context_len=req.context_len, batch=req.batch,

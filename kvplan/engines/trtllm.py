@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from kvplan.dtypes import get_dtype
 from kvplan.engines.common import (
-    Capacity, KindBytes, KVEstimate, Request, cache_layers, cdiv, check_tp, kv_heads_per_rank,
-    mamba_state_elems, pp_stages,
+    Capacity, KindBytes, KVEstimate, Request, cdiv, check_tp, grouped_stages, kv_heads_per_rank,
+    mamba_state_elems,
 )
 from kvplan.errors import InvalidInputError
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
@@ -47,26 +47,26 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     check_tp(arch, req.tp)
     block = opts.block_size or TOKENS_PER_BLOCK
     best, total = None, 0
-    for stage in pp_stages(arch, req.pp):
+    for stage in grouped_stages(arch, req.pp):
         rows: dict[str, list] = {}
-        for spec in cache_layers(stage):
+        for spec, n in stage:
             if isinstance(spec, RecurrentState):
                 conv, ssm = mamba_state_elems(spec, req.tp, spec.conv_kernel - 1)
                 b = get_dtype("bf16" if arch.dtype == "fp32" else arch.dtype).block_bytes
                 r = rows.setdefault("state", [0, 0, 0, None, None])
-                r[0] += 1
-                r[2] += (conv + ssm) * b * req.batch
+                r[0] += n
+                r[2] += (conv + ssm) * b * req.batch * n
                 continue
             window = spec.window if isinstance(spec, SlidingWindow) else getattr(spec, "chunk", 0)
             tokens = cdiv(min(req.context_len, window) if window else req.context_len, block) * block
             k_tok, v_tok = _tok_bytes(spec, req)
             mla = isinstance(spec, MLA)
             r = rows.setdefault(spec.kind, [0, tokens, 0, None if mla else 0, None if mla else 0])
-            r[0] += 1
-            r[2] += (k_tok + v_tok) * tokens * req.batch
+            r[0] += n
+            r[2] += (k_tok + v_tok) * tokens * req.batch * n
             if not mla:
-                r[3] += k_tok * tokens * req.batch
-                r[4] += v_tok * tokens * req.batch
+                r[3] += k_tok * tokens * req.batch * n
+                r[4] += v_tok * tokens * req.batch * n
         stage_bytes = sum(r[2] for r in rows.values())
         total += stage_bytes * req.tp
         if best is None or stage_bytes > best[0]:
@@ -76,29 +76,29 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     ks = [r.k_bytes for r in breakdown if r.k_bytes is not None]
     vs = [r.v_bytes for r in breakdown if r.v_bytes is not None]
     notes = []
-    if any(isinstance(s, (SlidingWindow, ChunkedLocal)) for s in arch.layers):
+    if arch.windowed:
         notes.append("VSWA: per-window pools; TRT-LLM's split of memory between pools is not verified")
-    if any(isinstance(s, RecurrentState) for s in arch.layers):
+    if "state" in arch.kinds:
         notes.append("Mamba state sized in the model dtype: TRT-LLM's state cache is not byte-verified")
     return KVEstimate(
         model=arch.model_id, engine=NAME, context_len=req.context_len, batch=req.batch,
         kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp, kv_bytes=sum(r.bytes for r in breakdown),
         k_bytes=sum(ks) if ks else None, v_bytes=sum(vs) if vs else None,
         state_bytes=sum(r.bytes for r in breakdown if r.kind == "state"),
-        bytes_per_token=_per_token(arch.layers, req), total_bytes=total, block_size=block,
+        bytes_per_token=_per_token(grouped_stages(arch, 1)[0], req), total_bytes=total, block_size=block,
         breakdown=breakdown, notes=tuple(notes),
     )
 
 
-def _per_token(layers, req: Request) -> int:
-    return sum(sum(_tok_bytes(s, req)) for s in cache_layers(layers) if not isinstance(s, RecurrentState))
+def _per_token(groups, req: Request) -> int:
+    return sum(sum(_tok_bytes(s, req)) * n for s, n in groups if not isinstance(s, RecurrentState))
 
 
 def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int) -> Capacity:
     """`max_tokens = budget // kv_size_per_token` (get_cache_size_per_token), in whole blocks."""
     check_tp(arch, req.tp)
     block = opts.block_size or TOKENS_PER_BLOCK
-    per_token = max(_per_token(stage, req) for stage in pp_stages(arch, req.pp))
+    per_token = max(_per_token(stage, req) for stage in grouped_stages(arch, req.pp))
     max_tokens = kv_memory_bytes // per_token if per_token else 0
     num_blocks = max_tokens // block
     per_req = cdiv(req.context_len, block)
@@ -108,5 +108,5 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
         num_blocks=num_blocks, bytes_per_block=per_token * block, blocks_per_request=per_req,
         kv_tokens=max_tokens, max_concurrency=num_blocks / per_req, max_sequences=num_blocks // per_req,
         notes=("max_tokens counts every layer at full length (VSWA pools not modelled here)",)
-        if any(isinstance(s, (SlidingWindow, ChunkedLocal)) for s in arch.layers) else (),
+        if arch.windowed else (),
     )

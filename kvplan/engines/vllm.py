@@ -9,13 +9,13 @@ This module knows nothing of GPUs or weights: the KV budget is an input.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from kvplan.dtypes import get_dtype
 from kvplan.engines.common import (
-    Capacity, KindBytes, KVEstimate, Request, cache_layers, cdiv, check_tp, kv_heads_per_rank,
-    mamba_state_elems, pp_stages,
+    Capacity, KindBytes, KVEstimate, Request, cdiv, check_tp, grouped_stages, kv_heads_per_rank,
+    mamba_state_elems,
 )
 from kvplan.errors import InvalidInputError, UnsupportedConfigError
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
@@ -61,7 +61,7 @@ class _Type:
     """Layers sharing one vLLM KV-cache spec."""
 
     kind: str
-    layers: list = field(default_factory=list)
+    count: int = 0  # layers with this spec
     tok_bytes: int = 0  # bytes per token per layer (attention); 0 for state
     k_tok: int = 0
     v_tok: int = 0
@@ -100,11 +100,12 @@ def _state_dtypes(spec: RecurrentState, model_dtype: str, opts: Options) -> tupl
     return get_dtype(conv).block_bytes, get_dtype(ssm).block_bytes
 
 
-def _layout(layers, req: Request, opts: Options, model_dtype: str) -> _Layout:
+def _layout(groups, req: Request, opts: Options, model_dtype: str) -> _Layout:
+    """vLLM's KV-cache groups for one GPU's layers, given as (spec, count) pairs."""
     dt = req.dtype
     types: dict[tuple, _Type] = {}
     notes: list[str] = []
-    for spec in cache_layers(layers):
+    for spec, n in groups:
         if isinstance(spec, FullAttention):
             heads = kv_heads_per_rank(spec.num_kv_heads, req.tp)
             k_tok, v_tok = heads * dt.row_bytes(spec.head_dim), heads * dt.row_bytes(spec.head_dim_v)
@@ -127,11 +128,11 @@ def _layout(layers, req: Request, opts: Options, model_dtype: str) -> _Layout:
             t = types.setdefault(("state", page), _Type("state", state_bytes=page))
         else:  # pragma: no cover - the parser only makes the kinds above
             raise UnsupportedConfigError("layers", f"vLLM profile cannot size {type(spec).__name__}")
-        t.layers.append(spec)
+        t.count += n
     if not types:
         return _Layout([], 1, 0, ["no layer on this GPU holds a cache"])
     if not opts.hybrid_kv_cache_manager and any(
-            isinstance(s, (SlidingWindow, ChunkedLocal)) for s in cache_layers(layers)):
+            isinstance(s, (SlidingWindow, ChunkedLocal)) for s, _ in groups):
         notes.append("hybrid KV cache manager disabled: sliding/chunked layers take full-length memory")
 
     attn = [t for t in types.values() if t.kind != "state"]
@@ -165,18 +166,18 @@ def _layout(layers, req: Request, opts: Options, model_dtype: str) -> _Layout:
     all_types = list(types.values())
     if len(all_types) == 1:
         t = all_types[0]
-        return _Layout(all_types, len(t.layers), len(t.layers) * t.page, notes)
+        return _Layout(all_types, t.count, t.count * t.page, notes)
     same_kind = len({(t.kind, t.window) for t in all_types}) == 1 and not state
     if same_kind:
         # UniformTypeKVCacheSpecs: one group whose page is the sum of the per-layer pages.
         for t in all_types:
             t.block_size, t.page = block, block * t.tok_bytes
-        return _Layout(all_types, 1, sum(len(t.layers) * t.page for t in all_types), notes)
-    counts = [len(t.layers) for t in all_types]
+        return _Layout(all_types, 1, sum(t.count * t.page for t in all_types), notes)
+    counts = [t.count for t in all_types]
     lo, hi = min(counts), max(counts)
     group_size = hi if hi < 1.5 * lo else lo
     for t in all_types:
-        t.groups = cdiv(len(t.layers), group_size)
+        t.groups = cdiv(t.count, group_size)
     page = all_types[0].page
     num_groups = sum(t.groups for t in all_types)
     padding = num_groups * group_size - sum(counts)
@@ -195,7 +196,7 @@ def _request_bytes(lay: _Layout, num_tokens: int, in_flight: int, opts: Options)
     uniform = lay.group_size == 1 and len(lay.types) > 1
     for t in lay.types:
         blocks = t.blocks(num_tokens, in_flight, opts.mamba_cache_mode)
-        n = len(t.layers)
+        n = t.count
         real = n * blocks * t.page
         tokens = 0 if t.kind == "state" else blocks * t.block_size
         if t.kind in ("full", "sliding", "chunked"):
@@ -219,7 +220,7 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     in_flight = _in_flight(req, opts)
     best = None
     total = 0
-    for stage in pp_stages(arch, req.pp):
+    for stage in grouped_stages(arch, req.pp):
         lay = _layout(stage, req, opts, arch.dtype)
         rows = _request_bytes(lay, req.context_len, in_flight, opts)
         stage_bytes = sum(r.bytes for r in rows) * req.batch
@@ -249,7 +250,7 @@ def _estimate(arch, req, lay, rows, total) -> KVEstimate:
     ks = [r.k_bytes for r in breakdown if r.k_bytes is not None]
     vs = [r.v_bytes for r in breakdown if r.v_bytes is not None]
     state = sum(r.bytes for r in breakdown if r.kind == "state")
-    per_token = sum(len(t.layers) * t.tok_bytes for t in lay.types if t.kind in ("full", "mla"))
+    per_token = sum(t.count * t.tok_bytes for t in lay.types if t.kind in ("full", "mla"))
     blocks = sorted({t.block_size for t in lay.types if t.kind != "state"}) or [None]
     return KVEstimate(
         model=arch.model_id, engine=NAME, context_len=req.context_len, batch=b, kv_dtype=req.kv_dtype,
@@ -263,7 +264,7 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
     """Blocks, logged tokens and max concurrency for `kv_memory_bytes` per GPU at `req.context_len`."""
     check_tp(arch, req.tp)
     in_flight = _in_flight(req, opts)
-    layouts = [_layout(stage, req, opts, arch.dtype) for stage in pp_stages(arch, req.pp)]
+    layouts = [_layout(stage, req, opts, arch.dtype) for stage in grouped_stages(arch, req.pp)]
     layouts = [lay for lay in layouts if lay.bytes_per_block]
     num_blocks = min(kv_memory_bytes // lay.bytes_per_block for lay in layouts)
     per_req = max(_blocks_per_request(lay, req.context_len, in_flight, opts) for lay in layouts)
