@@ -17,13 +17,24 @@ from kvplan.hf_config import parse_config
 from kvplan.layers import (MLA, ChunkedLocal, FullAttention, LayerSpec, ModelArch, NoCache,
                            RecurrentState, SlidingWindow)
 from kvplan.registry import list_models, load_model
+from kvplan.planner import Plan, min_gpus, plan
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "kv_cache", "capacity", "sweep", "load_model", "list_models", "parse_config", "get_engine",
+    "kv_cache", "capacity", "sweep", "plan", "Plan", "min_gpus", "load_model", "list_models", "parse_config", "get_engine",
     "ENGINE_NAMES", "DEFAULT_ENGINE", "KVEstimate", "Capacity", "KindBytes", "ModelArch", "LayerSpec",
     "FullAttention", "SlidingWindow", "ChunkedLocal", "MLA", "RecurrentState", "NoCache",
     "KvplanError", "InvalidInputError", "UnsupportedConfigError", "UnknownModelError", "UnknownGPUError",
-    "UnsupportedDtypeError", "DoesNotFitError", "HubError",
+    "UnsupportedDtypeError", "DoesNotFitError", "HubError", "validate",
 ]
+
+
+def __getattr__(name: str):
+    # `kvplan.validate` needs torch + transformers (requirements-validate.txt): imported on first use
+    # only, so `import kvplan` stays light.
+    if name == "validate":
+        from kvplan.validate import validate
+
+        return validate
+    raise AttributeError(f"module 'kvplan' has no attribute {name!r}")

@@ -92,12 +92,24 @@ def _add_layout(p: argparse.ArgumentParser, *, llama: bool) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any other engine option, e.g. async_scheduling=false, kv_unified=true, "
                         "mamba_cache_mode=none (repeatable)")
+    p.add_argument("--revision", help="Hub model revision (branch, tag or commit); HF_TOKEN is used for "
+                                      "gated models")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _model(args: argparse.Namespace) -> Any:
+    """MODEL as given, or the Hub model at --revision (a ModelArch)."""
+    if getattr(args, "revision", None):
+        from kvplan.hub import load_hub_model
+
+        return load_hub_model(args.model, revision=args.revision)
+    return args.model
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="kvplan", description="KV-cache capacity planner for LLM inference. "
-                     "MODEL is a bundled id (see `kvplan models`), a config.json, or a folder holding one.")
+                     "MODEL is a bundled id (see `kvplan models`), a config.json, a folder holding one, a .gguf file, "
+                     "or a Hugging Face id (org/name[@revision]).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("models", help="list the bundled models and their attention kinds")
@@ -107,18 +119,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("size", help="KV cache bytes for a model, context and engine")
-    p.add_argument("model", help="bundled id, config.json path, or folder")
+    p.add_argument("model", help="bundled id, config.json path, folder, .gguf file, or Hub id")
     p.add_argument("--context", required=True, type=_tokens("context"), help="tokens per sequence: 8192, 32k, 1M")
     p.add_argument("--batch", type=_int("batch"), default=1, help="concurrent sequences (default 1)")
     _add_layout(p, llama=True)
 
-    p = sub.add_parser("plan", help="blocks, tokens and concurrency for a KV budget per GPU")
-    p.add_argument("model", help="bundled id, config.json path, or folder")
-    p.add_argument("--kv-memory", required=True,
-                   help="per-GPU KV budget (vLLM's 'Available KV cache memory'): 20GiB, 51.38GiB, 80GB")
+    p = sub.add_parser("plan", help="users per GPU for a model on GPUs (or blocks/concurrency for a KV budget)")
+    p.add_argument("model", help="bundled id, config.json path, folder, .gguf file, or Hub id")
+    p.add_argument("--kv-memory",
+                   help="per-GPU KV budget (vLLM's 'Available KV cache memory'): 20GiB, 51.38GiB, 80GB; "
+                        "without --gpu/--gpu-memory only the KV side is computed")
     p.add_argument("--max-model-len", required=True, type=_tokens("max_model_len"),
                    help="tokens per request: 8192, 128k")
+    p.add_argument("--gpu", help="catalog GPU (`kvplan gpus`): H100, H200, A100-80GB, L40S, ...")
+    p.add_argument("--gpu-memory", help="a custom GPU's total memory instead of --gpu: 48GiB, 80GB")
+    p.add_argument("--bandwidth", help="memory bandwidth for a custom GPU (or to override): 3.35TB/s")
+    p.add_argument("--num-gpus", type=_int("num_gpus"), default=1,
+                   help="GPUs in all (default tp·pp); more than tp·pp adds data-parallel replicas")
+    p.add_argument("--users", type=_int("users"), help="concurrent users to check (and max context for them)")
+    p.add_argument("--gpu-memory-utilization", type=float,
+                   help="vLLM gpu_memory_utilization (default 0.9; recent vLLM uses 0.92), SGLang "
+                        "mem_fraction_static, TRT-LLM free_gpu_memory_fraction")
+    p.add_argument("--weights-dtype", default="auto",
+                   help="auto (the checkpoint's, incl. its quantization_config), bf16, fp16, fp8, int8, "
+                        "int4/awq/gptq, mxfp4, nvfp4")
+    p.add_argument("--prefix-tokens", type=_int("prefix_tokens"), default=0,
+                   help="shared system-prompt tokens, cached once across users")
+    p.add_argument("--min-gpus", action="store_true",
+                   help="search the smallest TP / number of GPUs that fits --users")
     _add_layout(p, llama=False)
+
+    p = sub.add_parser("validate", help="measure the real KV cache with torch (CUDA, or CPU) and compare")
+    p.add_argument("model", help="bundled id, config.json path, or folder")
+    p.add_argument("--context", required=True, help="tokens per sequence, comma-separated: 1024,8k,32k")
+    p.add_argument("--batch", type=_int("batch"), default=1, help="sequences in the prefill (default 1)")
+    p.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when available, else cpu")
+    p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), help="model and cache dtype (default: the config's)")
+    p.add_argument("--depth", default="auto", help="auto (full when it fits), full, or a layer count")
+    p.add_argument("--tolerance", type=float, default=0.01, help="largest |bytes error| that passes (0.01 = 1%%)")
+    p.add_argument("--no-paged", action="store_true", help="skip the vllm-layout allocation and decode timing")
+    p.add_argument("--speed", action="store_true", help="also time generation with and without the cache")
+    p.add_argument("--out", help="write the JSON report here (and a PNG plot beside it)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -167,7 +209,7 @@ def cmd_gpus(args) -> int:
 def cmd_size(args) -> int:
     from kvplan.api import kv_cache
 
-    est = kv_cache(args.model, context_len=args.context, batch=args.batch, engine=args.engine,
+    est = kv_cache(_model(args), context_len=args.context, batch=args.batch, engine=args.engine,
                    kv_dtype=args.kv_dtype, tp=args.tp, pp=args.pp, **_engine_options(args))
     if args.json:
         _print_json(est.to_dict())
@@ -187,9 +229,14 @@ def cmd_size(args) -> int:
 
 
 def cmd_plan(args) -> int:
+    if args.gpu is not None or args.gpu_memory is not None:
+        return _cmd_gpu_plan(args)
+    if args.kv_memory is None:
+        raise InvalidInputError("arguments", "give --gpu NAME or --gpu-memory SIZE (or --kv-memory for the "
+                                             "KV side only)")
     from kvplan.api import capacity
 
-    cap = capacity(args.model, kv_memory=args.kv_memory, max_model_len=args.max_model_len,
+    cap = capacity(_model(args), kv_memory=args.kv_memory, max_model_len=args.max_model_len,
                    engine=args.engine, kv_dtype=args.kv_dtype, tp=args.tp, pp=args.pp,
                    **_engine_options(args))
     if args.json:
@@ -206,7 +253,78 @@ def cmd_plan(args) -> int:
     return 0
 
 
-COMMANDS = {"models": cmd_models, "gpus": cmd_gpus, "size": cmd_size, "plan": cmd_plan}
+def _cmd_gpu_plan(args) -> int:
+    from kvplan.gpus import custom_gpu
+    from kvplan.planner import min_gpus, plan
+
+    kwargs = dict(max_model_len=args.max_model_len, engine=args.engine, kv_dtype=args.kv_dtype,
+                  weights_dtype=args.weights_dtype, gpu_memory_utilization=args.gpu_memory_utilization,
+                  kv_memory=args.kv_memory, prefix_tokens=args.prefix_tokens, pp=args.pp,
+                  **_engine_options(args))
+    if args.min_gpus:
+        if args.users is None:
+            raise InvalidInputError("--users", "--min-gpus needs --users")
+        gpu = args.gpu if args.gpu is not None else custom_gpu(args.gpu_memory, bandwidth=args.bandwidth)
+        p = min_gpus(_model(args), gpu=gpu, users=args.users, **kwargs)
+    else:
+        p = plan(_model(args), gpu=args.gpu, gpu_memory=args.gpu_memory, bandwidth=args.bandwidth,
+                 num_gpus=args.num_gpus, tp=args.tp, users=args.users, **kwargs)
+    if args.json:
+        _print_json(p.to_dict())
+        return 0
+    print(f"{p.model} on {p.engine}: {p.num_gpus} × {p.gpu} (tp={p.tp} pp={p.pp} dp={p.dp}), "
+          f"{p.max_model_len:,} tokens/request, weights {p.weights_dtype}, KV {p.kv_dtype}")
+    util = f" × {p.gpu_memory_utilization}" if p.engine in ("vllm", "sglang") else ""
+    print(f"  per GPU: {fmt_bytes(p.gpu_memory_bytes)}{util}; the engine holds {fmt_bytes(p.requested_bytes)}")
+    for label, value in (("weights", p.weights_bytes), ("activation peak", p.activation_bytes),
+                         ("non-torch", p.non_torch_bytes), ("CUDA graphs", p.cuda_graph_bytes),
+                         ("KV budget", p.kv_budget_bytes)):
+        print(f"    {label:<16} {fmt_bytes(value):>12}")
+    if p.num_blocks is not None:
+        print(f"  blocks:            {p.num_blocks:,} of {p.block_size} tokens ({p.kv_tokens:,} tokens)")
+    print(f"  max concurrency:   {p.max_concurrency:.2f}x per instance; {p.total_sequences} full-length "
+          f"sequences in all; {p.users_per_gpu:.2f} users per GPU")
+    if p.prefix_tokens:
+        print(f"  with a shared {p.prefix_tokens:,}-token prefix: {p.users_with_prefix} users")
+    if p.users is not None:
+        print(f"  {p.users} users: {'fit' if p.fits else 'do NOT fit'}; longest context for them: "
+              f"{p.max_context_for_users:,}")
+    print(f"  decode roofline:   {p.decode_ms_per_step:.2f} ms/step at batch {p.decode_batch} × "
+          f"{p.decode_context:,} tokens = {p.decode_tokens_per_s_per_user:.1f} tok/s/user, "
+          f"{p.decode_tokens_per_s_per_gpu:,.0f} tok/s/GPU ({p.decode_bound}-bound)")
+    print(f"  prefill (TTFT):    {p.prefill_ms:,.1f} ms for {p.max_model_len:,} tokens")
+    print(f"  fits: {'yes' if p.fits else 'NO'}")
+    for note in p.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        print("validate needs torch and transformers: pip install -r requirements-validate.txt", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from kvplan.validate import report as vreport
+    from kvplan.validate import validate
+
+    rep = validate(args.model, context_len=args.context, batch=args.batch, device=args.device, dtype=args.dtype,
+                   depth=args.depth, tolerance=args.tolerance, paged=not args.no_paged, speed=args.speed)
+    data = rep.to_dict()
+    if args.out:
+        path = vreport.write_json(data, args.out)
+        png = vreport.write_png(data, path.with_suffix(".png"))
+        data["files"] = [str(path)] + ([str(png)] if png else [])
+    if args.json:
+        _print_json(data)
+    else:
+        print(vreport.summary(data))
+    return 0 if rep.passed else 1
+
+
+COMMANDS = {"models": cmd_models, "gpus": cmd_gpus, "size": cmd_size, "plan": cmd_plan,
+            "validate": cmd_validate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

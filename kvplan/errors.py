@@ -93,10 +93,12 @@ class HubError(KvplanError, OSError):
 class GatedModelError(HubError):
     """The Hub repo is gated or private (HTTP 401/403) and no token with access was given."""
 
-    def __init__(self, repo_id: str):
+    def __init__(self, repo_id: str, suggestions: tuple[str, ...] = ()):
+        hint = f" (or use the bundled {', '.join(suggestions)})" if suggestions else ""
         super().__init__(f"model {repo_id!r} is gated: accept the license on the model page "
-                         f"(https://huggingface.co/{repo_id}) and set HF_TOKEN")
+                         f"(https://huggingface.co/{repo_id}) and set HF_TOKEN{hint}")
         self.repo_id = repo_id
+        self.suggestions = suggestions
 
 
 class HubModelNotFoundError(HubError, UnknownModelError):
@@ -116,6 +118,8 @@ class HubModelNotFoundError(HubError, UnknownModelError):
 class HubUnavailableError(HubError):
     """The Hub could not be reached in time (offline, timeout, HTTP 5xx) and nothing usable is cached."""
 
-    def __init__(self, repo_id: str, reason: str):
-        super().__init__(f"cannot fetch {repo_id!r} from the Hugging Face Hub: {reason}")
+    def __init__(self, repo_id: str, reason: str, suggestions: tuple[str, ...] = ()):
+        hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
+        super().__init__(f"cannot fetch {repo_id!r} from the Hugging Face Hub: {reason}.{hint}")
         self.repo_id = repo_id
+        self.suggestions = suggestions

@@ -50,6 +50,11 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
 _QWEN_SWA_FAMILIES = {"qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "qwen2_vl", "qwen2_5_vl", "qwen2_vl_text",
                       "qwen2_5_vl_text"}
 
+# Families whose transformers config class defaults `tie_word_embeddings` to True, so a config.json
+# that omits it (Gemma 2, GPT-2, Falcon) shares the LM head with the embedding.
+_TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3", "gemma3_text", "gpt2", "gpt_bigcode", "falcon", "RefinedWeb",
+                    "RefinedWebModel", "starcoder2", "opt", "bloom", "mamba", "falcon_mamba", "mamba2"}
+
 _LAYER_TYPE_WORDS = {
     "full_attention": "full", "attention": "full", "global_attention": "full", "global": "full",
     "sliding_attention": "sliding", "sliding_window_attention": "sliding", "local_attention": "sliding",
@@ -523,7 +528,8 @@ def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelAr
     dims = WeightDims(
         hidden_size=f.hidden_size or 0, intermediate_size=f.intermediate_size or 0,
         vocab_size=f.vocab_size or 0, num_attention_heads=f.num_attention_heads or 0,
-        tie_word_embeddings=bool(f.tie_word_embeddings), num_experts=f.num_experts or 0,
+        tie_word_embeddings=(f.tie_word_embeddings if f.tie_word_embeddings is not None
+                             else f.model_type in _TIED_BY_DEFAULT), num_experts=f.num_experts or 0,
         num_experts_per_tok=f.num_experts_per_tok or 0, moe_intermediate_size=f.moe_intermediate_size or 0,
         num_shared_experts=f.n_shared_experts or 0,
         shared_expert_intermediate_size=f.shared_expert_intermediate_size or 0,

@@ -151,7 +151,7 @@ def _bounded(fn: Callable[[], T], seconds: float, repo_id: str) -> T:
     worker.join(seconds)
     if worker.is_alive():
         raise HubUnavailableError(repo_id, f"no answer within {seconds:g} s; check the network "
-                                           "(or set HF_HUB_OFFLINE=1 to use the local cache)")
+                                           "(or set HF_HUB_OFFLINE=1 to use the local cache)", suggest(repo_id))
     if "error" in box:
         raise box["error"]
     return box["value"]
@@ -160,15 +160,24 @@ def _bounded(fn: Callable[[], T], seconds: float, repo_id: str) -> T:
 def _translate(err: BaseException, repo_id: str, revision: str | None, token: str | None,
                what: str = "config.json") -> KvplanError:
     """A huggingface_hub / httpx / OS error as a one-line kvplan HubError (never with the token)."""
+    out = _translate_one(err, repo_id, revision, token, what)
+    if isinstance(out, HubUnavailableError) and not out.suggestions and suggest(repo_id):
+        # a typo of a bundled id while offline: say what it probably meant
+        return HubUnavailableError(repo_id, str(out).split("Hub: ", 1)[-1].rstrip("."), suggest(repo_id))
+    return out
+
+
+def _translate_one(err: BaseException, repo_id: str, revision: str | None, token: str | None,
+                   what: str) -> KvplanError:
     if isinstance(err, KvplanError):
         return err
     hf = _hf()
     e = hf.errors
     # hf_hub_download wraps connection problems in LocalEntryNotFoundError; the cause says what happened.
     if isinstance(err, e.LocalEntryNotFoundError) and err.__cause__ is not None and not _offline():
-        return _translate(err.__cause__, repo_id, revision, token, what)
+        return _translate_one(err.__cause__, repo_id, revision, token, what)
     if isinstance(err, e.GatedRepoError):
-        return GatedModelError(repo_id)
+        return GatedModelError(repo_id, suggest(repo_id))
     if isinstance(err, e.RevisionNotFoundError):
         return HubModelNotFoundError(repo_id, (), f"no revision {revision!r} of this model")
     if isinstance(err, e.RepositoryNotFoundError):
@@ -183,7 +192,7 @@ def _translate(err: BaseException, repo_id: str, revision: str | None, token: st
     if isinstance(err, e.HfHubHTTPError):
         status = getattr(getattr(err, "response", None), "status_code", None)
         if status in (401, 403):
-            return GatedModelError(repo_id)
+            return GatedModelError(repo_id, suggest(repo_id))
         if status == 404:
             return HubModelNotFoundError(repo_id, suggest(repo_id))
         return HubUnavailableError(repo_id, f"the Hub answered HTTP {status}; try again later")

@@ -100,8 +100,16 @@ def _bundled_arch(model_id: str) -> ModelArch:
     return parse_config(bundled_config(model_id), model_id)
 
 
+def _probe(path: Path) -> tuple[bool, bool]:
+    """(exists, is_file), False for names the OS rejects (too long, NUL bytes) rather than raising."""
+    try:
+        return path.exists(), path.is_file()
+    except (OSError, ValueError):
+        return False, False
+
+
 def load_model(model: str | os.PathLike | Mapping[str, Any], *, model_id: str | None = None) -> ModelArch:
-    """Resolve MODEL — a bundled id, a config.json path or folder, or a config dict — to a ModelArch.
+    """Resolve MODEL — a bundled id, a config.json path or folder, a `.gguf` file, or a config dict.
 
     >>> arch = load_model("meta-llama/Llama-3.1-8B")
     >>> arch.num_layers, arch.layers[0].num_kv_heads
@@ -119,13 +127,23 @@ def load_model(model: str | os.PathLike | Mapping[str, Any], *, model_id: str | 
     if text in list_models():
         return _bundled_arch(text)
     path = Path(text)
+    exists, is_file = _probe(path)
+    if path.suffix.lower() == ".gguf" and is_file:
+        from kvplan.gguf_file import load_gguf  # llama.cpp model file: header metadata only
+
+        return load_gguf(path, model_id=model_id)
     looks_like_path = path.suffix == ".json" or text.startswith((".", "/", "~")) or os.sep in text[1:] \
-        and path.exists()
-    if path.exists() and (path.is_file() or (path / "config.json").is_file()):
-        name = model_id or (path.parent.name if path.is_file() else path.name)
-        return parse_config(read_config_file(path), name)
-    if looks_like_path and not path.exists() and text.endswith(".json"):
-        raise UnknownModelError(text)
+        and exists
+    if exists and (is_file or _probe(path / "config.json")[1]):
+        name = model_id or (path.parent.name if is_file else path.name)
+        try:
+            config = read_config_file(path)
+        except OSError as err:  # unreadable: permissions, a FIFO, a vanished file
+            raise UnsupportedConfigError("config.json", f"cannot read {text[:200]!r}: "
+                                                        f"{err.strerror or type(err).__name__}") from None
+        return parse_config(config, name)
+    if looks_like_path and not exists and text.endswith(".json"):
+        raise UnknownModelError(text[:200])
     raise UnknownModelError(text, suggest(text))
 
 

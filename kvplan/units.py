@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException
 
 from kvplan.errors import InvalidInputError
 
@@ -63,10 +63,12 @@ def _parse(text: str | int, suffixes: dict[str, int], field: str, what: str, flo
         )
     number = m.group(1).replace("_", "").replace(",", "")
     scale = suffixes[m.group(2).lower()]
+    if len(number) > 40:  # int() refuses > 4300 digits and Decimal overflows on "1e9999999999"
+        raise InvalidInputError(field, f"{text[:40]!r}... is too large")
     if "." in number or "e" in number.lower():
         try:  # exact decimal arithmetic: "0.017TB" is 17,000,000,000 bytes, not 16,999,999,999.99
             value = Decimal(number) * scale
-        except InvalidOperation:
+        except DecimalException:
             raise InvalidInputError(field, f"cannot read {text!r} as {what}") from None
         if value > 2**62:
             raise InvalidInputError(field, f"{text!r} is too large")

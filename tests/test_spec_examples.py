@@ -96,12 +96,19 @@ def test_g2_gemma3_27b_sglang_llamacpp_hf():
 @pytest.mark.parametrize("engine,dtype,per_token", [
     ("vllm", "auto", 70_272), ("vllm", "fp8", 35_136), ("sglang", "auto", 70_272),
     ("trtllm", "auto", 70_272), ("llama.cpp", "auto", 70_272),
-    ("transformers", "auto", 4_997_120),  # decompressed: 128 heads × (192 + 128)
+    ("transformers", "auto", 70_272),  # transformers 5.x caches the latent (measured on 5.23.0)
     ("naive", "auto", 1_748_992),  # 2·61·128 "KV heads"·56·2
 ])
 def test_g3_deepseek_v3_bytes_per_token(engine, dtype, per_token):
     est = kvplan.kv_cache("deepseek-ai/DeepSeek-V3", context_len=1, engine=engine, kv_dtype=dtype)
     assert est.bytes_per_token == per_token
+
+
+def test_g3_transformers_4_57_decompressed_mla():
+    # D.3: transformers 4.56/4.57 stored K [B, 128, T, 192] and V [B, 128, T, 128]: 71× the latent
+    est = kvplan.kv_cache("deepseek-ai/DeepSeek-V3", context_len=1, engine="transformers",
+                          mla_cache="decompressed")
+    assert est.bytes_per_token == 4_997_120 == 61 * 128 * (192 + 128) * 2
 
 
 def test_g3_mla_is_per_gpu_not_divided_by_tp():

@@ -6,6 +6,8 @@ Nothing here knows a particular engine's allocation rules; those live one module
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,7 +139,30 @@ def make_options(options_cls: type, engine: str, given: dict[str, Any]):
             raise InvalidInputError(key, f"not an option of engine {engine!r}; it takes "
                                          f"{', '.join(sorted(known)) or 'no options'}")
     values = {k: v for k, v in given.items() if v is not None}
-    return options_cls(**values)
+    types = {f.name: str(f.type) for f in dataclasses.fields(options_cls)}
+    for key, value in values.items():
+        _check_option_type(key, value, types[key])
+    try:
+        return options_cls(**values)
+    except (TypeError, ValueError, ArithmeticError) as err:  # an engine's own range checks
+        if isinstance(err, InvalidInputError):
+            raise
+        raise InvalidInputError("options", f"invalid {engine} options: {err}") from None
+
+
+def _check_option_type(key: str, value: Any, annotation: str) -> None:
+    """Reject an option value of the wrong type (a string for `block_size`, NaN for a ratio) by name."""
+    literal = re.findall(r"""['"]([^'"]+)['"]""", annotation) if "Literal" in annotation else []
+    ok = (value in literal if literal and isinstance(value, str)
+          else isinstance(value, bool) if annotation.startswith("bool")
+          else isinstance(value, int) and not isinstance(value, bool) if annotation.startswith("int")
+          else isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+          if annotation.startswith("float")
+          else isinstance(value, str) if annotation.startswith("str")
+          else True)
+    if not ok:
+        want = " | ".join(repr(v) for v in literal) if literal else annotation.replace(" | None", "")
+        raise InvalidInputError(key, f"expected {want}, got {value!r}"[:200])
 
 
 def pp_stages(arch: ModelArch, pp: int) -> list[tuple[LayerSpec, ...]]:

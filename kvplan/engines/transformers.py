@@ -2,14 +2,16 @@
 
 Tensors grow with the tokens seen (no blocks, no preallocation): K/V `[B, Hkv, T, D]` per full layer;
 sliding (and Llama 4 chunked) layers keep the last `window − 1` tokens after an update; MLA models
-cache the *decompressed* per-head K `[B, H, T, nope+rope]` and V `[B, H, T, v_head_dim]`; recurrent
-layers hold conv states over the full kernel width and SSM states (GDN recurrent states in fp32).
+cache the latent `[B, 1, T, kv_lora_rank]` and RoPE key `[B, 1, T, rope]` (transformers 5.x; 4.56/4.57
+cached every head decompressed: option `mla_cache="decompressed"`); recurrent layers hold conv states
+over the full kernel width and SSM states (GDN and Mamba1 states in fp32).
 Single device only: this is what `model.generate` on one GPU holds after prefill.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from kvplan.dtypes import get_dtype
 from kvplan.engines.common import (
@@ -24,7 +26,16 @@ KV_DTYPES = ("bf16", "fp16", "fp32")
 
 @dataclass(frozen=True)
 class Options:
-    """DynamicCache has no knobs that change its size (QuantizedCache is not modelled)."""
+    """DynamicCache knobs that change its size (QuantizedCache is not modelled)."""
+
+    mla_cache: Literal["decompressed", "latent"] = "latent"
+    """How DeepSeek-style MLA layers are cached. Current transformers 5.x (measured on 5.23.0:
+    `DeepseekV3Attention.expand_kv`) stores the latent (`kv_lora_rank`) as "keys" and the shared RoPE
+    key (`qk_rope_head_dim`) as "values"; 4.56/4.57 stored every head's decompressed K and V."""
+
+    def __post_init__(self):
+        if self.mla_cache not in ("decompressed", "latent"):
+            raise InvalidInputError("mla_cache", "choose decompressed or latent")
 
 
 def _tokens(spec, num_tokens: int) -> int:
@@ -36,7 +47,8 @@ def _tokens(spec, num_tokens: int) -> int:
     return num_tokens
 
 
-def layer_tensors(arch: ModelArch, spec, num_tokens: int, batch: int, kv_dtype: str) -> dict[str, int]:
+def layer_tensors(arch: ModelArch, spec, num_tokens: int, batch: int, kv_dtype: str,
+                  *, mla_cache: str = "latent") -> dict[str, int]:
     """Bytes of each tensor DynamicCache holds for one layer, by name ("keys", "conv_states", ...).
 
     The validate mode compares these with the tensors a real cache holds.
@@ -46,13 +58,18 @@ def layer_tensors(arch: ModelArch, spec, num_tokens: int, batch: int, kv_dtype: 
         t = _tokens(spec, num_tokens)
         return {"keys": batch * spec.num_kv_heads * t * spec.head_dim * b,
                 "values": batch * spec.num_kv_heads * t * spec.head_dim_v * b}
+    if isinstance(spec, MLA) and mla_cache == "latent":  # [B, 1, T, kv_lora_rank], [B, 1, T, rope]
+        return {"keys": batch * num_tokens * spec.kv_lora_rank * b, "values": batch * num_tokens * spec.rope_dim * b}
     if isinstance(spec, MLA):
         return {"keys": batch * spec.num_heads * num_tokens * (spec.qk_nope_head_dim + spec.rope_dim) * b,
                 "values": batch * spec.num_heads * num_tokens * spec.v_head_dim * b}
     if isinstance(spec, RecurrentState):
         conv, ssm = mamba_state_elems(spec, 1, spec.conv_kernel)
-        # NOTE: Qwen3-Next / Qwen3.5 GDN recurrent states come out of the chunked kernels in fp32.
-        ssm_b = 4 if spec.mixer == "gdn" else get_dtype(spec.ssm_dtype).block_bytes if spec.ssm_dtype else b
+        # NOTE: Qwen3-Next / Qwen3.5 GDN recurrent states come out of the chunked kernels in fp32, and so
+        # do Mamba1 ones (Mamba, FalconMamba): the selective scan (torch fallback and mamba_ssm kernel)
+        # accumulates in fp32 and the cache keeps that dtype (measured by `kvplan validate`).
+        ssm_b = 4 if spec.mixer in ("gdn", "mamba1") else \
+            get_dtype(spec.ssm_dtype).block_bytes if spec.ssm_dtype else b
         return {"conv_states": batch * conv * b, "ssm_states": batch * ssm * ssm_b}
     return {}
 
@@ -63,7 +80,7 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
                                 "the transformers profile sizes a single-device DynamicCache; use tp=1 pp=1")
     rows: dict[str, list[int]] = {}
     for spec, n in grouped_stages(arch, 1)[0]:
-        tensors = layer_tensors(arch, spec, req.context_len, req.batch, req.kv_dtype)
+        tensors = layer_tensors(arch, spec, req.context_len, req.batch, req.kv_dtype, mla_cache=opts.mla_cache)
         kind = spec.kind
         tokens = 0 if kind == "state" else (_tokens(spec, req.context_len))
         r = rows.setdefault(kind, [0, tokens, 0, 0, 0])
@@ -79,11 +96,13 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
             breakdown.append(KindBytes(kind, n, tokens, nbytes, k, v))
     ks = [r.k_bytes for r in breakdown if r.k_bytes is not None]
     vs = [r.v_bytes for r in breakdown if r.v_bytes is not None]
-    per_token = sum(sum(layer_tensors(arch, s, 1, 1, req.kv_dtype).values()) * n
+    per_token = sum(sum(layer_tensors(arch, s, 1, 1, req.kv_dtype, mla_cache=opts.mla_cache).values()) * n
                     for s, n in grouped_stages(arch, 1)[0] if isinstance(s, MLA) or type(s) is FullAttention)
     notes = []
     if "mla" in arch.kinds:
-        notes.append("MLA is cached decompressed: every head's K and V, not the latent")
+        notes.append("MLA is cached decompressed: every head's K and V, not the latent"
+                     if opts.mla_cache == "decompressed" else
+                     "MLA is cached as the latent plus the shared RoPE key (newer transformers 5.x)")
     return KVEstimate(
         model=arch.model_id, engine=NAME, context_len=req.context_len, batch=req.batch,
         kv_dtype=req.kv_dtype, tp=1, pp=1, kv_bytes=sum(r.bytes for r in breakdown),

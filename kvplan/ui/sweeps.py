@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kvplan
-from kvplan.errors import KvplanError
+from kvplan.errors import DoesNotFitError, KvplanError
 from kvplan.layers import MLA, FullAttention, ModelArch
 
 MIN_CONTEXT = 1024
@@ -57,12 +57,12 @@ def size_by_kind(arch: ModelArch, contexts: list[int], *, engine: str, kv_dtype:
                  tp: int = 1, pp: int = 1) -> Table:
     """Per-layer-kind KV bytes (one sequence, most-loaded GPU) at each context: the stacked chart."""
     out = Table()
-    for ctx in contexts:
-        try:
-            est = kvplan.kv_cache(arch, context_len=ctx, engine=engine, kv_dtype=kv_dtype, tp=tp, pp=pp)
-        except KvplanError as err:
-            out.errors.append(_err(f"{engine} / {kv_dtype}", err))
-            return out
+    try:
+        ests = kvplan.sweep(arch, context_lens=contexts, engine=engine, kv_dtype=kv_dtype, tp=tp, pp=pp)
+    except KvplanError as err:
+        out.errors.append(_err(f"{engine} / {kv_dtype}", err))
+        return out
+    for ctx, est in zip(contexts, ests):
         for kb in est.breakdown:
             out.rows.append({"context_len": ctx, "kind": KIND_LABELS.get(kb.kind, kb.kind),
                              "num_layers": kb.num_layers, "tokens_per_seq": kb.tokens_per_seq,
@@ -77,14 +77,13 @@ def size_lines(arch: ModelArch, contexts: list[int], *, engines: list[str], kv_d
     for engine in engines:
         for dtype in kv_dtypes:
             try:
-                for ctx in contexts:
-                    est = kvplan.kv_cache(arch, context_len=ctx, engine=engine, kv_dtype=dtype, tp=tp,
-                                          pp=pp)
-                    out.rows.append({"series": f"{engine} · {est.kv_dtype}", "engine": engine,
-                                     "kv_dtype": est.kv_dtype, "context_len": ctx,
-                                     "kv_bytes": est.kv_bytes})
+                ests = kvplan.sweep(arch, context_lens=contexts, engine=engine, kv_dtype=dtype, tp=tp, pp=pp)
             except KvplanError as err:
                 out.errors.append(_err(f"{engine} / {dtype}", err))
+                continue
+            for ctx, est in zip(contexts, ests):
+                out.rows.append({"series": f"{engine} · {est.kv_dtype}", "engine": engine,
+                                 "kv_dtype": est.kv_dtype, "context_len": ctx, "kv_bytes": est.kv_bytes})
     return out
 
 
@@ -113,10 +112,11 @@ def size_at(arch: ModelArch, context_len: int, *, engines: list[str], kv_dtypes:
 
 
 def compare_models(archs: list[ModelArch], *, context_len: int, engines: list[str], kv_dtype: str,
-                   gpu: str | None = None, plan_fn=None, **plan_kwargs: Any) -> Table:
+                   gpu_label: str | None = None, plan_fn=None, **plan_kwargs: Any) -> Table:
     """Models side by side per engine: bytes per token, KV at `context_len`, users per GPU.
 
-    `plan_fn` is `kvplan.plan` when the planner is available; without it users per GPU is left empty.
+    `plan_fn` is `kvplan.plan` when the planner is available (without it users per GPU stays empty);
+    `plan_kwargs` carry the GPU (`gpu=` or `gpu_memory=`); `gpu_label` names it in the rows.
     """
     out = Table()
     for arch in archs:
@@ -128,33 +128,36 @@ def compare_models(archs: list[ModelArch], *, context_len: int, engines: list[st
                 continue
             row = {"model": arch.model_id, "engine": engine, "kv_dtype": est.kv_dtype,
                    "context_len": context_len, "bytes_per_token": est.bytes_per_token,
-                   "kv_bytes": est.kv_bytes, "gpu": gpu, "users_per_gpu": None, "fits": None}
-            if plan_fn is not None and gpu:
+                   "kv_bytes": est.kv_bytes, "gpu": gpu_label, "users_per_gpu": None, "fits": None}
+            if plan_fn is not None:
                 try:
-                    p = plan_fn(arch, gpu=gpu, max_model_len=context_len, engine=engine, kv_dtype=kv_dtype,
+                    p = plan_fn(arch, max_model_len=context_len, engine=engine, kv_dtype=kv_dtype,
                                 **plan_kwargs)
                     row["users_per_gpu"] = p.users_per_gpu
                     row["fits"] = p.fits
                 except KvplanError as err:
                     row["fits"] = False
-                    out.errors.append(_err(f"{arch.model_id} / {engine} on {gpu}", err))
+                    out.errors.append(_err(f"{arch.model_id} / {engine} on {gpu_label}", err))
             out.rows.append(row)
     return out
 
 
-def users_vs_context(arch: ModelArch, contexts: list[int], *, gpus: list[str], plan_fn,
+def users_vs_context(arch: ModelArch, contexts: list[int], *, gpus: dict[str, dict[str, Any]], plan_fn,
                      **plan_kwargs: Any) -> Table:
-    """Concurrent full-length users per GPU at each context, one series per GPU choice."""
+    """Concurrent full-length users per GPU at each context, one series per GPU choice.
+
+    `gpus` maps a label to the GPU arguments of `plan_fn` (`{"gpu": "H100-SXM"}` or `{"gpu_memory": N}`).
+    """
     out = Table()
-    for gpu in gpus:
+    for gpu, gpu_args in gpus.items():
         for ctx in contexts:
             try:
-                p = plan_fn(arch, gpu=gpu, max_model_len=ctx, **plan_kwargs)
+                p = plan_fn(arch, max_model_len=ctx, **gpu_args, **plan_kwargs)
+            except DoesNotFitError:
+                # Past the longest context that fits (or the weights alone overflow): 0 users.
+                out.rows.append({"gpu": gpu, "context_len": ctx, "users_per_gpu": 0.0})
+                continue
             except KvplanError as err:
-                if getattr(err, "max_model_len", None) is not None and ctx > MIN_CONTEXT:
-                    # Past the longest context that fits: the line stops here (0 users).
-                    out.rows.append({"gpu": gpu, "context_len": ctx, "users_per_gpu": 0.0})
-                    continue
                 out.errors.append(_err(gpu, err))
                 break
             out.rows.append({"gpu": gpu, "context_len": ctx, "users_per_gpu": p.users_per_gpu})
@@ -208,4 +211,48 @@ def cache_tradeoff(arch: ModelArch, *, prompt_len: int, gen_lens: list[int], eng
                          "tokens_projected_with_cache": with_cache,
                          "kv_flops_without_cache": without * per_tok,
                          "kv_flops_with_cache": with_cache * per_tok, "cache_bytes": kv})
+    return out
+
+
+# --- Validation reports -----------------------------------------------------------------------
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    return None
+
+
+def validation_rows(report: Any, name: str) -> Table:
+    """Rows (predicted vs measured, error %) from a `kvplan validate` report dict.
+
+    The report holds `model`, `engine`, `device` and `results: [{context_len, predicted_bytes,
+    measured_bytes, ...}]`; the error is recomputed here as (predicted − measured) / measured, so it
+    does not depend on how the report stored it. Malformed reports and entries become `errors`.
+    """
+    out = Table()
+    if not isinstance(report, dict):
+        out.errors.append(f"{name}: expected a JSON object with a `results` list")
+        return out
+    results = report.get("results")
+    if not isinstance(results, list) or not results:
+        out.errors.append(f"{name}: no `results` list (is this a `kvplan validate --out` report?)")
+        return out
+    for i, r in enumerate(results):
+        if not isinstance(r, dict):
+            out.errors.append(f"{name}: results[{i}] is not an object")
+            continue
+        ctx = _int_or_none(r.get("context_len", r.get("num_tokens")))
+        pred, meas = _int_or_none(r.get("predicted_bytes")), _int_or_none(r.get("measured_bytes"))
+        if ctx is None or (pred is None and meas is None):
+            out.errors.append(f"{name}: results[{i}] lacks context_len / predicted_bytes / measured_bytes")
+            continue
+        err = None if pred is None or not meas else round(100 * (pred - meas) / meas, 3)
+        out.rows.append({"report": name, "model": str(report.get("model", "?")),
+                         "engine": str(report.get("engine", "?")), "device": str(report.get("device", "?")),
+                         "context_len": ctx, "batch": _int_or_none(r.get("batch")) or 1,
+                         "predicted_bytes": pred, "measured_bytes": meas, "error_pct": err})
     return out

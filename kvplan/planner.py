@@ -1,0 +1,502 @@
+"""The capacity planner: GPU × parallelism × engine memory budget → KV budget → users, plus a roofline.
+
+`plan()` answers "how many concurrent users fit for MODEL at L tokens with ENGINE on N × GPU at TP=T",
+and `min_gpus()` the smallest layout that fits U users. Per GPU, the engine's budget is
+
+* vLLM: `total × gpu_memory_utilization − weights − activation peak − non-torch − CUDA graphs`
+  (ENGINE_KV_SPEC.md A.6). vLLM takes the minimum over workers, so figures are for the most-loaded GPU.
+* SGLang: `mem_fraction_static` of the memory free at start covers weights + KV (B.2); the fraction
+  defaults to B.3's heuristic. Activations and CUDA graphs live in the rest.
+* TensorRT-LLM: `free_gpu_memory_fraction` (0.9) of what is free after weights and the warm-up peak (E).
+* llama.cpp: the cache is what `-c` asks for; the budget is what is left after weights and the
+  compute buffer, and the plan says whether it fits or how much must be offloaded.
+* transformers / naive: whatever is left after weights, activations and the CUDA context.
+
+Every overhead is an estimate the caller can override (`activation_bytes`, `non_torch_bytes`,
+`cuda_graph_bytes`), and `kv_memory` replaces the whole budget. The KV side (blocks, the null block,
+hybrid groups, concurrency) is the sizing core's `capacity()`; this module adds only the budget,
+prefix caching, searches over lengths and layouts, and the roofline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from kvplan.api import Model, _arch, capacity, kv_cache
+from kvplan.engines import get_engine
+from kvplan.errors import DoesNotFitError, InvalidInputError
+from kvplan.gpus import GPU, custom_gpu, get_gpu
+from kvplan.roofline import attention_flops_per_token, decode_roofline, prefill_time_s, step_time_s
+from kvplan.units import GiB, MAX_BYTES, cdiv, check_count, fmt_bytes, parse_bytes, parse_tokens
+from kvplan.weights import param_counts, resolve_weights_dtype, weights_bytes
+
+__all__ = ["Plan", "plan", "min_gpus", "vllm_activation_bytes", "sglang_mem_fraction_static",
+           "DEFAULT_GPU_MEMORY_UTILIZATION", "step_time_s"]
+
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
+"""vLLM's historical default. Recent vLLM (main, and the stable docs) use 0.92: pass it explicitly."""
+TRTLLM_FREE_GPU_MEMORY_FRACTION = 0.9
+
+# vLLM non-torch memory (NCCL, cuBLAS workspaces, CUDA context growth) during profiling, as logged by
+# v0.19.0 on H100 (llm-d-planner sweep): 0.25 GiB at TP=1, 2.07-2.13 GiB per GPU at TP>=2 (custom
+# all-reduce buffers). Older versions logged 0.13 GiB (TP=1) and 0.54 GiB (TP=2).
+VLLM_NON_TORCH_TP1 = 25 * GiB // 100
+VLLM_NON_TORCH_TP = 207 * GiB // 100
+# vLLM >= 0.21 subtracts its CUDA-graph estimate from the KV budget ("Estimated CUDA graph memory"):
+# v0.19 logged estimates of 0.81-1.13 GiB on H100 (median 0.84). Before 0.21 graphs came out of the
+# 1 − utilization headroom: pass cuda_graph_bytes=0 to model those versions.
+VLLM_CUDA_GRAPH = 84 * GiB // 100
+# Memory in use before weights load (CUDA context), for engines that size from "free at start".
+CUDA_CONTEXT = GiB // 2
+
+# Planner knobs accepted through **engine_options (the rest go to the engine's own Options).
+_PLANNER_OPTIONS = ("max_num_seqs", "activation_fit", "mem_fraction_static", "free_gpu_memory_fraction",
+                    "chunked_prefill_size", "cuda_graph_max_bs", "expert_pad", "decode_batch",
+                    "decode_context")
+
+
+def vllm_activation_bytes(arch, *, max_num_batched_tokens: int = 8192, max_num_seqs: int = 1024,
+                          tp: int = 1, fit: str = "v0.17+") -> int:
+    """vLLM's profiled torch activation peak ("torch peak memory increase"), estimated.
+
+    The peak is the larger of the sampler dry run, which holds fp32 logits for `max_num_seqs`
+    requests over the whole vocabulary on every TP rank (S·V·4 bytes), and the dummy forward pass
+    of `max_num_batched_tokens` tokens, dominated by the MLP intermediate (T·I/tp·2 bytes):
+
+        v0.17+ : max(3.615 · S·V·4 + 0.119 GiB, 4.84 · T·I/tp·2)
+        ≤ v0.16: max(9.67 · S·V·4,              4.84 · T·I/tp·2)
+
+    Fitted on the vLLM logs in tests/golden/startup_logs.json. Sampler term, v0.17+: v0.19.0 H100 logs
+    of Llama-3.1-8B (1.89 GiB), gemma-2-9b-it (3.65), gemma-2-27b-it (3.66), Qwen2.5-7B (2.21),
+    gpt-oss-20b TP=2 (2.87) and the v0.17.0 Qwen3-14B row (2.23): max error 0.022 GiB. Forward term:
+    CodeLlama-7b (0.77 GiB, v0.19.0) and the Llama-3.1-8B PP=2/PP=4 first stages (1.10, 1.05): max
+    error 0.043 GiB. ≤ v0.16 sampler factor: Qwen3-14B/32B v0.15-16 (5.64), Llama-3.1-8B (4.76),
+    gpt-oss-120b/20b (7.38) from llm-d-benchmark: max error 0.041 GiB. TP does not shrink the
+    sampler term (TP=2/TP=4 logs show the same 1.89 GiB).
+    """
+    w = arch.weight_dims
+    sampler = max_num_seqs * w.vocab_size * 4
+    inter = max(w.intermediate_size if not w.num_experts else 0,
+                (w.moe_intermediate_size or w.intermediate_size) * max(1, w.num_experts_per_tok)
+                if w.num_experts else 0)
+    forward = max_num_batched_tokens * cdiv(inter, tp) * 2 * 484 // 100
+    if fit in ("v0.17+", "new"):
+        return max(sampler * 3615 // 1000 + 119 * GiB // 1000, forward)
+    if fit in ("v0.16", "old"):
+        return max(sampler * 967 // 100, forward)
+    raise InvalidInputError("activation_fit", f"choose 'v0.17+' or 'v0.16', got {fit!r}")
+
+
+def _sglang_defaults(gpu_mem_mib: int, tp: int) -> tuple[int, int]:
+    gb = gpu_mem_mib / 1024
+    if gb < 20:
+        return 2048, 8
+    if gb < 35:
+        return 2048, 24 if tp < 4 else 80
+    if gb < 60:
+        return 4096, 32 if tp < 4 else 160
+    if gb < 160:
+        return 8192, 256 if tp < 4 else 512
+    return 16384, 512
+
+
+def sglang_mem_fraction_static(gpu_memory_bytes: int, *, tp: int = 1, pp: int = 1,
+                               chunked_prefill_size: int | None = None,
+                               cuda_graph_max_bs: int | None = None) -> float:
+    """SGLang's default `mem_fraction_static` (server_args._handle_gpu_memory_settings, ENGINE_KV_SPEC
+    B.3): reserve 512 MB + 1.5·chunked prefill + 2·cuda_graph_max_bs + (tp·pp/8)·1024 MB (at least
+    10 GB on > 60 GB GPUs), computed in MB of total memory. H100 80GB, TP=1: ≈ 0.835."""
+    mem_mb = gpu_memory_bytes / (1 << 20)
+    chunk, bs = _sglang_defaults(int(mem_mb), tp)
+    chunk = chunked_prefill_size or chunk
+    bs = cuda_graph_max_bs or bs
+    reserved = 512 + max(chunk, 2048) * 1.5 + bs * 2 + (tp * pp / 8) * 1024
+    if mem_mb / 1024 > 60:
+        reserved = max(reserved, 10240)
+    return round((mem_mb - reserved) / mem_mb, 3)
+
+
+def _llamacpp_compute_bytes(arch, ubatch: int = 512) -> int:
+    """llama.cpp compute buffer: about the f32 logits of one ubatch plus a few hidden-size rows."""
+    w = arch.weight_dims
+    return ubatch * (w.vocab_size + 16 * w.hidden_size) * 4
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A deployment, its per-GPU memory budget, what it holds, and a roofline.
+
+    Bytes are per GPU (the most-loaded one of the layout). `max_concurrency` is per engine instance
+    (a tp × pp group), counted the engine's way (vLLM's "Maximum concurrency", null block included);
+    `max_sequences` is whole `max_model_len` requests one instance can run at once (usable blocks);
+    `total_sequences` sums the `num_gpus / (tp·pp)` data-parallel replicas; `users_per_gpu` =
+    max_concurrency / (tp·pp). `fits`: with `users`, whether they all fit at `max_model_len` (with the
+    shared prefix); without, whether one full-length request fits (engines refuse to start otherwise).
+    Roofline figures are 0.0 when the GPU's bandwidth / FLOP/s are unknown.
+    """
+
+    model: str
+    engine: str
+    gpu: str
+    num_gpus: int
+    tp: int
+    pp: int
+    dp: int
+    max_model_len: int
+    kv_dtype: str
+    weights_dtype: str
+    gpu_memory_bytes: int
+    gpu_memory_utilization: float | None
+    requested_bytes: int  # what the engine may use on this GPU (vLLM total × utilization)
+    weights_bytes: int
+    activation_bytes: int
+    non_torch_bytes: int
+    cuda_graph_bytes: int
+    kv_budget_bytes: int  # negative when the weights and overheads alone exceed the budget
+    free_bytes: int  # GPU memory left after all of the above (and the KV budget)
+    num_params: int
+    active_params: int
+    block_size: int | None
+    num_blocks: int | None
+    kv_bytes_per_token: int
+    kv_bytes_per_sequence: int
+    kv_tokens: int
+    max_concurrency: float
+    users_per_gpu: float
+    max_sequences: int
+    total_sequences: int
+    fits: bool
+    users: int | None
+    max_context_for_users: int | None
+    max_model_len_that_fits: int
+    prefix_tokens: int
+    users_with_prefix: int
+    decode_batch: int
+    decode_context: int
+    decode_ms_per_step: float
+    decode_tokens_per_s_per_user: float
+    decode_tokens_per_s_per_gpu: float
+    decode_bound: str
+    prefill_ms: float
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["notes"] = list(self.notes)
+        return d
+
+    def check(self) -> "Plan":
+        """Return self if it fits, else raise DoesNotFitError with the numbers and what would fit."""
+        if self.fits:
+            return self
+        have = max(0, self.kv_budget_bytes)
+        if self.users is not None and self.max_sequences >= 1:
+            need = self.users * self.kv_bytes_per_sequence // max(1, self.dp)
+            msg = (f"{self.users} users × {self.max_model_len:,} tokens need about {fmt_bytes(need)} of KV "
+                   f"per GPU; the budget is {fmt_bytes(have)} ({self.users_with_prefix} users fit). ")
+            if self.max_context_for_users:
+                msg += f"At {self.users} users the longest context that fits is {self.max_context_for_users:,}. "
+            msg += "Add GPUs (`min_gpus`), use fp8 KV, or lower max_model_len."
+        else:
+            need = self.kv_bytes_per_sequence
+            msg = (f"one {self.max_model_len:,}-token request needs {fmt_bytes(need)} of KV per GPU but "
+                   f"the KV budget is {fmt_bytes(self.kv_budget_bytes)} (weights {fmt_bytes(self.weights_bytes)}); "
+                   f"the estimated maximum model length is {self.max_model_len_that_fits:,}. Try increasing "
+                   "gpu_memory_utilization, decreasing max_model_len, more GPUs (tp) or fp8 weights/KV.")
+        raise DoesNotFitError(msg, need_bytes=need, have_bytes=have, max_model_len=self.max_model_len_that_fits)
+
+
+def _resolve_gpu(gpu, gpu_memory, bandwidth) -> GPU:
+    if isinstance(gpu, GPU):
+        return gpu
+    if gpu is not None and gpu_memory is not None:
+        raise InvalidInputError("gpu", "give either a GPU name or gpu_memory, not both")
+    if gpu is not None:
+        found = get_gpu(gpu)
+        if bandwidth is not None:
+            found = dataclasses.replace(found, bandwidth_bytes_per_s=custom_gpu(1, bandwidth=bandwidth).bandwidth_bytes_per_s)
+        return found
+    if gpu_memory is None:
+        raise InvalidInputError("gpu", "name a GPU (`kvplan gpus`) or give gpu_memory, e.g. 48GiB")
+    return custom_gpu(gpu_memory, bandwidth=bandwidth)
+
+
+def _override(value, field: str) -> int | None:
+    if value is None:
+        return None
+    n = parse_bytes(value, field)
+    return check_count(n, field, minimum=0, maximum=MAX_BYTES)
+
+
+def _fraction(value, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise InvalidInputError(field, f"must be a fraction in (0, 1], got {value!r}")
+    return float(value)
+
+
+def _largest(lo: int, hi: int, ok) -> int:
+    """Largest n in [lo, hi] with ok(n) (ok monotone decreasing); lo - 1 if none."""
+    if hi < lo or not ok(lo):
+        return lo - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | None = None,
+         bandwidth: str | None = None, num_gpus: int = 1, tp: int = 1, pp: int = 1,
+         max_model_len: int | str, users: int | None = None, engine: str = "vllm", kv_dtype: str = "auto",
+         weights_dtype: str = "auto", gpu_memory_utilization: float | None = None,
+         kv_memory: str | int | None = None, prefix_tokens: int = 0, activation_bytes: int | None = None,
+         cuda_graph_bytes: int | None = None, non_torch_bytes: int | None = None,
+         **engine_options: Any) -> Plan:
+    """Plan a deployment of `model` on `num_gpus` × `gpu` (tp × pp per engine instance).
+
+    `engine_options` are the engine's own knobs (vLLM `block_size`, `max_num_batched_tokens`, ...)
+    plus planner knobs: `max_num_seqs` (vLLM sampler size), `activation_fit` ("v0.17+" | "v0.16"),
+    `mem_fraction_static` (SGLang), `free_gpu_memory_fraction` (TRT-LLM), `expert_pad`,
+    `decode_batch` / `decode_context` (roofline batch and length; default: the users, or the
+    sequences that fit, at `max_model_len`).
+
+    >>> p = plan("meta-llama/Llama-3.1-8B", gpu="H100", max_model_len="8k")
+    >>> p.fits, p.weights_bytes
+    (True, 16094076928)
+
+    Raises:
+        UnknownModelError, UnknownGPUError, InvalidInputError, UnsupportedDtypeError.
+    """
+    arch = _arch(model)
+    mod = get_engine(engine)
+    name = mod.NAME
+    dev = _resolve_gpu(gpu, gpu_memory, bandwidth)
+    length = check_count(parse_tokens(max_model_len, "max_model_len"), "max_model_len")
+    for field, value in (("tp", tp), ("pp", pp), ("num_gpus", num_gpus)):
+        check_count(value, field, maximum=4096)
+    num_gpus = max(num_gpus, tp * pp)
+    if num_gpus % (tp * pp):
+        raise InvalidInputError("num_gpus", f"{num_gpus} GPUs do not split into tp·pp = {tp * pp}-GPU "
+                                            "instances; use a multiple")
+    dp = num_gpus // (tp * pp)
+    if users is not None:
+        check_count(users, "users", maximum=10**9)
+    prefix_tokens = check_count(prefix_tokens, "prefix_tokens", minimum=0, maximum=length)
+
+    opts = dict(engine_options)
+    planner_opts = {k: opts.pop(k) for k in _PLANNER_OPTIONS if k in opts}
+    notes: list[str] = []
+    big_gpu = dev.memory_bytes >= 70 * GiB and "A100" not in dev.name.upper()
+    if name == "vllm":
+        # A.10: `vllm serve` batch defaults depend on the GPU.
+        opts.setdefault("max_num_batched_tokens", 8192 if big_gpu else 2048)
+    max_num_seqs = planner_opts.get("max_num_seqs") or (1024 if big_gpu else 256)
+
+    dense, _label = resolve_weights_dtype(arch, weights_dtype)
+    wkey = str(weights_dtype).strip().lower()
+    pad = planner_opts.get("expert_pad")
+    if pad is None:
+        mx = (wkey == "mxfp4") or (wkey == "auto" and arch.weight_dims.quant_format == "mxfp4")
+        pad = 256 if (name == "vllm" and mx) else 1
+        if pad > 1:
+            notes.append("vLLM's mxfp4 MoE kernels pad each expert's intermediate dim to a multiple of 256")
+    w_bytes = weights_bytes(arch, weights_dtype, tp, pp, expert_pad=pad)
+    read_bytes = w_bytes  # what a decode step streams (the RoPE cache below is not)
+    if name in ("vllm", "sglang"):
+        # The RoPE cos/sin cache (max_position × head_dim, model dtype) is allocated with the weights and
+        # counted in "Model loading took": 32 MiB for Llama-3.1 (131072 × 128 × 2 B), on every rank.
+        head_dim = next((getattr(sp, "head_dim", 0) or getattr(sp, "rope_dim", 0) for sp in arch.layers
+                         if getattr(sp, "head_dim", 0) or getattr(sp, "rope_dim", 0)), 0)
+        w_bytes += arch.max_position_embeddings * head_dim * 2
+    counts = param_counts(arch)
+    total = dev.memory_bytes
+
+    util = None
+    act = _override(activation_bytes, "activation_bytes")
+    ntorch = _override(non_torch_bytes, "non_torch_bytes")
+    graphs = _override(cuda_graph_bytes, "cuda_graph_bytes")
+    if name == "vllm":
+        util = _fraction(DEFAULT_GPU_MEMORY_UTILIZATION if gpu_memory_utilization is None
+                         else gpu_memory_utilization, "gpu_memory_utilization")
+        requested = math.ceil(total * util)
+        if act is None:
+            act = vllm_activation_bytes(arch, max_num_batched_tokens=opts["max_num_batched_tokens"],
+                                        max_num_seqs=max_num_seqs, tp=tp,
+                                        fit=planner_opts.get("activation_fit", "v0.17+"))
+        ntorch = (VLLM_NON_TORCH_TP if tp > 1 else VLLM_NON_TORCH_TP1) if ntorch is None else ntorch
+        graphs = VLLM_CUDA_GRAPH if graphs is None else graphs
+        budget = requested - w_bytes - act - ntorch - graphs
+    elif name == "sglang":
+        ntorch = CUDA_CONTEXT if ntorch is None else ntorch
+        free_at_start = total - ntorch
+        frac = planner_opts.get("mem_fraction_static") or gpu_memory_utilization
+        if frac is None:
+            frac = sglang_mem_fraction_static(total, tp=tp, pp=pp,
+                                              chunked_prefill_size=planner_opts.get("chunked_prefill_size"),
+                                              cuda_graph_max_bs=planner_opts.get("cuda_graph_max_bs"))
+        util = _fraction(frac, "mem_fraction_static")
+        requested = int(free_at_start * util)
+        act = 0 if act is None else act
+        graphs = 0 if graphs is None else graphs
+        budget = requested - w_bytes - act - graphs
+        notes.append(f"SGLang mem_fraction_static {util}: weights + KV share {fmt_bytes(requested)}; activations "
+                     f"and CUDA graphs use the other {fmt_bytes(free_at_start - requested)}")
+    elif name == "trtllm":
+        util = _fraction(planner_opts.get("free_gpu_memory_fraction") or gpu_memory_utilization
+                         or TRTLLM_FREE_GPU_MEMORY_FRACTION, "free_gpu_memory_fraction")
+        if act is None:
+            act = vllm_activation_bytes(arch, max_num_batched_tokens=8192, max_num_seqs=max_num_seqs, tp=tp)
+        ntorch = (VLLM_NON_TORCH_TP if tp > 1 else VLLM_NON_TORCH_TP1) if ntorch is None else ntorch
+        graphs = 0 if graphs is None else graphs
+        free_after = total - w_bytes - act - ntorch - graphs
+        budget = int(free_after * util) if free_after > 0 else free_after
+        requested = total - free_after + budget  # what TRT-LLM ends up holding
+        notes.append(f"TRT-LLM free_gpu_memory_fraction {util}: the KV cache takes that share of the "
+                     f"{fmt_bytes(max(0, free_after))} free after weights and the warm-up peak")
+    else:  # llama.cpp, transformers, naive: everything left after weights and overheads
+        if act is None:
+            act = _llamacpp_compute_bytes(arch, opts.get("ubatch", 512)) if name == "llama.cpp" else \
+                vllm_activation_bytes(arch, max_num_batched_tokens=length, max_num_seqs=1, tp=tp)
+        ntorch = CUDA_CONTEXT if ntorch is None else ntorch
+        graphs = 0 if graphs is None else graphs
+        requested = total
+        budget = total - w_bytes - act - ntorch - graphs
+
+    if kv_memory is not None:
+        budget = check_count(parse_bytes(kv_memory, "kv_memory"), "kv_memory", minimum=0, maximum=MAX_BYTES)
+        notes.append("kv_memory given: it replaces the engine's budget")
+    free = total - w_bytes - act - ntorch - graphs - max(0, budget)
+    if free < 0 and kv_memory is not None:
+        notes.append(f"weights + overheads + kv_memory exceed the GPU by {fmt_bytes(-free)}")
+
+    cap_args = dict(max_model_len=length, engine=name, kv_dtype=kv_dtype, tp=tp, pp=pp, **opts)
+    cap = capacity(arch, kv_memory=max(0, budget), **cap_args)
+    one = kv_cache(arch, context_len=length, batch=1, engine=name, kv_dtype=kv_dtype, tp=tp, pp=pp, **opts)
+    per_seq = one.kv_bytes
+
+    def sequences_at(n_tokens: int, budget_bytes: int) -> int:
+        return capacity(arch, kv_memory=max(0, budget_bytes), **{**cap_args, "max_model_len": n_tokens}).max_sequences
+
+    max_seq = cap.max_sequences
+    if name == "llama.cpp":
+        # llama.cpp allocates -c = context × slots up front; whole sequences = budget // per-sequence cache.
+        max_seq = max(0, budget) // per_seq if per_seq else 0
+    fits_one = max_seq >= 1 and budget > 0
+    max_len_fit = length if fits_one else _largest(
+        1, length, lambda n: (sequences_at(n, budget) if name != "llama.cpp" else
+                              int(kv_cache(arch, context_len=n, batch=1, engine=name, kv_dtype=kv_dtype, tp=tp,
+                                           pp=pp, **opts).kv_bytes <= budget)) >= 1)
+    max_len_fit = max(0, max_len_fit)
+
+    # Prefix caching: the shared prompt's full blocks are stored once (vLLM shares only full blocks;
+    # SGLang's radix cache shares by token, page 1 by default).
+    users_prefix = max_seq * dp
+    block = cap.block_size or 1
+    if prefix_tokens and cap.blocks_per_request and cap.num_blocks is not None:
+        per_req = cap.blocks_per_request
+        full_blocks = cdiv(length, block)
+        shared = (prefix_tokens // block) * per_req // max(1, full_blocks)
+        usable = cap.num_blocks - (1 if name == "vllm" else 0)
+        if usable >= shared and per_req > shared:
+            users_prefix = (usable - shared) // (per_req - shared) * dp
+        if per_req != full_blocks:
+            notes.append("prefix sharing scaled over hybrid/sliding groups: approximate")
+    elif prefix_tokens and per_seq:
+        shared_bytes = per_seq * prefix_tokens // length
+        if budget > shared_bytes:
+            users_prefix = (budget - shared_bytes) // max(1, per_seq - shared_bytes) * dp
+
+    max_ctx_users = None
+    if users is not None:
+        per_instance = cdiv(users, dp)
+        max_ctx_users = max(0, _largest(1, length, lambda n: sequences_at(n, budget) >= per_instance)) \
+            if name != "llama.cpp" else max(0, _largest(1, length, lambda n: kv_cache(
+                arch, context_len=n, batch=per_instance, engine=name, kv_dtype=kv_dtype, tp=tp, pp=pp,
+                **opts).kv_bytes <= budget))
+        fits = fits_one and users_prefix >= users
+    else:
+        fits = fits_one
+    if not fits_one:
+        notes.append(f"does not fit: one {length:,}-token request needs {fmt_bytes(per_seq)} of KV per GPU, "
+                     f"the budget is {fmt_bytes(budget)}; the estimated maximum model length is {max_len_fit:,}")
+    if name == "llama.cpp" and not fits:
+        need = (users or 1) * per_seq - max(0, budget)
+        notes.append(f"llama.cpp: offload about {fmt_bytes(need)} (fewer --n-gpu-layers or KV on CPU) to fit")
+
+    # Roofline: decode at `decode_batch` sequences of `decode_context` tokens (defaults: the users, or
+    # what fits, at max_model_len: the end of every conversation, the slowest step).
+    batch = planner_opts.get("decode_batch") or (cdiv(users, dp) if users else max(1, max_seq))
+    ctx = planner_opts.get("decode_context") or length
+    kv_step = kv_cache(arch, context_len=ctx, batch=batch, engine=name, kv_dtype=kv_dtype, tp=tp, pp=pp,
+                       **opts).kv_bytes
+    w = arch.weight_dims
+    expert_bytes = 0
+    if w.num_experts and counts.experts:
+        expert_bytes = read_bytes * counts.experts // max(1, counts.total)
+    peak = dev.bf16_dense_flops
+    roof = decode_roofline(batch=batch, context_len=ctx, dense_weight_bytes=read_bytes - expert_bytes,
+                           expert_weight_bytes=expert_bytes, kv_bytes=kv_step, active_params=counts.active,
+                           attention_flops=attention_flops_per_token(arch, ctx), num_experts=w.num_experts,
+                           top_k=w.num_experts_per_tok, tp=tp, pp=pp,
+                           bandwidth_bytes_per_s=dev.bandwidth_bytes_per_s, peak_flops=peak)
+    prefill = prefill_time_s(arch, prompt_len=length, active_params=counts.active, weight_bytes=read_bytes, tp=tp,
+                             pp=pp, bandwidth_bytes_per_s=dev.bandwidth_bytes_per_s, peak_flops=peak) * 1e3
+    if not dev.bandwidth_bytes_per_s or not peak:
+        notes.append("GPU bandwidth or FLOP/s unknown: give --bandwidth for the roofline")
+    notes.extend(cap.notes)
+
+    return Plan(
+        model=arch.model_id, engine=name, gpu=dev.name, num_gpus=num_gpus, tp=tp, pp=pp, dp=dp,
+        max_model_len=length, kv_dtype=cap.kv_dtype, weights_dtype=_label if wkey == "auto" else wkey,
+        gpu_memory_bytes=total, gpu_memory_utilization=util, requested_bytes=requested, weights_bytes=w_bytes,
+        activation_bytes=act, non_torch_bytes=ntorch, cuda_graph_bytes=graphs, kv_budget_bytes=budget,
+        free_bytes=free, num_params=counts.total, active_params=counts.active, block_size=cap.block_size,
+        num_blocks=cap.num_blocks, kv_bytes_per_token=one.bytes_per_token, kv_bytes_per_sequence=per_seq,
+        kv_tokens=cap.kv_tokens, max_concurrency=cap.max_concurrency,
+        users_per_gpu=cap.max_concurrency * dp / num_gpus, max_sequences=max_seq, total_sequences=max_seq * dp,
+        fits=fits, users=users, max_context_for_users=max_ctx_users, max_model_len_that_fits=max_len_fit,
+        prefix_tokens=prefix_tokens, users_with_prefix=users_prefix, decode_batch=batch, decode_context=ctx,
+        decode_ms_per_step=roof.step_ms, decode_tokens_per_s_per_user=roof.tokens_per_s_per_user,
+        decode_tokens_per_s_per_gpu=roof.tokens_per_s_per_gpu, decode_bound=roof.bound, prefill_ms=prefill,
+        notes=tuple(notes),
+    )
+
+
+def min_gpus(model: Model, *, gpu: str | GPU | None = None, max_model_len: int | str, users: int,
+             engine: str = "vllm", max_tp: int = 8, **kwargs: Any) -> Plan:
+    """The smallest deployment (fewest GPUs; then the smaller TP) where `users` concurrent
+    `max_model_len`-token users fit: TP grows until the weights leave room for KV, then data-parallel
+    replicas of that instance are added.
+
+    Raises:
+        DoesNotFitError: not even TP = `max_tp` holds one request (the numbers are in the error).
+    """
+    check_count(users, "users", maximum=10**9)
+    best: Plan | None = None
+    last: Plan | None = None
+    for tp in (t for t in (1, 2, 4, 8, 16, 32, 64) if t <= max_tp):
+        try:
+            p = plan(model, gpu=gpu, max_model_len=max_model_len, engine=engine, tp=tp, num_gpus=tp, **kwargs)
+        except InvalidInputError as err:
+            if err.field == "tp":
+                continue  # this TP does not divide the heads
+            raise
+        last = p
+        per_instance = p.users_with_prefix
+        if p.max_sequences < 1 or per_instance < 1:
+            continue
+        n = tp * cdiv(users, per_instance)
+        if best is None or n < best.num_gpus:
+            best = plan(model, gpu=gpu, max_model_len=max_model_len, engine=engine, tp=tp, num_gpus=n,
+                        users=users, **kwargs)
+    if best is None:
+        if last is None:
+            raise InvalidInputError("tp", f"no tensor-parallel size up to {max_tp} divides this model's heads")
+        last.check()
+        raise DoesNotFitError("no layout fits", max_model_len=last.max_model_len_that_fits)  # pragma: no cover
+    return best

@@ -1,0 +1,50 @@
+"""Why a KV cache: the K/V work a generation repeats without a cache, against the memory it costs."""
+
+import streamlit as st
+
+from kvplan.ui import charts, sweeps, widgets
+from kvplan.units import fmt_auto
+
+QP = widgets.QP
+
+
+def body() -> None:
+    sel = widgets.selection()
+    st.title("Why a KV cache?")
+    arch = widgets.require_model(sel)
+    st.markdown(
+        "Each new token attends to every earlier token's **keys and values**. Without a cache, each "
+        "decoding step recomputes K and V for the whole sequence so far: generating *n* tokens after a "
+        "*p*-token prompt projects Σ(p + t) ≈ p·n + n²/2 tokens — **O(n²)**. A cache computes each "
+        "token's K/V once (p + n tokens, **O(n)**) and keeps them in GPU memory instead. That memory is "
+        "what this tool sizes.")
+    c = st.columns(2)
+    prompt = c[0].number_input("Prompt tokens", min_value=0, max_value=1 << 22, value=1024, step=256,
+                               key="why_prompt", bind=QP)
+    gen = c[1].number_input("Generated tokens", min_value=16, max_value=1 << 20, value=4096, step=256,
+                            key="why_gen", bind=QP)
+    prompt, gen = int(prompt), int(gen)
+    gens = sorted({max(1, gen * i // 40) for i in range(1, 41)})
+    out = sweeps.cache_tradeoff(arch, prompt_len=prompt, gen_lens=gens, engine=sel.engine,
+                                kv_dtype=sel.kv_dtype)
+    widgets.show_errors(out.errors)
+    if not out.rows:
+        return
+    last = out.rows[-1]
+    per_tok = sweeps.kv_projection_flops_per_token(arch)
+    m = st.columns(3)
+    m[0].metric("K/V FLOPs without cache", f"{last['kv_flops_without_cache']:.3g}")
+    m[1].metric("K/V FLOPs with cache", f"{last['kv_flops_with_cache']:.3g}",
+                help=f"{per_tok:,} FLOPs per token (2 · hidden · K/V width, summed over layers)")
+    m[2].metric(f"Cache memory ({sel.engine})", fmt_auto(last["cache_bytes"]))
+    if per_tok == 0:
+        st.info("This model has no attention layers with a K/V projection (state layers only).")
+    st.plotly_chart(charts.cache_tradeoff(out.rows, title=f"{arch.model_id}: recompute vs remember"),
+                    key="why_chart")
+    st.caption(f"The cache saves {last['tokens_projected_without_cache'] - last['tokens_projected_with_cache']:,}"
+               f" token projections per layer over {gen:,} generated tokens, for "
+               f"{fmt_auto(last['cache_bytes'])} of memory per sequence.")
+    widgets.table(out.rows, "kv_cache_tradeoff", gib=("cache_bytes",))
+
+
+widgets.run_page(body)

@@ -1,0 +1,233 @@
+"""Streamlit pieces shared by every page: the sidebar (model, engine, dtype, GPU, context, what-ifs),
+error display, and CSV/JSON downloads.
+
+Every widget has a `key` and `bind="query-params"`, so a copied URL reproduces the view. The sidebar
+is drawn by `app.py` on every rerun (query params are cleared on a page switch, so shared inputs must
+live there); pages read the result with `selection()`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import streamlit as st
+
+from kvplan.dtypes import KV_DTYPE_NAMES
+from kvplan.engines import DEFAULT_ENGINE, ENGINE_NAMES
+from kvplan.errors import InvalidInputError, KvplanError
+from kvplan.gpus import list_gpus
+from kvplan.hf_config import parse_config
+from kvplan.layers import ModelArch
+from kvplan.registry import bundled_config, list_models, parse_json
+from kvplan.ui.whatif import ATTENTION_CHOICES, WhatIf, apply
+from kvplan.units import parse_bytes, parse_tokens
+
+log = logging.getLogger("kvplan.ui")
+
+QP = "query-params"
+DEFAULT_MODEL = "meta-llama/Llama-3.1-8B"
+DEFAULT_GPU = "H100-SXM"
+CUSTOM_GPU = "custom"
+DEFAULT_CONTEXT = "32k"
+# Bound widgets put the *shown* option in the URL (?src=Hub), so the options are short words.
+SOURCES = ("Bundled", "Hub", "Upload")
+MAX_UPLOAD_MB = 4
+_STATE_KEY = "_kvplan_selection"
+
+
+@dataclass
+class Selection:
+    """What the sidebar says; `arch` is None when the model could not be loaded (see `errors`)."""
+
+    arch: ModelArch | None = None
+    engine: str = DEFAULT_ENGINE
+    kv_dtype: str = "auto"
+    gpu: str | None = DEFAULT_GPU  # a catalog name, or None for a custom GPU (see gpu_memory)
+    gpu_memory: int | None = None
+    context_len: int | None = None
+    whatif: WhatIf = field(default_factory=WhatIf)
+    errors: list[str] = field(default_factory=list)
+
+    def plan_gpu(self) -> dict[str, Any]:
+        """The GPU arguments of `kvplan.plan` for the sidebar's GPU."""
+        return {"gpu": self.gpu} if self.gpu else {"gpu_memory": self.gpu_memory}
+
+
+@st.cache_data(show_spinner=False)
+def _bundled(model_id: str) -> dict[str, Any]:
+    return bundled_config(model_id)
+
+
+@st.cache_data(ttl=3600, show_spinner="Fetching config.json from the Hugging Face Hub…")
+def _hub(repo_id: str) -> ModelArch:
+    from kvplan.hub import load_hub_model  # lazy: huggingface_hub is optional
+    return load_hub_model(repo_id)
+
+
+def _load_model(src: str) -> ModelArch | None:
+    """The chosen model's arch (before what-ifs); shows an inline message and returns None on failure."""
+    if src == "Hub":
+        repo = st.text_input("Hub model id", key="hub", bind=QP, placeholder="org/model",
+                             help="Any public (or token-accessible) Hugging Face model id. Only "
+                                  "config.json is fetched; no model code is ever run.").strip()
+        if not repo:
+            st.info("Type a Hub model id, e.g. `Qwen/Qwen3-8B`.")
+            return None
+        try:
+            return _hub(repo)
+        except ImportError:
+            st.error("Hub support not installed (`pip install huggingface_hub`); bundled and uploaded "
+                     "models still work.")
+            return None
+    if src == "Upload":
+        up = st.file_uploader("config.json", type=["json"], key="upload", max_upload_size=MAX_UPLOAD_MB)
+        if up is None:
+            st.info("Upload a model's `config.json`.")
+            return None
+        name = up.name.removesuffix(".json")
+        return parse_config(parse_json(up.getvalue()), "uploaded" if name == "config" else name)
+    models = list_models()
+    model = st.selectbox("Bundled model", models, index=models.index(DEFAULT_MODEL)
+                         if DEFAULT_MODEL in models else 0, key="model", bind=QP,
+                         help="Type to search the bundled configs (they work offline).")
+    return parse_config(_bundled(model), model)
+
+
+def sidebar() -> Selection:
+    """Draw the shared sidebar and remember its result for the page (see `selection()`)."""
+    sel = Selection()
+    with st.sidebar:
+        src = st.radio("Model source", SOURCES, key="src", bind=QP, horizontal=True,
+                       help="A bundled config (offline), any Hugging Face Hub id, or your config.json.")
+        base: ModelArch | None = None
+        try:
+            base = _load_model(src)
+        except KvplanError as err:
+            sel.errors.append(f"Model: {err}")
+            st.error(str(err))
+        except Exception as err:  # noqa: BLE001 - a broken upload must never show a traceback
+            log.warning("model load failed:\n%s", traceback.format_exc())
+            sel.errors.append(f"Model: {type(err).__name__}: {err}")
+            st.error(f"Could not load the model: {err}")
+        sel.engine = st.selectbox("Engine", ENGINE_NAMES, key="engine", bind=QP,
+                                  help="Whose allocation rules to apply (naive = textbook formula).")
+        sel.kv_dtype = st.selectbox("KV cache dtype", KV_DTYPE_NAMES, key="kv_dtype", bind=QP,
+                                    help="auto = the model's dtype (llama.cpp: f16).")
+        names = [g.name for g in list_gpus()] + [CUSTOM_GPU]
+        gpu = st.selectbox("GPU", names, index=names.index(DEFAULT_GPU), key="gpu", bind=QP)
+        if gpu == CUSTOM_GPU:
+            sel.gpu = None
+            mem = st.text_input("GPU memory", "80GB", key="gpu_mem", bind=QP,
+                                help="Device total as torch reports it, e.g. 80GB, 48GiB.")
+            try:
+                sel.gpu_memory = parse_bytes(mem, "gpu_memory")
+                if sel.gpu_memory <= 0:
+                    raise ValueError
+            except (KvplanError, ValueError):
+                sel.errors.append(f"GPU memory: cannot read {mem!r}; write e.g. 80GB or 48GiB")
+                st.error(sel.errors[-1])
+                sel.gpu_memory = None
+        else:
+            sel.gpu = gpu
+        ctx = st.text_input("Context length", DEFAULT_CONTEXT, key="ctx", bind=QP,
+                            help="Tokens per sequence: 8192, 32k, 128K, 1M.")
+        try:
+            sel.context_len = parse_tokens(ctx, "context")
+            if not 1 <= sel.context_len <= 1 << 34:
+                raise InvalidInputError("context", f"must be between 1 and {1 << 34:,} tokens")
+        except KvplanError as err:
+            sel.context_len = None
+            sel.errors.append(str(err))
+            st.error(str(err))
+        with st.expander("What-if edits", expanded=False):
+            attn = st.selectbox("Attention", ATTENTION_CHOICES, key="attn", bind=QP,
+                                help="MHA: one KV head per attention head; MQA: a single KV head.")
+            window = st.number_input("Sliding window (0 = as configured)", min_value=0, max_value=1 << 24,
+                                     value=0, step=512, key="window", bind=QP)
+            max_ctx = st.number_input("Max context (0 = as configured)", min_value=0, max_value=1 << 34,
+                                      value=0, step=8192, key="max_ctx", bind=QP)
+            sel.whatif = WhatIf(attn, int(window), int(max_ctx))
+        if base is not None:
+            try:
+                sel.arch = apply(base, sel.whatif)
+            except KvplanError as err:
+                sel.errors.append(f"What-if: {err}")
+                st.error(f"What-if: {err}")
+        if sel.arch is not None:
+            st.caption(f"**{sel.arch.model_id}** · {sel.arch.label()} · {sel.arch.dtype} · max context "
+                       f"{sel.arch.max_position_embeddings:,}")
+    st.session_state[_STATE_KEY] = sel
+    return sel
+
+
+def selection() -> Selection:
+    """The sidebar's result for this rerun (drawn by app.py before the page runs)."""
+    sel = st.session_state.get(_STATE_KEY)
+    return sel if isinstance(sel, Selection) else sidebar()
+
+
+def require_model(sel: Selection) -> ModelArch:
+    """The model, or an inline message and a stop when there is none (errors already named)."""
+    if sel.arch is None:
+        if sel.errors:
+            for msg in sel.errors:
+                st.error(msg)
+        else:
+            st.info("Choose a model in the sidebar.")
+        st.stop()
+    return sel.arch
+
+
+def require_context(sel: Selection) -> int:
+    if sel.context_len is None:
+        st.error("Fix the context length in the sidebar (e.g. 32k).")
+        st.stop()
+    return sel.context_len
+
+
+def run_page(body: Callable[[], None]) -> None:
+    """Run a page body; expected errors show their one-line message, anything else a short error."""
+    try:
+        body()
+    except KvplanError as err:
+        st.error(str(err))
+    except Exception as err:  # noqa: BLE001 - the UI never shows a traceback
+        log.error("page failed:\n%s", traceback.format_exc())
+        st.error(f"Something went wrong: {type(err).__name__}: {err}")
+
+
+def show_errors(errors: list[str], *, limit: int = 6) -> None:
+    for msg in errors[:limit]:
+        st.warning(msg)
+    if len(errors) > limit:
+        st.warning(f"… and {len(errors) - limit} more")
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def table(rows: list[dict[str, Any]], name: str, *, gib: tuple[str, ...] = ()) -> None:
+    """Show rows as a table (with GiB columns for display) and offer CSV and JSON downloads."""
+    if not rows:
+        return
+    shown = [{**r, **{f"{k} (GiB)": None if r.get(k) is None else round(r[k] / 2**30, 3) for k in gib}}
+             for r in rows]
+    st.dataframe(shown, hide_index=True)
+    left, right, _ = st.columns([1, 1, 4])
+    left.download_button("CSV", _csv(rows), f"{name}.csv", "text/csv", key=f"dl_csv_{name}", on_click="ignore",
+                         icon=":material/download:")
+    right.download_button("JSON", json.dumps(rows, indent=2), f"{name}.json", "application/json",
+                          key=f"dl_json_{name}", on_click="ignore", icon=":material/download:")

@@ -1,0 +1,135 @@
+"""The hostile corpus through the Streamlit app (AppTest): no traceback, the error shown inline.
+
+Bad configs reach the app the way users send them: as a Hub id, served by the local fake Hub
+(tests/fake_hub.py; the same parse path as an uploaded config.json), plus hostile context lengths
+and what-if values in the URL. Every run must end with `not at.exception`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+pytest.importorskip("plotly")
+pytest.importorskip("huggingface_hub")
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fake_hub import FakeHub, FakeRepo  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "app.py"
+if not APP.is_file():
+    pytest.skip("no app.py", allow_module_level=True)
+
+BASE = {"model_type": "llama", "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 2,
+        "hidden_size": 512, "torch_dtype": "bfloat16"}
+CONFIGS: dict[str, bytes] = {
+    "not-json": b"{'model_type': 'llama'",
+    "json-list": b"[1, 2, 3]",
+    "empty": b"",
+    "binary": bytes(range(256)),
+    "nan-layers": b'{"num_hidden_layers": NaN, "num_attention_heads": 8, "hidden_size": 64}',
+    "inf-layers": b'{"num_hidden_layers": Infinity, "num_attention_heads": 8, "hidden_size": 64}',
+    "negative": json.dumps({**BASE, "num_hidden_layers": -4}).encode(),
+    "zero-heads": json.dumps({**BASE, "num_attention_heads": 0}).encode(),
+    "huge-layers": json.dumps({**BASE, "num_hidden_layers": 10**30}).encode(),
+    "string-layers": json.dumps({**BASE, "num_hidden_layers": "32"}).encode(),
+    "bad-kv": json.dumps({**BASE, "num_key_value_heads": 3}).encode(),
+    "kv-list-wrong-len": json.dumps({**BASE, "num_key_value_heads": [2, 2]}).encode(),
+    "unknown-layer": json.dumps({**BASE, "layer_types": ["full_attention", "quantum"] * 2}).encode(),
+    "sliding-no-window": json.dumps({**BASE, "layer_types": ["sliding_attention"] * 4}).encode(),
+    "deep-text-config": b'{"text_config": ' * 20_000 + b"{}" + b"}" * 20_000,
+    "wrong-types": json.dumps({**BASE, "hidden_size": [512], "torch_dtype": 7}).encode(),
+    "auto-map": json.dumps({**BASE, "auto_map": {"AutoModel": "modeling_x.X"}}).encode(),
+    "huge-window": json.dumps({**BASE, "sliding_window": 2**62}).encode(),
+    "mla-missing-rope": json.dumps({**BASE, "kv_lora_rank": 512}).encode(),
+    "mamba-missing": json.dumps({**BASE, "model_type": "mamba"}).encode(),
+    "ok": json.dumps(BASE).encode(),
+}
+CONTEXTS = ["nan", "-5", "0", "1e309", "9" * 400, "10M", "12 parsecs", ""]
+TRIED = {"app": 0}
+
+
+@pytest.fixture(scope="module")
+def fake_hub():
+    server = FakeHub({f"hostile/{name}": FakeRepo({"config.json": data}) for name, data in CONFIGS.items()})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def env(fake_hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.url)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+
+
+def _hub_option() -> str:
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    options = at.radio(key="src").options
+    return next(o for o in options if "hub" in str(o).lower())
+
+
+def _run(**params: str) -> AppTest:
+    TRIED["app"] += 1
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture(scope="module")
+def hub_src():
+    return _hub_option()
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_hostile_hub_configs_show_inline(hub_src, name):
+    at = _run(src=hub_src, hub=f"hostile/{name}")
+    errors = [e.value for e in at.error]
+    if name not in ("ok", "auto-map", "huge-window"):  # a window above any context is valid
+        assert errors, f"{name}: no inline error"
+        assert all("Traceback" not in e for e in errors)
+    else:
+        assert not errors, errors
+
+
+@pytest.mark.parametrize("ctx", CONTEXTS)
+def test_hostile_context_lengths(ctx):
+    at = _run(ctx=ctx)
+    assert all("Traceback" not in e.value for e in at.error)
+
+
+@pytest.mark.parametrize("page", ["capacity", "compare"])
+def test_hostile_config_on_other_pages(hub_src, page):
+    for name in ("not-json", "bad-kv", "huge-window"):
+        TRIED["app"] += 1
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        at.query_params["src"] = hub_src
+        at.query_params["hub"] = f"hostile/{name}"
+        at.run()
+        at.switch_page(f"kvplan/ui/pages/{page}.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+
+
+@pytest.mark.parametrize("params", [
+    {"window": "-5"}, {"window": "99999999999"}, {"max_ctx": "nan"}, {"max_ctx": "-1"},
+    {"attn": "nonsense"}, {"engine": "nope"}, {"kv_dtype": "float128"}, {"gpu": "nope"},
+    {"hub": "x" * 5000, "src": "Hub"}, {"hub": "../../etc/passwd", "src": "Hub"},
+])
+def test_hostile_url_parameters(params):
+    _run(**params)
+
+
+def test_zz_app_report():
+    print(f"\nhostile app runs: {TRIED['app']}; no exception reached the page")

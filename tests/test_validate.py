@@ -1,0 +1,145 @@
+"""The validate mode on CPU: a real HF transformers model per cache kind, built from the bundled config
+with random weights at reduced depth, must hold exactly the bytes the `transformers` profile predicts.
+
+Skipped when torch/transformers (requirements-validate.txt) are not installed. Depths are the fewest
+leading layers that hold every layer kind; the MoE models keep fewer routed experts (no cache in them).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from kvplan.registry import bundled_config  # noqa: E402
+from kvplan.validate import validate  # noqa: E402
+from kvplan.validate import measure as M  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (model, depth, contexts, dtype, experts, kind it covers)
+CASES = [
+    ("openai-community/gpt2", 1, "7,33", None, None),                    # MHA, fp32 config
+    ("meta-llama/Llama-3.2-1B", 1, "9,40", None, None),                  # GQA 32/8
+    ("bigcode/gpt_bigcode-santacoder", 1, "12", None, None),             # MQA (multi_query)
+    ("google/gemma-3-1b-it", 6, "515", None, None),                      # sliding 512 + global, past the window
+    ("Qwen/Qwen3-0.6B", 1, "11", None, None),                            # GQA, qk-norm
+    ("state-spaces/mamba-130m-hf", 1, "9", None, None),                  # Mamba1, fp32
+    ("tiiuae/falcon-mamba-7b", 1, "9", None, None),                      # Mamba1 in bf16: fp32 SSM state
+    ("LiquidAI/LFM2.5-VL-1.6B", 3, "9", None, None),                     # short-conv hybrid (VL text model)
+    ("Qwen/Qwen3-Next-80B-A3B-Thinking", 4, "10", None, 20),             # GDN hybrid, fp32 recurrent state
+    ("nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-NVFP4", 6, "10", None, 12),  # Mamba2 hybrid + MoE
+]
+
+
+@pytest.mark.parametrize("model,depth,contexts,dtype,experts", CASES, ids=[c[0] for c in CASES])
+def test_measured_equals_predicted_to_the_byte(model, depth, contexts, dtype, experts):
+    rep = validate(model, context_len=contexts, batch=2, device="cpu", depth=depth, dtype=dtype,
+                   paged=False, num_experts=experts).to_dict()
+    assert rep["device"] == "cpu" and rep["depth"]["layers_built"] == depth
+    for row in rep["results"]:
+        assert row["layers_mismatched"] == [], row["layers_mismatched"]
+        assert row["built_measured_bytes"] == row["built_predicted_bytes"]
+        assert row["measured_bytes"] == row["predicted_bytes"] and row["error"] == 0.0
+        assert row["after_decode"]["measured_bytes"] == row["after_decode"]["predicted_bytes"]
+    assert rep["passed"], rep["failures"]
+
+
+# Synthetic, width-shrunk DeepSeek-V3 (MLA + dense/MoE layers): the real one is 671B. Same family, same
+# attention code path; only the sizes differ. Labelled as such in the report's model name.
+TINY_DEEPSEEK = dict(hidden_size=256, num_attention_heads=4, num_key_value_heads=4, q_lora_rank=64,
+                     kv_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16,
+                     n_routed_experts=8, num_experts_per_tok=2, moe_intermediate_size=64,
+                     intermediate_size=128, vocab_size=1000, num_hidden_layers=3, first_k_dense_replace=1,
+                     n_group=1, topk_group=1)
+
+
+def test_mla_synthetic_deepseek_v3_reduced_depth():
+    raw = dict(bundled_config("deepseek-ai/DeepSeek-V3"), **TINY_DEEPSEEK)
+    raw.pop("quantization_config", None)
+    rep = validate(raw, context_len="8,21", batch=2, device="cpu", depth="auto", paged=True,
+                   model_id="synthetic-tiny-deepseek-v3").to_dict()
+    assert rep["model"] == "synthetic-tiny-deepseek-v3"
+    assert rep["mla_cache"] in ("latent", "decompressed")
+    for row in rep["results"]:
+        assert row["layers_mismatched"] == [] and row["measured_bytes"] == row["predicted_bytes"]
+    assert rep["paged"]["measured_bytes"] == rep["paged"]["predicted_bytes"]
+    assert rep["passed"], rep["failures"]
+
+
+def test_min_depth_keeps_every_layer_kind():
+    from kvplan import load_model
+
+    for model, want in [("google/gemma-3-1b-it", 6), ("Qwen/Qwen3-Next-80B-A3B-Thinking", 4),
+                        ("nvidia/Nemotron-H-56B-Base-8K", 8), ("deepseek-ai/DeepSeek-V3", 4),
+                        ("meta-llama/Llama-3.2-1B", 1)]:
+        arch = load_model(model)
+        assert M.min_depth(arch, M.text_config(bundled_config(model))) == want, model
+
+
+def test_scale_to_full_uses_real_layer_counts():
+    from kvplan import load_model
+
+    arch = load_model("google/gemma-3-1b-it")  # 22 sliding + 4 full
+    pred = M.predicted_layers(arch, 6, 1000, 1, "bf16")
+    assert M.scale_to_full(arch, 6, pred) == M.predicted_full(arch, 1000, 1, "bf16")
+
+
+def test_paged_allocation_and_report_files(tmp_path):
+    from kvplan.validate import report
+
+    rep = validate("meta-llama/Llama-3.2-1B", context_len=16, device="cpu", depth=1).to_dict()
+    pg = rep["paged"]
+    assert pg["measured_bytes"] == pg["predicted_bytes"] and pg["num_blocks"] > 0
+    assert [d["context_len"] for d in pg["decode"]] == [16, 256] and pg["decode"][0]["ms_per_step"] > 0
+    out = report.write_json(rep, tmp_path / "r.json")
+    assert json.loads(out.read_text())["results"][0]["context_len"] == 16
+    png = report.write_png(rep, tmp_path / "r.png")
+    assert png is None or png.stat().st_size > 1000
+    assert "PASS" in report.summary(rep)
+
+
+def test_cli_json_prints_one_object(capsys):
+    from kvplan.cli import main
+
+    code = main(["validate", "openai-community/gpt2", "--context", "5,9", "--device", "cpu", "--depth", "1",
+                 "--no-paged", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["device"] == "cpu"
+    assert [r["context_len"] for r in data["results"]] == [5, 9]
+    for r in data["results"]:
+        assert {"context_len", "predicted_bytes", "measured_bytes", "error"} <= set(r)
+
+
+@pytest.mark.parametrize("argv,field", [
+    (["--depth", "0"], "depth"), (["--depth", "lots"], "depth"), (["--context", "0"], "context"),
+])
+def test_cli_bad_input_is_one_line(argv, field, capsys):
+    from kvplan.cli import main
+
+    args = ["validate", "openai-community/gpt2", "--context", "8", "--device", "cpu", *argv]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and field in err
+
+
+def test_unsupported_model_type_is_reported_cleanly():
+    from kvplan.errors import UnsupportedConfigError
+
+    raw = dict(bundled_config("openai-community/gpt2"), model_type="not_a_real_model_type")
+    with pytest.raises(UnsupportedConfigError, match="unsupported by installed transformers"):
+        M.text_config(raw)
+
+
+def test_import_kvplan_and_size_never_import_torch():
+    code = ("import sys, kvplan, kvplan.cli; kvplan.cli.main(['size', 'openai-community/gpt2', '--context', '8',"
+            " '--json']); print(sorted({'torch', 'transformers'} & set(sys.modules)), file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stderr.strip().endswith("[]")
+    assert callable(__import__("kvplan").validate)
