@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from kvplan.engines import DEFAULT_ENGINE, ENGINE_NAMES
 from kvplan.errors import InvalidInputError, KvplanError
-from kvplan.units import GiB, fmt_auto, fmt_bytes, parse_tokens
+from kvplan.units import fmt_auto, fmt_bytes, parse_tokens
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3

@@ -11,7 +11,9 @@ HEAVY = ("torch", "streamlit", "plotly", "transformers", "huggingface_hub", "ggu
 CHECK = """
 import sys, kvplan
 import kvplan.api, kvplan.cli, kvplan.engines, kvplan.gpus, kvplan.registry, kvplan.hf_config
+import kvplan.planner, kvplan.weights, kvplan.roofline, kvplan.gguf_file
 kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=8192)
+kvplan.plan("meta-llama/Llama-3.1-8B", gpu="H100", max_model_len=8192)
 from kvplan.cli import main
 main(["size", "deepseek-ai/DeepSeek-V3", "--context", "8k", "--json"])
 loaded = [m for m in %r if m in sys.modules]

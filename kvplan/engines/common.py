@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from kvplan.dtypes import DTYPES, Dtype, canonical, get_dtype
+from kvplan.dtypes import DTYPES, Dtype, canonical
 from kvplan.errors import InvalidInputError, UnsupportedDtypeError
 from kvplan.layers import (MLA, FullAttention, LayerSpec, ModelArch, NoCache, RecurrentState)
 from kvplan.units import MAX_TOKENS, cdiv, check_count
@@ -271,3 +271,24 @@ def grouped_stages(arch: ModelArch, pp: int) -> list[list[tuple[LayerSpec, int]]
         _GROUPED.clear()
     _GROUPED[key] = (arch, out)  # holding arch keeps its id from being reused while cached
     return out
+
+
+def estimate_from_rows(engine: str, arch: ModelArch, req: Request, stage_rows: list[dict[str, list]], *,
+                       block_size: int | None, bytes_per_token: int, notes: list[str]) -> KVEstimate:
+    """Build a KVEstimate from per-stage rows `{kind: [layers, tokens_per_seq, bytes, k, v]}`.
+
+    Rows hold bytes for the whole batch on one GPU of that stage (k/v None where K and V are not
+    separate); the most-loaded stage is reported, `total_bytes` sums every stage × tp.
+    """
+    totals = [sum(r[2] for r in rows.values()) for rows in stage_rows]
+    rows = stage_rows[max(range(len(totals)), key=totals.__getitem__)]
+    breakdown = tuple(KindBytes(kind, *vals) for kind, vals in rows.items())
+    ks = [r.k_bytes for r in breakdown if r.k_bytes is not None]
+    vs = [r.v_bytes for r in breakdown if r.v_bytes is not None]
+    return KVEstimate(
+        model=arch.model_id, engine=engine, context_len=req.context_len, batch=req.batch,
+        kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp, kv_bytes=sum(r.bytes for r in breakdown),
+        k_bytes=sum(ks) if ks else None, v_bytes=sum(vs) if vs else None,
+        state_bytes=sum(r.bytes for r in breakdown if r.kind == "state"), bytes_per_token=bytes_per_token,
+        total_bytes=sum(totals) * req.tp, block_size=block_size, breakdown=breakdown, notes=tuple(notes),
+    )

@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kvplan.engines.common import (
-    Capacity, KindBytes, KVEstimate, Request, cdiv, check_tp, grouped_stages, kv_heads_per_rank,
-    mamba_state_elems,
+    Capacity, KVEstimate, Request, cdiv, check_tp, grouped_stages, kv_heads_per_rank,
+    estimate_from_rows, mamba_state_elems,
 )
 from kvplan.dtypes import get_dtype
 from kvplan.errors import InvalidInputError
-from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
+from kvplan.layers import MLA, ChunkedLocal, ModelArch, RecurrentState, SlidingWindow
 
 NAME = "sglang"
 KV_DTYPES = ("bf16", "fp16", "fp32", "fp8", "fp8_e4m3", "fp8_e5m2")
@@ -78,9 +78,10 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     check_tp(arch, req.tp)
     page = _page(opts)
     hybrid = _hybrid_swa(arch, opts)
-    best, total = None, 0
+    stage_rows = []
     for stage in grouped_stages(arch, req.pp):
         rows: dict[str, list] = {}
+        stage_rows.append(rows)
         for spec, n in stage:
             if isinstance(spec, RecurrentState):
                 nbytes = _state_bytes(spec, req, opts, arch.dtype) * req.batch * n
@@ -101,26 +102,13 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
             if not mla:
                 r[3] += k
                 r[4] += v
-        stage_bytes = sum(r[2] for r in rows.values())
-        total += stage_bytes * req.tp
-        if best is None or stage_bytes > best[0]:
-            best = (stage_bytes, rows)
-    _, rows = best
-    breakdown = tuple(KindBytes(kind, *vals) for kind, vals in rows.items())
-    ks = [r.k_bytes for r in breakdown if r.k_bytes is not None]
-    vs = [r.v_bytes for r in breakdown if r.v_bytes is not None]
     notes = []
     if arch.windowed:
         notes.append("hybrid SWA pool: window layers keep only the window" if hybrid else
                      "hybrid SWA memory disabled for this model: window layers are cached at full length")
-    return KVEstimate(
-        model=arch.model_id, engine=NAME, context_len=req.context_len, batch=req.batch,
-        kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp, kv_bytes=sum(r.bytes for r in breakdown),
-        k_bytes=sum(ks) if ks else None, v_bytes=sum(vs) if vs else None,
-        state_bytes=sum(r.bytes for r in breakdown if r.kind == "state"),
-        bytes_per_token=sum(_cell(stage, req, hybrid)[0] for stage in grouped_stages(arch, 1)), total_bytes=total, block_size=page,
-        breakdown=breakdown, notes=tuple(notes),
-    )
+    per_token = sum(_cell(stage, req, hybrid)[0] for stage in grouped_stages(arch, 1))
+    return estimate_from_rows(NAME, arch, req, stage_rows, block_size=page, bytes_per_token=per_token,
+                              notes=notes)
 
 
 def _cell(groups, req: Request, hybrid: bool) -> tuple[int, int]:

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from kvplan.dtypes import get_dtype
 from kvplan.engines.common import (
-    Capacity, KindBytes, KVEstimate, Request, cdiv, check_tp, grouped_stages, kv_heads_per_rank,
-    mamba_state_elems,
+    Capacity, KVEstimate, Request, cdiv, check_tp, grouped_stages, kv_heads_per_rank,
+    estimate_from_rows, mamba_state_elems,
 )
 from kvplan.errors import InvalidInputError
-from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
+from kvplan.layers import MLA, ModelArch, RecurrentState, SlidingWindow
 
 NAME = "trtllm"
 KV_DTYPES = ("bf16", "fp16", "fp32", "fp8", "fp8_e4m3", "int8", "nvfp4")
@@ -46,9 +46,10 @@ def _tok_bytes(spec, req: Request) -> tuple[int, int]:
 def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     check_tp(arch, req.tp)
     block = opts.block_size or TOKENS_PER_BLOCK
-    best, total = None, 0
+    stage_rows = []
     for stage in grouped_stages(arch, req.pp):
         rows: dict[str, list] = {}
+        stage_rows.append(rows)
         for spec, n in stage:
             if isinstance(spec, RecurrentState):
                 conv, ssm = mamba_state_elems(spec, req.tp, spec.conv_kernel - 1)
@@ -67,27 +68,13 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
             if not mla:
                 r[3] += k_tok * tokens * req.batch * n
                 r[4] += v_tok * tokens * req.batch * n
-        stage_bytes = sum(r[2] for r in rows.values())
-        total += stage_bytes * req.tp
-        if best is None or stage_bytes > best[0]:
-            best = (stage_bytes, rows)
-    _, rows = best
-    breakdown = tuple(KindBytes(kind, *vals) for kind, vals in rows.items())
-    ks = [r.k_bytes for r in breakdown if r.k_bytes is not None]
-    vs = [r.v_bytes for r in breakdown if r.v_bytes is not None]
     notes = []
     if arch.windowed:
         notes.append("VSWA: per-window pools; TRT-LLM's split of memory between pools is not verified")
     if "state" in arch.kinds:
         notes.append("Mamba state sized in the model dtype: TRT-LLM's state cache is not byte-verified")
-    return KVEstimate(
-        model=arch.model_id, engine=NAME, context_len=req.context_len, batch=req.batch,
-        kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp, kv_bytes=sum(r.bytes for r in breakdown),
-        k_bytes=sum(ks) if ks else None, v_bytes=sum(vs) if vs else None,
-        state_bytes=sum(r.bytes for r in breakdown if r.kind == "state"),
-        bytes_per_token=_per_token(grouped_stages(arch, 1)[0], req), total_bytes=total, block_size=block,
-        breakdown=breakdown, notes=tuple(notes),
-    )
+    return estimate_from_rows(NAME, arch, req, stage_rows, block_size=block,
+                              bytes_per_token=_per_token(grouped_stages(arch, 1)[0], req), notes=notes)
 
 
 def _per_token(groups, req: Request) -> int:

@@ -1,0 +1,13 @@
+"""Tests never reach the internet: any Hub request goes to a closed port on 127.0.0.1 unless a test
+points HF_ENDPOINT at the local fake Hub (tests/fake_hub.py) itself."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_internet_hub(monkeypatch, tmp_path_factory):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf-cache")))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
