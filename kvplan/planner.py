@@ -250,6 +250,25 @@ def _largest(lo: int, hi: int, ok) -> int:
     return lo
 
 
+def _hub_checkpoint_bytes(model: Model) -> int | None:
+    """Exact checkpoint bytes for a Hub id (safetensors headers), None for anything else or on failure."""
+    from pathlib import Path
+
+    from kvplan.registry import list_models
+
+    if not isinstance(model, str) or model in list_models() or Path(model).exists():
+        return None
+    from kvplan import hub  # lazy: only Hub ids reach here
+
+    if not hub.is_hub_ref(model):
+        return None
+    try:
+        info = hub.fetch_weights_info(model)
+    except Exception:  # noqa: BLE001 - weights info is an improvement; the config already resolved
+        return None
+    return info.total_bytes if info and info.total_bytes > 0 else None
+
+
 def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | None = None,
          bandwidth: str | None = None, num_gpus: int = 1, tp: int = 1, pp: int = 1,
          max_model_len: int | str, users: int | None = None, engine: str = "vllm", kv_dtype: str = "auto",
@@ -306,6 +325,14 @@ def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | 
         if pad > 1:
             notes.append("vLLM's mxfp4 MoE kernels pad each expert's intermediate dim to a multiple of 256")
     w_bytes = weights_bytes(arch, weights_dtype, tp, pp, expert_pad=pad)
+    hub_total = _hub_checkpoint_bytes(model) if str(weights_dtype).strip().lower() == "auto" else None
+    if hub_total:
+        # A Hub checkpoint's safetensors headers give its exact bytes: keep the computed TP/PP split,
+        # scaled to the real total (tied/untied embeddings, extra tensors, quantization all included).
+        computed_total = weights_bytes(arch, weights_dtype, 1, 1, expert_pad=pad)
+        w_bytes = w_bytes * hub_total // computed_total
+        notes.append(f"weights from the checkpoint's safetensors headers: {fmt_bytes(hub_total)} in all "
+                     f"(config-derived estimate {fmt_bytes(computed_total)})")
     read_bytes = w_bytes  # what a decode step streams (the RoPE cache below is not)
     if name in ("vllm", "sglang"):
         # The RoPE cos/sin cache (max_position × head_dim, model dtype) is allocated with the weights and

@@ -311,3 +311,15 @@ def test_hub_module_is_not_imported_by_the_core():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent, env={**os.environ, "PYTHONPATH": "."})
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_planner_uses_safetensors_bytes_for_hub_models():
+    """The plan's weights come from the checkpoint's safetensors headers (exact bytes), not only
+    from the config's parameter count, when MODEL is a Hub id."""
+    import kvplan
+
+    p = kvplan.plan("acme/llama-8b", gpu_memory="80GB", max_model_len=1024, kv_memory="1GiB")
+    header_len = int.from_bytes(ST_SINGLE[:8], "little")
+    tensor_bytes = len(ST_SINGLE) - 8 - header_len  # the checkpoint's tensor data
+    assert any("safetensors headers" in n for n in p.notes)
+    assert 0 <= p.weights_bytes - tensor_bytes < 2**26  # plus only the RoPE cache vLLM allocates
