@@ -27,6 +27,7 @@ from typing import Any
 
 from kvplan.api import Model, _arch, capacity, kv_cache
 from kvplan.engines import get_engine
+from kvplan.engines.common import largest_true
 from kvplan.errors import DoesNotFitError, InvalidInputError
 from kvplan.gpus import GPU, custom_gpu, get_gpu
 from kvplan.roofline import attention_flops_per_token, decode_roofline, prefill_time_s, step_time_s
@@ -237,19 +238,6 @@ def _fraction(value, field: str) -> float:
     return float(value)
 
 
-def _largest(lo: int, hi: int, ok) -> int:
-    """Largest n in [lo, hi] with ok(n) (ok monotone decreasing); lo - 1 if none."""
-    if hi < lo or not ok(lo):
-        return lo - 1
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if ok(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
 def _hub_checkpoint_bytes(model: Model) -> int | None:
     """Exact checkpoint bytes for a Hub id (safetensors headers), None for anything else or on failure."""
     from pathlib import Path
@@ -395,7 +383,7 @@ def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | 
         budget = total - w_bytes - act - ntorch - graphs
 
     if kv_memory is not None:
-        budget = check_count(parse_bytes(kv_memory, "kv_memory"), "kv_memory", minimum=0, maximum=MAX_BYTES)
+        budget = _override(kv_memory, "kv_memory")
         notes.append("kv_memory given: it replaces the engine's budget")
     free = total - w_bytes - act - ntorch - graphs - max(0, budget)
     if free < 0 and kv_memory is not None:
@@ -414,7 +402,7 @@ def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | 
         # llama.cpp allocates -c = context × slots up front; whole sequences = budget // per-sequence cache.
         max_seq = max(0, budget) // per_seq if per_seq else 0
     fits_one = max_seq >= 1 and budget > 0
-    max_len_fit = length if fits_one else _largest(
+    max_len_fit = length if fits_one else largest_true(
         1, length, lambda n: (sequences_at(n, budget) if name != "llama.cpp" else
                               int(kv_cache(arch, context_len=n, batch=1, engine=name, kv_dtype=kv_dtype, tp=tp,
                                            pp=pp, **opts).kv_bytes <= budget)) >= 1)
@@ -441,8 +429,8 @@ def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | 
     max_ctx_users = None
     if users is not None:
         per_instance = cdiv(users, dp)
-        max_ctx_users = max(0, _largest(1, length, lambda n: sequences_at(n, budget) >= per_instance)) \
-            if name != "llama.cpp" else max(0, _largest(1, length, lambda n: kv_cache(
+        max_ctx_users = max(0, largest_true(1, length, lambda n: sequences_at(n, budget) >= per_instance)) \
+            if name != "llama.cpp" else max(0, largest_true(1, length, lambda n: kv_cache(
                 arch, context_len=n, batch=per_instance, engine=name, kv_dtype=kv_dtype, tp=tp, pp=pp,
                 **opts).kv_bytes <= budget))
         fits = fits_one and users_prefix >= users

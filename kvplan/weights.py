@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kvplan.dtypes import canonical
+from kvplan.engines.common import pp_layer_ranges
 from kvplan.errors import InvalidInputError, UnsupportedDtypeError
 from kvplan.layers import MLA, FullAttention, ModelArch, NoCache, RecurrentState
 from kvplan.units import cdiv
@@ -390,18 +391,6 @@ def resolve_weights_dtype(arch: ModelArch, dtype: str = "auto") -> tuple[str, st
     return dense, key
 
 
-def _stage_layer_ranges(num_layers: int, pp: int) -> list[range]:
-    """vLLM get_pp_indices: even split, the remainder one each to the stages before the last."""
-    sizes = [num_layers // pp] * pp
-    for i in range(2, num_layers % pp + 2):
-        sizes[-i] += 1
-    out, start = [], 0
-    for size in sizes:
-        out.append(range(start, start + size))
-        start += size
-    return out
-
-
 def _tensor_bytes(t: _Tensor, tp: int, dense_bytes: int, scheme: _Scheme | None, kv_heads_total: int,
                   expert_pad: int = 1) -> int:
     rows, cols = t.rows, t.cols
@@ -448,7 +437,7 @@ def weights_bytes(arch: ModelArch, dtype: str = "auto", tp: int = 1, pp: int = 1
     kv_heads = {i: next((s.num_kv_heads for s in specs if isinstance(s, FullAttention)), 0)
                 for i, specs in _layer_specs(arch).items()}
     first_kv = next((v for v in kv_heads.values() if v), 0)
-    ranges = _stage_layer_ranges(arch.num_layers, pp)
+    ranges = pp_layer_ranges(arch.num_layers, pp)
     best = 0
     for stage, rng in enumerate(ranges):
         total = 0

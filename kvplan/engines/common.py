@@ -165,23 +165,41 @@ def _check_option_type(key: str, value: Any, annotation: str) -> None:
         raise InvalidInputError(key, f"expected {want}, got {value!r}"[:200])
 
 
-def pp_stages(arch: ModelArch, pp: int) -> list[tuple[LayerSpec, ...]]:
-    """Split the layers over `pp` stages as vLLM's get_pp_indices does.
+def pp_layer_ranges(num_layers: int, pp: int) -> list[range]:
+    """Decoder-layer indices of each of `pp` stages, as vLLM's get_pp_indices splits them.
 
     Layers are split evenly; the remainder goes one each to the stages *before* the last
     (the last stage also holds the LM head).
     """
+    sizes = [num_layers // pp] * pp
+    for i in range(2, num_layers % pp + 2):
+        sizes[-i] += 1
+    out, start = [], 0
+    for size in sizes:
+        out.append(range(start, start + size))
+        start += size
+    return out
+
+
+def pp_stages(arch: ModelArch, pp: int) -> list[tuple[LayerSpec, ...]]:
+    """The cache layers of each pipeline stage (see `pp_layer_ranges`)."""
     if pp > arch.num_layers:
         raise InvalidInputError("pp", f"{pp} pipeline stages for {arch.num_layers} layers; use pp <= "
                                       f"{arch.num_layers}")
-    sizes = [arch.num_layers // pp] * pp
-    for i in range(2, arch.num_layers % pp + 2):
-        sizes[-i] += 1
-    stages, start = [], 0
-    for size in sizes:
-        stages.append(tuple(s for s in arch.layers if start <= s.index < start + size))
-        start += size
-    return stages
+    return [tuple(s for s in arch.layers if s.index in r) for r in pp_layer_ranges(arch.num_layers, pp)]
+
+
+def largest_true(lo: int, hi: int, ok) -> int:
+    """Largest n in [lo, hi] with ok(n), for ok true up to some n and false after; lo - 1 if none."""
+    if hi < lo or not ok(lo):
+        return lo - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def kv_heads_per_rank(num_kv_heads: int, tp: int) -> int:

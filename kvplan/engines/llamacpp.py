@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from kvplan.dtypes import get_dtype
 from kvplan.engines.common import (
-    Capacity, KindBytes, KVEstimate, Request, cdiv, grouped_stages, mamba_state_elems,
+    Capacity, KindBytes, KVEstimate, Request, cdiv, grouped_stages, largest_true, mamba_state_elems,
 )
 from kvplan.errors import InvalidInputError
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
@@ -162,14 +162,9 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
         one = Request(n_ctx, 1, req.kv_dtype, req.tp, req.pp)
         return kv_cache(arch, one, Options(**{**opts.__dict__, "parallel": 1})).kv_bytes
 
-    lo, hi = 0, (1 << 34) // opts.ctx_pad
-    while lo < hi:  # largest multiple of ctx_pad that fits
-        mid = (lo + hi + 1) // 2
-        if size(mid * opts.ctx_pad) <= kv_memory_bytes:
-            lo = mid
-        else:
-            hi = mid - 1
-    n_ctx = lo * opts.ctx_pad
+    # the largest multiple of ctx_pad that fits (0 if none)
+    n_ctx = largest_true(1, (1 << 34) // opts.ctx_pad, lambda k: size(k * opts.ctx_pad) <= kv_memory_bytes) \
+        * opts.ctx_pad
     return Capacity(
         model=arch.model_id, engine=NAME, kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp,
         kv_memory_bytes=kv_memory_bytes, max_model_len=req.context_len, block_size=None, num_blocks=None,
