@@ -17,7 +17,6 @@ from kvplan.hf_config import parse_config
 from kvplan.layers import (MLA, ChunkedLocal, FullAttention, LayerSpec, ModelArch, NoCache,
                            RecurrentState, SlidingWindow)
 from kvplan.registry import list_models, load_model
-from kvplan.planner import Plan, min_gpus, plan
 
 __version__ = "0.1.0"
 
@@ -31,8 +30,12 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # `kvplan.validate` needs torch + transformers (requirements-validate.txt): imported on first use
-    # only, so `import kvplan` stays light.
+    # Imported on first use, so `import kvplan` (and `kvplan size`) stays light: the planner pulls in
+    # weights and roofline; `kvplan.validate` needs torch + transformers (requirements-validate.txt).
+    if name in ("plan", "Plan", "min_gpus"):
+        from kvplan import planner
+
+        return getattr(planner, name)
     if name == "validate":
         from kvplan.validate import validate
 
