@@ -11,6 +11,7 @@ Every unknown layer type or inconsistent field raises `UnsupportedConfigError` n
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Annotated, Any, Optional
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, Strict, ValidationError
@@ -144,6 +145,11 @@ class _Fields(BaseModel):
     n_shared_experts: Int = Field(None, validation_alias=AliasChoices("n_shared_experts", "num_shared_experts"))
     shared_expert_intermediate_size: Int = None
     first_k_dense_replace: Int = None
+    # Llama 4: routed experts on `moe_layers` (default every interleave_moe_layer_step-th layer), one
+    # shared expert of intermediate_size, dense layers of intermediate_size_mlp
+    moe_layers: Optional[list[Any]] = None
+    interleave_moe_layer_step: PosInt = None
+    intermediate_size_mlp: PosInt = None
     num_nextn_predict_layers: Int = None
     attention_bias: Optional[bool] = None
     mlp_bias: Optional[bool] = None
@@ -237,6 +243,19 @@ def _flags(values: list[Any], field: str, num_layers: int) -> list[Any]:
     if len(values) != num_layers:
         raise UnsupportedConfigError(field, f"has {len(values)} entries but num_hidden_layers is {num_layers}")
     return values
+
+
+def _llama4_moe(f: _Fields, num_layers: int) -> dict[str, Any]:
+    """Llama4TextConfig's MoE layout: which layers route, and the shared / dense MLP widths."""
+    step = f.interleave_moe_layer_step or 1
+    layers = f.moe_layers if f.moe_layers is not None else list(range(step - 1, num_layers, step))
+    if any(type(i) is not int or not 0 <= i < num_layers for i in layers):
+        raise UnsupportedConfigError("moe_layers", f"must list layer indices in 0..{num_layers - 1}")
+    if not f.num_experts:
+        return {}
+    return {"moe_layers": tuple(sorted(set(layers))), "num_shared_experts": 1,
+            "moe_intermediate_size": f.intermediate_size or 0,
+            "intermediate_size": f.intermediate_size_mlp or f.intermediate_size or 0}
 
 
 def _layer_plan(f: _Fields, num_layers: int) -> list[str]:
@@ -525,6 +544,7 @@ def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelAr
     else:
         naive_kv = max(kv_heads) if needs_attention else 0
         naive_dim = head_dim
+    moe = _llama4_moe(f, num_layers) if f.model_type in ("llama4", "llama4_text") else {}
     dims = WeightDims(
         hidden_size=f.hidden_size or 0, intermediate_size=f.intermediate_size or 0,
         vocab_size=f.vocab_size or 0, num_attention_heads=f.num_attention_heads or 0,
@@ -538,6 +558,8 @@ def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelAr
         attention_bias=bool(f.attention_bias), mlp_bias=bool(f.mlp_bias),
         **_quant(config, text), **_vision(config),
     )
+    if moe:
+        dims = replace(dims, **moe)
     return ModelArch(
         model_id=model_id, model_type=f.model_type, num_layers=num_layers, layers=tuple(layers),
         dtype=_dtype(f), max_position_embeddings=f.max_position_embeddings or 0,

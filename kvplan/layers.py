@@ -126,6 +126,7 @@ class WeightDims:
     num_shared_experts: int = 0
     shared_expert_intermediate_size: int = 0
     first_k_dense_replace: int = 0
+    moe_layers: tuple[int, ...] = ()  # layers with routed experts; () = every layer from first_k_dense_replace
     q_lora_rank: int = 0
     num_nextn_predict_layers: int = 0
     attention_bias: bool = False  # q/k/v/o biases (gpt-oss); Qwen2's q/k/v-only biases follow model_type

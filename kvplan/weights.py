@@ -135,7 +135,7 @@ def _mlp_tensors(arch: ModelArch, layer: int) -> list[_Tensor]:
     w = arch.weight_dims
     h = w.hidden_size
     mt = arch.model_type
-    if w.num_experts and layer >= w.first_k_dense_replace:
+    if w.num_experts and layer >= w.first_k_dense_replace and (not w.moe_layers or layer in w.moe_layers):
         e, inter = w.num_experts, w.moe_intermediate_size or w.intermediate_size
         out = [_Tensor("router", e, h, module="router"),
                _Tensor("experts", 2 * inter, h, count=e, shard="col", linear=True, module="experts"),

@@ -11,7 +11,8 @@ from kvplan.engines.common import pp_stages
 
 MODELS = ["meta-llama/Llama-3.1-8B", "google/gemma-3-27b-it", "deepseek-ai/DeepSeek-V3",
           "Qwen/Qwen3-Next-80B-A3B-Thinking", "nvidia/Nemotron-H-56B-Base-8K", "openai/gpt-oss-120b",
-          "ai21labs/AI21-Jamba-1.5-Mini", "MiniMaxAI/MiniMax-M1-80k", "state-spaces/mamba-130m-hf"]
+          "ai21labs/AI21-Jamba-1.5-Mini", "MiniMaxAI/MiniMax-M1-80k", "state-spaces/mamba-130m-hf",
+          "unsloth/Llama-4-Scout-17B-16E-Instruct-unsloth", "ibm-granite/granite-4.0-h-1b"]
 
 
 @pytest.mark.parametrize("engine", ENGINE_NAMES)
@@ -109,3 +110,58 @@ def test_naive_ignores_everything_it_should_not():
     naive = kvplan.kv_cache("google/gemma-3-27b-it", context_len=131072, engine="naive")
     real = kvplan.kv_cache("google/gemma-3-27b-it", context_len=131072)
     assert naive.kv_bytes == 62 * 2**30 and real.kv_bytes < naive.kv_bytes / 3
+
+
+# --- chunked local attention: Llama-4-Scout (bundled; 36 chunked + 12 global layers, 8 KV heads × 128,
+# attention_chunk_size 8192; bf16 K+V = 4,096 B per layer per token). Expected values are worked by hand
+# from ENGINE_KV_SPEC.md §A (ChunkedLocalAttentionSpec, grouping, max concurrency) and the llama.cpp
+# iSWA rule (chunked layers use the SWA cache with n_swa = attention_chunk_size).
+SCOUT = "unsloth/Llama-4-Scout-17B-16E-Instruct-unsloth"
+LAYER_TOKEN = 8 * 128 * 2 * 2
+
+
+def _rows(est):
+    return {r.kind: (r.num_layers, r.tokens_per_seq, r.bytes) for r in est.breakdown}
+
+
+@pytest.mark.parametrize("async_scheduling,chunk_tokens", [(True, 8192 + 2 * 8192), (False, 8192 + 8192)])
+def test_vllm_chunked_layers_hold_chunk_plus_in_flight_tokens(async_scheduling, chunk_tokens):
+    # cdiv(min(chunk + in-flight, max_model_len), 16) blocks; in-flight = 2 batches × 8192 with async
+    est = kvplan.kv_cache(SCOUT, context_len=131072, engine="vllm", async_scheduling=async_scheduling)
+    assert _rows(est) == {"chunked": (36, chunk_tokens, 36 * chunk_tokens * LAYER_TOKEN),
+                          "full": (12, 131072, 12 * 131072 * LAYER_TOKEN)}
+    short = kvplan.kv_cache(SCOUT, context_len=16384, engine="vllm")  # min(...) caps at max_model_len
+    assert _rows(short)["chunked"][1] == 16384
+
+
+def test_vllm_chunked_capacity_groups_and_concurrency():
+    cap = kvplan.capacity(SCOUT, engine="vllm", kv_memory="40GiB", max_model_len=131072)
+    # 48 layers → 4 groups of 12 (3 chunked, 1 full); a block holds 12 layers × 16 tokens × 4,096 B
+    assert cap.bytes_per_block == 12 * 16 * LAYER_TOKEN == 786_432
+    assert cap.num_blocks == 40 * 2**30 // 786_432 == 54_613
+    # per request: 3 chunked groups × cdiv(24,576, 16) + 1 full group × cdiv(131,072, 16)
+    assert cap.blocks_per_request == 3 * 1536 + 8192 == 12_800
+    assert cap.max_concurrency == 54_613 / 12_800
+    assert cap.kv_tokens == int(54_613 / 12_800 * 131072) == 559_237
+
+
+@pytest.mark.parametrize("kwargs,cells,streams", [
+    ({}, 8192 + 512, 1),  # pad256(n_swa + n_ubatch)
+    ({"ubatch": 2048}, 8192 + 2048, 1),
+    ({"parallel": 4}, 8192 + 512, 4),  # one SWA stream per sequence
+    ({"parallel": 4, "kv_unified": True}, 4 * 8192 + 512, 1),  # unified: n_swa · n_seq_max + n_ubatch
+    ({"swa_full": True}, 131072, 1),
+])
+def test_llamacpp_chunked_layers_use_the_swa_cache(kwargs, cells, streams):
+    est = kvplan.kv_cache(SCOUT, context_len=131072, engine="llama.cpp", **kwargs)
+    rows = _rows(est)
+    assert rows["chunked"] == (36, cells, 36 * cells * streams * LAYER_TOKEN)
+    assert rows["full"] == (12, 131072 // streams, 12 * 131072 * LAYER_TOKEN)
+
+
+def test_chunked_tp_split_and_naive_gap():
+    per_gpu = [kvplan.kv_cache(SCOUT, context_len=131072, tp=t).kv_bytes for t in (1, 2, 4, 8)]
+    assert per_gpu == [per_gpu[0] // t for t in (1, 2, 4, 8)]  # 8 KV heads split evenly up to TP 8
+    naive = kvplan.kv_cache(SCOUT, context_len=131072, engine="naive").kv_bytes
+    assert naive == 48 * 131072 * LAYER_TOKEN  # the textbook figure ignores the chunked layers' bound
+    assert naive > 3 * kvplan.kv_cache(SCOUT, context_len=131072, engine="sglang").kv_bytes

@@ -2,7 +2,8 @@
 
 Rows marked "bundled" use the verbatim published configs in model_specs/. Rows marked "synthetic"
 exercise a family's field convention with a minimal dict (no real copy of those configs could be
-found for bundling: Llama 4, Gemma 3n, Falcon-H1, Granite-4.0-H); their dims follow the model cards.
+found for bundling: Gemma 3n, Falcon-H1; and Llama 4's empty `no_rope_layers` default); their dims
+follow the model cards.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def test_every_bundled_config_parses():
         arch = kvplan.load_model(model_id)
         assert arch.num_layers > 0 and arch.layers, model_id
         kinds.update(arch.attention_kinds)
-    assert {"full", "sliding", "mla", "state", "none"} <= kinds
+    # every cache kind ModelArch knows has at least one real bundled config
+    assert kinds == {"full", "sliding", "chunked", "mla", "state", "none"}
 
 
 def test_bare_infinity_is_read():
@@ -59,6 +61,13 @@ BUNDLED = [
     ("deepseek-ai/DeepSeek-V3", {"mla": 61}, None),
     ("moonshotai/Kimi-K2-Instruct", {"mla": 61}, None),
     ("state-spaces/mamba-130m-hf", {"state": 24}, None),
+    # Llama 4: no_rope_layers[i] == 1 → chunked local (RoPE), 0 → global NoPE layer (every 4th)
+    ("unsloth/Llama-4-Scout-17B-16E-Instruct-unsloth", {"chunked": 36, "full": 12}, (8, 128)),
+    # Meta's first upload has "no_rope_layers": [] → Llama4TextConfig's no_rope_layer_interval 4
+    ("meta-llama/Llama-4-Scout-17B-16E-Instruct", {"chunked": 36, "full": 12}, (8, 128)),
+    # Granite-4.0-H (granitemoehybrid): layer_types "mamba" / "attention"
+    ("ibm-granite/granite-4.0-h-1b", {"state": 36, "full": 4}, (4, 128)),
+    ("ibm-granite/granite-4.0-h-350m", {"state": 28, "full": 4}, (4, 64)),
 ]
 
 

@@ -52,6 +52,8 @@ ROUNDED_PARAMS = [
     ("Qwen/Qwen3-235B-A22B", 235e9, 0.002, "Qwen3-235B-A22B model card: 235B total, 22B activated"),
     ("google/gemma-2-27b-it", 27.227e9, 0.001, "HF model page google/gemma-2-27b-it: 27.2B"),
     ("moonshotai/Kimi-K2-Instruct", 1.026e12, 0.002, "Kimi-K2 README: 1T total (1.026T), 32B activated"),
+    # routed experts + one shared expert per layer + vision tower: 108.61B
+    ("unsloth/Llama-4-Scout-17B-16E-Instruct-unsloth", 109e9, 0.005, "Llama 4 model card: Scout 109B total"),
 ]
 
 
@@ -79,6 +81,23 @@ def test_moe_active_and_mtp():
     assert abs(mixtral.active / 12.9e9 - 1) < 0.01
     assert v3.total == (v3.embedding + v3.lm_head + v3.attention + v3.mlp + v3.experts + v3.shared_experts
                         + v3.router + v3.state + v3.norms + v3.vision)
+
+
+def test_llama4_moe_layers_and_dense_mlp():
+    """Llama4TextConfig: routed experts on every interleave_moe_layer_step-th layer (Maverick: 2), one
+    shared expert of intermediate_size beside them, and dense layers of intermediate_size_mlp."""
+    text = {"model_type": "llama4_text", "num_hidden_layers": 4, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "head_dim": 8, "hidden_size": 32, "intermediate_size": 16,
+            "intermediate_size_mlp": 64, "num_local_experts": 8, "interleave_moe_layer_step": 2,
+            "vocab_size": 100, "attention_chunk_size": 16}
+    p = param_counts(kvplan.parse_config(text))
+    assert p.experts == 2 * 8 * 3 * 16 * 32  # layers 1 and 3
+    assert p.shared_experts == 2 * 3 * 16 * 32
+    assert p.mlp == 2 * 3 * 64 * 32  # layers 0 and 2 are dense
+    listed = param_counts(kvplan.parse_config({**text, "moe_layers": [3]}))
+    assert listed.experts == 8 * 3 * 16 * 32 and listed.mlp == 3 * 3 * 64 * 32
+    with pytest.raises(kvplan.UnsupportedConfigError, match="moe_layers"):
+        kvplan.parse_config({**text, "moe_layers": [4]})
 
 
 def test_tied_embeddings_counted_once():
