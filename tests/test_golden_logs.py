@@ -63,13 +63,21 @@ def test_llamacpp_kv_size_matches_log(log_id, model, kwargs):
         assert sum(r.num_layers for r in est.breakdown) == exp["layers"]
 
 
-def test_llamacpp_iswa_gpt_oss_four_unified_slots():
-    """gpt-oss-20b, llama-server defaults (4 unified slots, n_ctx = n_ctx_train): base cache of
-    131,072 cells for 12 full layers and a 1,024-cell SWA cache (128·4 + 512) for 12 sliding layers.
-    Source: ontouchstart/rabbit-holes llama-cpp/models/unsloth/gpt-oss-20b-GGUF/README.md (build 8198)."""
-    exp = _log("llamacpp-gpt-oss-20b-np4-131k-metal")["expected"]
-    est = kvplan.kv_cache("openai/gpt-oss-20b", engine="llama.cpp", context_len=131072, parallel=4,
-                          kv_unified=True)
+GPT_OSS_ISWA = [
+    # llama-server defaults: 4 unified slots, n_ctx = n_ctx_train; SWA cache 128·4 + 512 = 1,024 cells.
+    # ontouchstart/rabbit-holes llama-cpp/models/unsloth/gpt-oss-20b-GGUF/README.md (build 8198, Metal)
+    ("llamacpp-gpt-oss-20b-np4-131k-metal", dict(parallel=4, kv_unified=True)),
+    # -c 131072, one slot: SWA cache pad256(128 + 512) = 768 cells. ik_llama.cpp#822 (build 6699, CUDA)
+    ("llamacpp-gpt-oss-20b-np1-131k-cuda", dict(parallel=1)),
+]
+
+
+@pytest.mark.parametrize("log_id,kwargs", GPT_OSS_ISWA, ids=[r[0] for r in GPT_OSS_ISWA])
+def test_llamacpp_iswa_gpt_oss(log_id, kwargs):
+    """gpt-oss-20b: a base cache of 131,072 cells for the 12 full layers and a small SWA cache for the
+    12 sliding layers (window 128)."""
+    exp = _log(log_id)["expected"]
+    est = kvplan.kv_cache("openai/gpt-oss-20b", engine="llama.cpp", context_len=131072, **kwargs)
     rows = {r.kind: r for r in est.breakdown}
     for kind, key in (("full", "non_swa"), ("sliding", "swa")):
         assert rows[kind].tokens_per_seq == exp[key]["cells"]
@@ -141,6 +149,9 @@ def test_vllm_blocks_tokens_concurrency_match_log(log_id, model, max_len, tp, av
 SGLANG = [
     # Qwen3-235B-A22B-FP8, TP4 (1 KV head per rank) — vllm-project/vllm#21348
     ("sglang-qwen3-235b-a22b-fp8-tp4-h100", "Qwen/Qwen3-235B-A22B", 4, "num_tokens"),
+    # Qwen3-Next-80B-A3B FP8, TP4 with DP attention (dp 4): attention TP size 1, so both KV heads of the
+    # 12 full-attention layers on every rank (GDN layers hold no KV) — sgl-project/sglang#10622
+    ("sglang-qwen3-next-fp8-dp4-attention", "Qwen/Qwen3-Next-80B-A3B-Thinking", (4, 4), "num_tokens"),
     # QwQ-32B (Qwen2.5-32B geometry), TP4 on L4s — didier-durand/llms-in-clouds docs/sglang.md
     ("sglang-qwq-32b-tp4-l4", "Qwen/Qwen2.5-32B", 4, "num_tokens"),
     # DeepSeek-R1-Distill-Qwen-7B (Qwen2.5-7B geometry) on an RTX 3090 — jerryzsj/my-deepseek-r1
@@ -152,7 +163,8 @@ SGLANG = [
 def test_sglang_pool_k_v_sizes_match_log(log_id, model, tp, token_key):
     exp = _log(log_id)["expected"]
     rows = exp[token_key] + 1
-    est = kvplan.kv_cache(model, engine="sglang", context_len=rows, tp=tp)
+    tp, dp = tp if isinstance(tp, tuple) else (tp, 1)
+    est = kvplan.kv_cache(model, engine="sglang", context_len=rows, tp=tp, dp_attention=dp)
     assert round(est.k_bytes / GiB, 2) == exp["k_size_gb"]
     assert round(est.v_bytes / GiB, 2) == exp["v_size_gb"]
 

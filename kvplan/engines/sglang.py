@@ -9,7 +9,7 @@ sequence occupies in the pools; capacity follows `profile_max_num_token`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kvplan.engines.common import (
     Capacity, KVEstimate, Request, cdiv, check_tp, grouped_stages, kv_heads_per_rank,
@@ -39,14 +39,26 @@ class Options:
     mamba_ssm_dtype: str = "fp32"
     """--mamba-ssm-dtype (SGLANG_MAMBA_SSM_DTYPE): float32 by default."""
     mamba_full_memory_ratio: float = 0.9
+    dp_attention: int = 1
+    """--enable-dp-attention with --dp-size N: attention (and linear-attention state) runs with TP size
+    tp / N, so each rank keeps tp / N-way split KV heads instead of tp-way."""
 
     def __post_init__(self):
+        if type(self.dp_attention) is not int or not 1 <= self.dp_attention <= 1 << 16:
+            raise InvalidInputError("dp_attention", f"must be a DP size of 1 or more, got {self.dp_attention!r}")
         if self.block_size is not None and not 1 <= self.block_size <= 1 << 16:
             raise InvalidInputError("block_size", f"page size must be between 1 and 65536, got {self.block_size}")
         for name in ("swa_full_tokens_ratio", "mamba_full_memory_ratio"):
             value = getattr(self, name)
             if not 0 < value <= 100:
                 raise InvalidInputError(name, f"must be a positive ratio, got {value}")
+
+
+def _attention(req: Request, opts: Options) -> Request:
+    """The request as the attention layers see it: with DP attention they run at TP size tp / dp."""
+    if req.tp % opts.dp_attention:
+        raise InvalidInputError("dp_attention", f"DP size {opts.dp_attention} must divide tp {req.tp}")
+    return replace(req, tp=req.tp // opts.dp_attention) if opts.dp_attention > 1 else req
 
 
 def _page(opts: Options) -> int:
@@ -76,6 +88,7 @@ def _state_bytes(spec: RecurrentState, req: Request, opts: Options, model_dtype:
 
 def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     check_tp(arch, req.tp)
+    attn = _attention(req, opts)
     page = _page(opts)
     hybrid = _hybrid_swa(arch, opts)
     stage_rows = []
@@ -84,7 +97,7 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
         stage_rows.append(rows)
         for spec, n in stage:
             if isinstance(spec, RecurrentState):
-                nbytes = _state_bytes(spec, req, opts, arch.dtype) * req.batch * n
+                nbytes = _state_bytes(spec, attn, opts, arch.dtype) * req.batch * n
                 r = rows.setdefault("state", [0, 0, 0, None, None])
                 r[0] += n
                 r[2] += nbytes
@@ -93,7 +106,7 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
             window = (spec.window if isinstance(spec, SlidingWindow) else getattr(spec, "chunk", 0))
             tokens = cdiv(min(req.context_len, window) if windowed else req.context_len, page) * page
             kind = spec.kind if windowed else ("mla" if isinstance(spec, MLA) else "full")
-            k_tok, v_tok = _per_token(spec, req)
+            k_tok, v_tok = _per_token(spec, attn)
             k, v = k_tok * tokens * req.batch * n, v_tok * tokens * req.batch * n
             mla = isinstance(spec, MLA)
             r = rows.setdefault(kind, [0, tokens, 0, None if mla else 0, None if mla else 0])
@@ -106,7 +119,9 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     if arch.windowed:
         notes.append("hybrid SWA pool: window layers keep only the window" if hybrid else
                      "hybrid SWA memory disabled for this model: window layers are cached at full length")
-    per_token = sum(_cell(stage, req, hybrid)[0] for stage in grouped_stages(arch, 1))
+    if opts.dp_attention > 1:
+        notes.append(f"DP attention: attention TP size {attn.tp} (tp {req.tp} / dp {opts.dp_attention})")
+    per_token = sum(_cell(stage, attn, hybrid)[0] for stage in grouped_stages(arch, 1))
     return estimate_from_rows(NAME, arch, req, stage_rows, block_size=page, bytes_per_token=per_token,
                               notes=notes)
 
@@ -129,18 +144,19 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
     """`max_total_num_tokens` for a per-GPU budget (what remains of mem_fraction_static after the
     weights), floored to the page size; the Mamba pool takes r/(1+r) of it on hybrid models."""
     check_tp(arch, req.tp)
+    attn = _attention(req, opts)
     page = _page(opts)
     hybrid = _hybrid_swa(arch, opts)
     per_seq_tokens = cdiv(req.context_len, page) * page
     best = None
     for stage in grouped_stages(arch, req.pp):
-        full, swa = _cell(stage, req, hybrid)
+        full, swa = _cell(stage, attn, hybrid)
         states = [(s, n) for s, n in stage if isinstance(s, RecurrentState)]
         budget, mamba_slots = kv_memory_bytes, None
         if states:
             r = opts.mamba_full_memory_ratio
             mamba_mem = int(kv_memory_bytes * r / (1 + r))
-            per_req = sum(_state_bytes(s, req, opts, arch.dtype) * n for s, n in states)
+            per_req = sum(_state_bytes(s, attn, opts, arch.dtype) * n for s, n in states)
             mamba_slots = mamba_mem // per_req
             budget = kv_memory_bytes - mamba_mem
         ratio = opts.swa_full_tokens_ratio
