@@ -73,6 +73,39 @@ def test_mla_synthetic_deepseek_v3_reduced_depth():
     assert rep["passed"], rep["failures"]
 
 
+# Synthetic, width-shrunk Llama 4 Scout: the KV geometry (8 KV heads × 128, 3 chunked + 1 global layer per
+# 4) is kept; hidden size, experts and vocabulary are cut, and attention_chunk_size 8192 → 16 so a 40-token
+# prefill crosses a chunk. attn_temperature_tuning: the published 4 is rejected by transformers 5.x.
+TINY_LLAMA4 = dict(hidden_size=256, num_attention_heads=8, intermediate_size=64, intermediate_size_mlp=128,
+                   num_local_experts=2, vocab_size=1000, pad_token_id=0, num_hidden_layers=4,
+                   no_rope_layers=[1, 1, 1, 0], moe_layers=[0, 1, 2, 3], attention_chunk_size=16,
+                   attn_temperature_tuning=True)
+
+
+def test_chunked_synthetic_llama4_keeps_chunk_minus_one_tokens():
+    raw = json.loads(json.dumps(bundled_config("unsloth/Llama-4-Scout-17B-16E-Instruct-unsloth")))
+    raw["text_config"].update(TINY_LLAMA4)
+    rep = validate(raw, context_len="9,40", batch=2, device="cpu", depth="auto", paged=False,
+                   model_id="synthetic-tiny-llama4-scout").to_dict()
+    layer_token = 8 * 128 * 2 * 2  # bf16 K+V of one layer
+    for row, (full, chunked) in zip(rep["results"], [(9, 9), (40, 15)]):
+        # measured by transformers' own cache: chunked layers hold the last chunk − 1 = 15 tokens
+        assert row["measured_bytes"] == row["predicted_bytes"] == 2 * layer_token * (full + 3 * chunked)
+        assert row["layers_mismatched"] == []
+    assert rep["passed"], rep["failures"]
+
+
+def test_config_transformers_cannot_build_is_a_typed_error():
+    # (the published Scout file itself stops earlier on transformers 5.23: attn_temperature_tuning 4 is
+    # not a bool — also reported as a typed error naming that field)
+    from kvplan import UnsupportedConfigError
+
+    raw = json.loads(json.dumps(bundled_config("unsloth/Llama-4-Scout-17B-16E-Instruct-unsloth")))
+    raw["text_config"].update(TINY_LLAMA4, pad_token_id=5000)  # pad id past the 1,000-token vocabulary
+    with pytest.raises(UnsupportedConfigError, match="cannot build llama4_text"):
+        validate(raw, context_len=8, device="cpu", paged=False)
+
+
 def test_min_depth_keeps_every_layer_kind():
     from kvplan import load_model
 

@@ -14,6 +14,7 @@ import dataclasses
 import gc
 import inspect
 import os
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -52,6 +53,13 @@ def text_config(raw: Mapping[str, Any]):
     except (ValueError, KeyError) as err:
         raise UnsupportedByTransformersError(
             "model_type", f"{model_type!r} is unsupported by installed transformers ({err})") from None
+    except Exception as err:  # noqa: BLE001 — e.g. huggingface_hub's strict-dataclass field validation
+        # huggingface_hub's StrictDataclassFieldValidationError keeps the field only in its message
+        named = re.search(r"field '([^']+)'", str(err))
+        field = named.group(1) if named else "config"
+        cause = getattr(err, "__cause__", None) or err
+        raise UnsupportedByTransformersError(
+            field, f"installed transformers rejects this {model_type} config: {cause}") from None
     return cfg.get_text_config(decoder=True)
 
 
@@ -122,11 +130,23 @@ def model_class(hf_cfg):
     return AutoModelForCausalLM
 
 
+def _construct(cls, hf_cfg, dtype: torch.dtype):
+    """`cls.from_config`, with the config's inconsistencies (pad id past the vocabulary, a bad shape)
+    turned into a typed error."""
+    try:
+        return cls.from_config(hf_cfg, dtype=dtype)
+    except torch.OutOfMemoryError:
+        raise
+    except (AssertionError, ValueError, TypeError, RuntimeError, IndexError) as err:
+        raise UnsupportedByTransformersError(
+            "config", f"transformers cannot build {hf_cfg.model_type} from this config: {err}") from None
+
+
 def param_bytes(hf_cfg, dtype: torch.dtype) -> int:
     """Weight bytes of the model `hf_cfg` describes, from a construction on the meta device."""
     cls = model_class(hf_cfg)
     with torch.device("meta"):
-        model = cls.from_config(hf_cfg, dtype=dtype)
+        model = _construct(cls, hf_cfg, dtype)
     total = sum(p.numel() * p.element_size() for p in model.parameters())
     total += sum(b.numel() * b.element_size() for b in model.buffers())
     del model
@@ -144,7 +164,7 @@ def build_model(hf_cfg, device: str, dtype: torch.dtype, seed: int = 0):
 
     cls = model_class(hf_cfg)
     with torch.device(device), no_init_weights():
-        model = cls.from_config(hf_cfg, dtype=dtype)
+        model = _construct(cls, hf_cfg, dtype)
     gen = torch.Generator().manual_seed(seed)
     pool = torch.empty(1 << 20).uniform_(-0.0346, 0.0346, generator=gen).to(device)
     with torch.no_grad():
