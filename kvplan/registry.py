@@ -7,7 +7,6 @@ never touches the network.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from collections.abc import Mapping
@@ -48,6 +47,7 @@ def suggest(model: str, limit: int = 3) -> tuple[str, ...]:
     lowered = {m.lower(): m for m in ids}
     names = {m.split("/", 1)[-1].lower(): m for m in ids}
     key = model.strip().lower()
+    import difflib  # only on a miss (cold-start path)
     hits = difflib.get_close_matches(key, list(lowered), n=limit, cutoff=0.6)
     hits += difflib.get_close_matches(key.split("/")[-1], list(names), n=limit, cutoff=0.6)
     out = [lowered.get(h) or names[h] for h in hits]
