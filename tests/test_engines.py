@@ -165,3 +165,12 @@ def test_chunked_tp_split_and_naive_gap():
     naive = kvplan.kv_cache(SCOUT, context_len=131072, engine="naive").kv_bytes
     assert naive == 48 * 131072 * LAYER_TOKEN  # the textbook figure ignores the chunked layers' bound
     assert naive > 3 * kvplan.kv_cache(SCOUT, context_len=131072, engine="sglang").kv_bytes
+
+
+def test_sglang_dp_attention_splits_kv_heads_tp_over_dp_ways():
+    one = kvplan.kv_cache("meta-llama/Llama-3.1-70B", engine="sglang", context_len=4096, tp=1)
+    dp8 = kvplan.kv_cache("meta-llama/Llama-3.1-70B", engine="sglang", context_len=4096, tp=8, dp_attention=8)
+    dp4 = kvplan.kv_cache("meta-llama/Llama-3.1-70B", engine="sglang", context_len=4096, tp=8, dp_attention=4)
+    assert dp8.kv_bytes == one.kv_bytes and dp4.kv_bytes == one.kv_bytes // 2  # 8 KV heads over 1 / 2 ranks
+    with pytest.raises(InvalidInputError, match="dp_attention"):
+        kvplan.kv_cache("meta-llama/Llama-3.1-70B", engine="sglang", context_len=4096, tp=8, dp_attention=3)
