@@ -18,6 +18,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, Strict, Validat
 
 from kvplan.errors import UnsupportedConfigError
 from kvplan.layers import (
+    LINEAR_ATTENTION_REASON,
     MLA,
     ChunkedLocal,
     FullAttention,
@@ -153,6 +154,8 @@ class _Fields(BaseModel):
     num_nextn_predict_layers: Int = None
     attention_bias: Optional[bool] = None
     mlp_bias: Optional[bool] = None
+    # NAS heterogeneous blocks (Llama-3.1-Nemotron-Ultra-253B, Llama-3.3-Nemotron-Super-49B: DeciLM)
+    block_configs: Optional[list[Any]] = None
 
 
 def _text_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -199,9 +202,50 @@ def _require(value: Any, field: str, why: str) -> Any:
     return value
 
 
+def _nas_blocks(f: _Fields, num_layers: int) -> list[tuple[str, int, int]]:
+    """(attention word, KV heads, FFN width) per block of a NAS `block_configs` list (DeciLM).
+
+    Attention is "full" with `num_attention_heads // n_heads_in_group` KV heads, "none" when `no_op`
+    (no attention, no KV: 98 of Nemotron-Ultra's 162 blocks), or "linear" when `replace_with_linear`.
+    The FFN width follows DeciLM's `_ffn_mult_to_intermediate_size`: int(2·ffn_mult·hidden/3) rounded
+    up to a multiple of 256; 0 when the FFN is `no_op`.
+    """
+    blocks = _flags(f.block_configs, "block_configs", num_layers)
+    heads = _require(f.num_attention_heads, "num_attention_heads", "needed for block_configs attention")
+    hidden = f.hidden_size or 0
+    out = []
+    for i, block in enumerate(blocks):
+        where = f"block_configs[{i}]"
+        if not isinstance(block, Mapping) or not isinstance(block.get("attention"), Mapping):
+            raise UnsupportedConfigError(where, "expected an object with an 'attention' object")
+        attn, ffn = block["attention"], block.get("ffn")
+        if attn.get("no_op") is True:
+            word, kv = "none", 0
+        elif attn.get("replace_with_linear") is True:
+            word, kv = "linear", 0
+        else:
+            group = attn.get("n_heads_in_group")
+            if type(group) is not int or not 0 < group <= heads or heads % group:
+                raise UnsupportedConfigError(f"{where}.attention.n_heads_in_group",
+                                             f"expected a positive divisor of the {heads} attention heads, "
+                                             f"got {group!r}")
+            word, kv = "full", heads // group
+        width = 0
+        if isinstance(ffn, Mapping) and ffn.get("no_op") is not True:
+            mult = ffn.get("ffn_mult")
+            if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not 0 < mult <= 1024:
+                raise UnsupportedConfigError(f"{where}.ffn.ffn_mult", f"expected a positive number, got {mult!r}")
+            width = -(-int(2 * mult * hidden / 3) // 256) * 256
+        out.append((word, kv, width))
+    return out
+
+
 def _kv_heads(f: _Fields, raw: Mapping[str, Any], num_layers: int) -> list[int]:
     """KV heads per layer, following vLLM's ModelConfig.get_total_num_kv_heads order."""
     heads = _require(f.num_attention_heads, "num_attention_heads", "needed for attention layers")
+    if f.block_configs is not None:
+        # NOTE: NAS models (Nemotron-Ultra/Super) set num_key_value_heads null; each block says its own.
+        return [kv for _, kv, _ in _nas_blocks(f, num_layers)]
     # NOTE: Falcon-7B (multi_query, old architecture) and GPT-BigCode store one shared KV head.
     if f.multi_query and not f.new_decoder_architecture and f.model_type in (
             "falcon", "RefinedWeb", "RefinedWebModel", "gpt_bigcode"):
@@ -263,6 +307,8 @@ def _layer_plan(f: _Fields, num_layers: int) -> list[str]:
     mt = f.model_type
     if f.kv_lora_rank is not None:
         return ["mla"] * num_layers
+    if f.block_configs is not None:
+        return [word for word, _, _ in _nas_blocks(f, num_layers)]
     if f.hybrid_override_pattern is not None:  # Nemotron-H: M = Mamba2, * = attention, - / E = MLP / MoE
         pattern = _flags(list(f.hybrid_override_pattern), "hybrid_override_pattern", num_layers)
         words = {"M": "mamba", "*": "full", "-": "none", "E": "none"}
@@ -533,6 +579,8 @@ def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelAr
                               qk_nope_head_dim=nope, v_head_dim=v_dim))
         elif word == "none":
             layers.append(NoCache(i, reason="no attention or state in this layer"))
+        elif word == "linear":
+            layers.append(NoCache(i, reason=LINEAR_ATTENTION_REASON))
         if word in ("gdn", "shortconv", "lightning", "mamba", "both"):
             layers.append(_recurrent(f, "mamba" if word == "both" else word, i))
 
@@ -544,6 +592,8 @@ def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelAr
     else:
         naive_kv = max(kv_heads) if needs_attention else 0
         naive_dim = head_dim
+    nas = {"layer_intermediate_sizes": tuple(w for _, _, w in _nas_blocks(f, num_layers))} \
+        if f.block_configs is not None else {}
     moe = _llama4_moe(f, num_layers) if f.model_type in ("llama4", "llama4_text") else {}
     dims = WeightDims(
         hidden_size=f.hidden_size or 0, intermediate_size=f.intermediate_size or 0,
@@ -558,8 +608,8 @@ def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelAr
         attention_bias=bool(f.attention_bias), mlp_bias=bool(f.mlp_bias),
         **_quant(config, text), **_vision(config),
     )
-    if moe:
-        dims = replace(dims, **moe)
+    if moe or nas:
+        dims = replace(dims, **moe, **nas)
     return ModelArch(
         model_id=model_id, model_type=f.model_type, num_layers=num_layers, layers=tuple(layers),
         dtype=_dtype(f), max_position_embeddings=f.max_position_embeddings or 0,

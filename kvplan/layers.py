@@ -107,6 +107,9 @@ class NoCache(LayerSpec):
     kind: ClassVar[str] = "none"
 
 
+# A NAS block whose attention is one linear map (DeciLM `replace_with_linear`): no KV, an h×h weight.
+LINEAR_ATTENTION_REASON = "attention replaced by a linear layer"
+
 ATTENTION_KINDS = ("full", "sliding", "chunked", "mla")
 ALL_KINDS = ("full", "sliding", "chunked", "mla", "state", "none")
 
@@ -127,6 +130,8 @@ class WeightDims:
     shared_expert_intermediate_size: int = 0
     first_k_dense_replace: int = 0
     moe_layers: tuple[int, ...] = ()  # layers with routed experts; () = every layer from first_k_dense_replace
+    # NAS models (DeciLM block_configs): each layer's own FFN width, 0 where the FFN is no_op; () = uniform
+    layer_intermediate_sizes: tuple[int, ...] = ()
     q_lora_rank: int = 0
     num_nextn_predict_layers: int = 0
     attention_bias: bool = False  # q/k/v/o biases (gpt-oss); Qwen2's q/k/v-only biases follow model_type

@@ -26,7 +26,7 @@ from typing import Any
 from kvplan.dtypes import canonical
 from kvplan.engines.common import pp_layer_ranges
 from kvplan.errors import InvalidInputError, UnsupportedDtypeError
-from kvplan.layers import MLA, FullAttention, ModelArch, NoCache, RecurrentState
+from kvplan.layers import LINEAR_ATTENTION_REASON, MLA, FullAttention, ModelArch, NoCache, RecurrentState
 from kvplan.units import cdiv
 
 __all__ = ["ParamCounts", "param_counts", "weights_bytes", "resolve_weights_dtype", "WEIGHT_DTYPES"]
@@ -154,6 +154,8 @@ def _mlp_tensors(arch: ModelArch, layer: int) -> list[_Tensor]:
                     _Tensor("shared_experts", h, shared, shard="row", linear=True, module="mlp")]
         return out
     inter = w.intermediate_size or (4 * h if mt in _PLAIN_MLP else 0)  # GPT-2 n_inner null, Falcon: 4h
+    if w.layer_intermediate_sizes:  # NAS (Nemotron-Ultra/Super): a width per block, 0 = no FFN
+        inter = w.layer_intermediate_sizes[layer] if layer < len(w.layer_intermediate_sizes) else 0
     if not inter:
         return []
     if mt == "nemotron_h":  # squared-ReLU MLP: up and down only, no gate, no biases
@@ -206,6 +208,11 @@ def _layer_tensors(arch: ModelArch, index: int, specs: list) -> list[_Tensor]:
     mt = arch.model_type
     # Gemma 2/3: four RMSNorms per layer; GPT-2-style LayerNorms carry a bias: 2 × (weight + bias).
     norms = 4 if mt in _FOUR_NORMS or mt in _PLAIN_MLP else 1 if mt in _MIXER_ONLY else 2
+    nas = arch.weight_dims.layer_intermediate_sizes
+    if nas:  # NAS blocks: a norm before each sub-block that is not no_op (llama.cpp: 253.401 B for Ultra)
+        attn_present = any(not (isinstance(s, NoCache) and s.reason == "no attention or state in this layer")
+                           for s in specs)
+        norms = int(attn_present) + int(index < len(nas) and nas[index] > 0)
     out: list[_Tensor] = [_Tensor("norms", 1, norms * h)]
     has_mixer = False
     for spec in specs:
@@ -215,6 +222,8 @@ def _layer_tensors(arch: ModelArch, index: int, specs: list) -> list[_Tensor]:
         elif isinstance(spec, RecurrentState):
             out += _state_tensors(arch, spec)
             has_mixer = True
+        elif isinstance(spec, NoCache) and spec.reason == LINEAR_ATTENTION_REASON:
+            out.append(_Tensor("attention", h, h, shard="col", linear=True, module="self_attn"))
         elif isinstance(spec, NoCache) and spec.reason != "no attention or state in this layer":
             # KV-shared (Gemma 3n) and cross-attention (Llama 3.2 Vision) layers still have attention
             # weights; size them like a full-attention layer of the model's first attention spec.
