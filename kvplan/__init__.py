@@ -9,7 +9,7 @@ streamlit, plotly, transformers or huggingface_hub.
 """
 
 from kvplan.api import capacity, kv_cache, sweep
-from kvplan.engines import DEFAULT_ENGINE, ENGINE_NAMES, get_engine
+from kvplan.engines import DEFAULT_ENGINE, ENGINE_NAMES, engine_versions, get_engine, resolve_engine
 from kvplan.engines.common import Capacity, KindBytes, KVEstimate
 from kvplan.errors import (DoesNotFitError, HubError, InvalidInputError, KvplanError, UnknownGPUError,
                            UnknownModelError, UnsupportedConfigError, UnsupportedDtypeError)
@@ -17,6 +17,7 @@ from kvplan.hf_config import parse_config
 from kvplan.layers import (MLA, ChunkedLocal, FullAttention, LayerSpec, ModelArch, NoCache,
                            RecurrentState, SlidingWindow)
 from kvplan.registry import list_models, load_model
+from kvplan.versions import EngineVersion
 
 __version__ = "0.1.0"
 
@@ -25,7 +26,8 @@ __all__ = [
     "ENGINE_NAMES", "DEFAULT_ENGINE", "KVEstimate", "Capacity", "KindBytes", "ModelArch", "LayerSpec",
     "FullAttention", "SlidingWindow", "ChunkedLocal", "MLA", "RecurrentState", "NoCache",
     "KvplanError", "InvalidInputError", "UnsupportedConfigError", "UnknownModelError", "UnknownGPUError",
-    "UnsupportedDtypeError", "DoesNotFitError", "HubError", "validate",
+    "UnsupportedDtypeError", "DoesNotFitError", "HubError", "validate", "engine_versions", "resolve_engine",
+    "EngineVersion",
 ]
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from kvplan.engines import DEFAULT_ENGINE, get_engine
+from kvplan.engines import DEFAULT_ENGINE, resolve_engine
 from kvplan.engines.common import Capacity, KVEstimate, make_options, make_request, resolve_kv_dtype
 from kvplan.errors import UnknownModelError
 from kvplan.layers import ModelArch
@@ -35,23 +36,34 @@ def _arch(model: Model) -> ModelArch:
         raise
 
 
-def _prepare(model, engine, kv_dtype, context_len, batch, tp, pp, options, context_field="context_len"):
+def _prepare(model, engine, kv_dtype, context_len, batch, tp, pp, options, context_field="context_len",
+             engine_version=None):
     arch = _arch(model)
-    mod = get_engine(engine)
+    mod, version = resolve_engine(engine, engine_version)
     dtype = resolve_kv_dtype(mod.NAME, kv_dtype, arch.dtype, mod.KV_DTYPES,
                              auto_fp32_as="fp32" if mod.NAME == "transformers" else
                              "fp16" if mod.NAME == "llama.cpp" else "bf16")
     if mod.NAME == "llama.cpp" and str(kv_dtype).lower() == "auto":
         dtype = "fp16"  # llama.cpp's -ctk/-ctv default is f16 whatever the weights are
     req = make_request(parse_tokens(context_len, context_field), batch, dtype, tp, pp)
-    opts = make_options(mod.Options, mod.NAME, options)
-    return arch, mod, req, opts
+    opts = make_options(mod.Options, mod.NAME, options, version, mod.VERSIONS)
+    return arch, mod, req, opts, version
+
+
+def _versioned(result, mod, version):
+    notes = mod.VERSIONS.notes(version) if mod.VERSIONS is not None else []
+    return replace(result, engine_version=str(version), notes=tuple(result.notes) + tuple(notes))
 
 
 def kv_cache(model: Model, *, context_len: int | str, batch: int = 1, engine: str = DEFAULT_ENGINE,
-             kv_dtype: str = "auto", tp: int = 1, pp: int = 1, **options: Any) -> KVEstimate:
+             kv_dtype: str = "auto", tp: int = 1, pp: int = 1, engine_version: str | None = None,
+             **options: Any) -> KVEstimate:
     """KV cache (plus recurrent state) that `engine` allocates for `batch` sequences of `context_len`
     tokens, on the most-loaded GPU of a `tp` × `pp` layout.
+
+    `engine_version` ("0.19", "0.20.2", llama.cpp "b4905" or "ik") selects that release's rules
+    (`kvplan.engine_versions()` lists them); `engine="vllm@0.19"` says the same. Default: the newest
+    behaviour kvplan models. The result's `engine_version` says which was used.
 
     `options` are the engine's own knobs (e.g. `block_size=32` for vLLM, `parallel=4, ubatch=512,
     swa_full=True` for llama.cpp); `kvplan.engines.get_engine(name).Options` documents them.
@@ -65,13 +77,14 @@ def kv_cache(model: Model, *, context_len: int | str, batch: int = 1, engine: st
         InvalidInputError: a number or option is out of range (the field is named).
         UnsupportedDtypeError: the engine cannot store that KV dtype.
     """
-    arch, mod, req, opts = _prepare(model, engine, kv_dtype, context_len, batch, tp, pp, options)
-    return mod.kv_cache(arch, req, opts)
+    arch, mod, req, opts, version = _prepare(model, engine, kv_dtype, context_len, batch, tp, pp, options,
+                                             engine_version=engine_version)
+    return _versioned(mod.kv_cache(arch, req, opts), mod, version)
 
 
 def capacity(model: Model, *, kv_memory: int | str, max_model_len: int | str,
              engine: str = DEFAULT_ENGINE, kv_dtype: str = "auto", tp: int = 1, pp: int = 1,
-             **options: Any) -> Capacity:
+             engine_version: str | None = None, **options: Any) -> Capacity:
     """How a per-GPU KV budget becomes blocks, tokens and concurrent `max_model_len`-token requests,
     counted the engine's way (vLLM: "GPU KV cache size" and "Maximum concurrency").
 
@@ -82,14 +95,15 @@ def capacity(model: Model, *, kv_memory: int | str, max_model_len: int | str,
     Raises:
         the same errors as `kv_cache`.
     """
-    arch, mod, req, opts = _prepare(model, engine, kv_dtype, max_model_len, 1, tp, pp, options,
-                                    "max_model_len")
+    arch, mod, req, opts, version = _prepare(model, engine, kv_dtype, max_model_len, 1, tp, pp, options,
+                                             "max_model_len", engine_version)
     budget = check_count(parse_bytes(kv_memory, "kv_memory"), "kv_memory", minimum=0, maximum=MAX_BYTES)
-    return mod.capacity(arch, req, opts, budget)
+    return _versioned(mod.capacity(arch, req, opts, budget), mod, version)
 
 
 def sweep(model: Model, *, context_lens, batch: int = 1, engine: str = DEFAULT_ENGINE,
-          kv_dtype: str = "auto", tp: int = 1, pp: int = 1, **options: Any) -> list[KVEstimate]:
+          kv_dtype: str = "auto", tp: int = 1, pp: int = 1, engine_version: str | None = None,
+          **options: Any) -> list[KVEstimate]:
     """`kv_cache` at many context lengths at once (for charts): inputs are validated once.
 
     >>> [e.kv_bytes for e in sweep("meta-llama/Llama-3.1-8B", context_lens=[16, 17])] == [2**21, 2**22]
@@ -98,9 +112,10 @@ def sweep(model: Model, *, context_lens, batch: int = 1, engine: str = DEFAULT_E
     contexts = [parse_tokens(c, "context_lens") for c in context_lens]
     if not contexts:
         return []
-    arch, mod, first, opts = _prepare(model, engine, kv_dtype, contexts[0], batch, tp, pp, options)
+    arch, mod, first, opts, version = _prepare(model, engine, kv_dtype, contexts[0], batch, tp, pp, options,
+                                               engine_version=engine_version)
     out = []
     for ctx in contexts:
         req = make_request(ctx, batch, first.kv_dtype, tp, pp)
-        out.append(mod.kv_cache(arch, req, opts))
+        out.append(_versioned(mod.kv_cache(arch, req, opts), mod, version))
     return out

@@ -70,13 +70,20 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise InvalidInputError("--set", f"expected KEY=VALUE, got {item!r}")
-        opts[key.strip().replace("-", "_")] = _option_value(value.strip())
+        key = key.strip().replace("-", "_")
+        if key == "engine_version":
+            raise InvalidInputError("--set", "give the engine version with --engine-version (or --engine vllm@0.19)")
+        opts[key] = _option_value(value.strip())
     return opts
 
 
 def _add_layout(p: argparse.ArgumentParser, *, llama: bool) -> None:
     p.add_argument("--engine", default=DEFAULT_ENGINE,
-                   help=f"inference engine profile: {', '.join(ENGINE_NAMES)} (default: {DEFAULT_ENGINE})")
+                   help=f"inference engine profile: {', '.join(ENGINE_NAMES)} (default: {DEFAULT_ENGINE}); "
+                        "ENGINE@VERSION pins a release, e.g. vllm@0.19, llama.cpp@b4905, ik_llama.cpp")
+    p.add_argument("--engine-version", metavar="X.Y[.Z]",
+                   help="engine release whose rules apply (vLLM 0.19, 0.20.2; llama.cpp b4905 or ik); "
+                        "default: the newest kvplan models (`kvplan versions`)")
     p.add_argument("--kv-dtype", default="auto",
                    help="KV cache dtype: auto (the model's; f16 for llama.cpp), bf16, fp16, fp32, fp8, "
                         "fp8_e4m3, fp8_e5m2, int8, int4, nvfp4, q8_0, q4_0, q4_1, q5_0, q5_1")
@@ -116,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("gpus", help="list the GPU catalog")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("versions", help="the engine versions kvplan models and the rules that change between them")
+    p.add_argument("--engine", help=f"one engine ({', '.join(ENGINE_NAMES)}); default: all")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("size", help="KV cache bytes for a model, context and engine")
@@ -206,16 +217,45 @@ def cmd_gpus(args) -> int:
     return 0
 
 
+def _engine_label(engine: str, version: str) -> str:
+    if not version or version == "n/a":
+        return engine
+    return "ik_llama.cpp" if version == "ik" else f"{engine} {version}"
+
+
+def cmd_versions(args) -> int:
+    from kvplan.engines import engine_versions
+
+    table = {args.engine: engine_versions(args.engine)} if args.engine else engine_versions()
+    if args.json:
+        _print_json({"engines": table})
+        return 0
+    for name, t in table.items():
+        if not t["latest"]:
+            print(f"{name}: no versions (a formula / no version rule modelled)")
+            continue
+        print(f"{t['engine']}: {t['oldest']} .. {t['latest']} (default {t['default']})"
+              + (f"; forks: {', '.join(f['fork'] for f in t['forks'])}" if t["forks"] else ""))
+        for r in t["rules"]:
+            print(f"  from {r['since']:<8} {r['key']}: {r['before']!r} -> {r['after']!r}")
+            print(f"           {r['what']}")
+            print(f"           source: {r['source']}")
+        for f in t["forks"]:
+            print(f"  fork {f['fork']}: {f['values']}  source: {f['source']}")
+    return 0
+
+
 def cmd_size(args) -> int:
     from kvplan.api import kv_cache
 
     est = kv_cache(_model(args), context_len=args.context, batch=args.batch, engine=args.engine,
-                   kv_dtype=args.kv_dtype, tp=args.tp, pp=args.pp, **_engine_options(args))
+                   kv_dtype=args.kv_dtype, tp=args.tp, pp=args.pp, engine_version=args.engine_version,
+                   **_engine_options(args))
     if args.json:
         _print_json(est.to_dict())
         return 0
-    print(f"{est.model} on {est.engine}: {est.batch} × {est.context_len:,} tokens, KV {est.kv_dtype}, "
-          f"tp={est.tp} pp={est.pp}")
+    print(f"{est.model} on {_engine_label(est.engine, est.engine_version)}: {est.batch} × {est.context_len:,} "
+          f"tokens, KV {est.kv_dtype}, tp={est.tp} pp={est.pp}")
     print(f"  KV cache per GPU: {fmt_bytes(est.kv_bytes)} ({est.kv_bytes:,} bytes)")
     if est.tp * est.pp > 1:
         print(f"  all {est.tp * est.pp} GPUs:     {fmt_bytes(est.total_bytes)}")
@@ -238,11 +278,11 @@ def cmd_plan(args) -> int:
 
     cap = capacity(_model(args), kv_memory=args.kv_memory, max_model_len=args.max_model_len,
                    engine=args.engine, kv_dtype=args.kv_dtype, tp=args.tp, pp=args.pp,
-                   **_engine_options(args))
+                   engine_version=args.engine_version, **_engine_options(args))
     if args.json:
         _print_json(cap.to_dict())
         return 0
-    print(f"{cap.model} on {cap.engine}, KV {cap.kv_dtype}, tp={cap.tp} pp={cap.pp}")
+    print(f"{cap.model} on {_engine_label(cap.engine, cap.engine_version)}, KV {cap.kv_dtype}, tp={cap.tp} pp={cap.pp}")
     print(f"  KV budget per GPU: {fmt_bytes(cap.kv_memory_bytes)}")
     if cap.num_blocks is not None:
         print(f"  blocks:            {cap.num_blocks:,} of {cap.block_size} tokens")
@@ -260,7 +300,7 @@ def _cmd_gpu_plan(args) -> int:
     kwargs = dict(max_model_len=args.max_model_len, engine=args.engine, kv_dtype=args.kv_dtype,
                   weights_dtype=args.weights_dtype, gpu_memory_utilization=args.gpu_memory_utilization,
                   kv_memory=args.kv_memory, prefix_tokens=args.prefix_tokens, pp=args.pp,
-                  **_engine_options(args))
+                  engine_version=args.engine_version, **_engine_options(args))
     if args.min_gpus:
         if args.users is None:
             raise InvalidInputError("--users", "--min-gpus needs --users")
@@ -272,7 +312,7 @@ def _cmd_gpu_plan(args) -> int:
     if args.json:
         _print_json(p.to_dict())
         return 0
-    print(f"{p.model} on {p.engine}: {p.num_gpus} × {p.gpu} (tp={p.tp} pp={p.pp} dp={p.dp}), "
+    print(f"{p.model} on {_engine_label(p.engine, p.engine_version)}: {p.num_gpus} × {p.gpu} (tp={p.tp} pp={p.pp} dp={p.dp}), "
           f"{p.max_model_len:,} tokens/request, weights {p.weights_dtype}, KV {p.kv_dtype}")
     util = f" × {p.gpu_memory_utilization}" if p.engine in ("vllm", "sglang") else ""
     print(f"  per GPU: {fmt_bytes(p.gpu_memory_bytes)}{util}; the engine holds {fmt_bytes(p.requested_bytes)}")
@@ -323,7 +363,7 @@ def cmd_validate(args) -> int:
     return 0 if rep.passed else 1
 
 
-COMMANDS = {"models": cmd_models, "gpus": cmd_gpus, "size": cmd_size, "plan": cmd_plan,
+COMMANDS = {"models": cmd_models, "gpus": cmd_gpus, "versions": cmd_versions, "size": cmd_size, "plan": cmd_plan,
             "validate": cmd_validate}
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kvplan.api import Model, _arch, capacity, kv_cache
-from kvplan.engines import get_engine
+from kvplan.engines import resolve_engine
 from kvplan.engines.common import largest_true
 from kvplan.errors import DoesNotFitError, InvalidInputError
 from kvplan.gpus import GPU, custom_gpu, get_gpu
@@ -38,7 +38,8 @@ __all__ = ["Plan", "plan", "min_gpus", "vllm_activation_bytes", "sglang_mem_frac
            "DEFAULT_GPU_MEMORY_UTILIZATION", "step_time_s"]
 
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
-"""vLLM's historical default. Recent vLLM (main, and the stable docs) use 0.92: pass it explicitly."""
+"""vLLM's historical default; the default used is a function of the engine version (0.92 in the newest
+releases kvplan models, see `kvplan.engine_versions("vllm")`)."""
 TRTLLM_FREE_GPU_MEMORY_FRACTION = 0.9
 
 # vLLM non-torch memory (NCCL, cuBLAS workspaces, CUDA context growth) during profiling, as logged by
@@ -54,7 +55,7 @@ VLLM_CUDA_GRAPH = 84 * GiB // 100
 CUDA_CONTEXT = GiB // 2
 
 # Planner knobs accepted through **engine_options (the rest go to the engine's own Options).
-_PLANNER_OPTIONS = ("max_num_seqs", "activation_fit", "mem_fraction_static", "free_gpu_memory_fraction",
+_PLANNER_OPTIONS = ("max_num_seqs", "activation_fit", "vllm_use_v1", "mem_fraction_static", "free_gpu_memory_fraction",
                     "chunked_prefill_size", "cuda_graph_max_bs", "expert_pad", "decode_batch",
                     "decode_context")
 
@@ -84,11 +85,15 @@ def vllm_activation_bytes(arch, *, max_num_batched_tokens: int = 8192, max_num_s
                 (w.moe_intermediate_size or w.intermediate_size) * max(1, w.num_experts_per_tok)
                 if w.num_experts else 0)
     forward = max_num_batched_tokens * cdiv(inter, tp) * 2 * 484 // 100
+    if fit == "v0":
+        # V0 profiled one batch of max_num_batched_tokens tokens; fitted on vllm#10517 (Llama-3.1-8B, RTX
+        # 3090, 20,000 and 29,000 tokens: 2.07 and 2.99 GiB torch peak above the weights).
+        return max(sampler, max_num_batched_tokens * cdiv(inter, tp) * 2 * 383 // 100)
     if fit in ("v0.17+", "new"):
         return max(sampler * 3615 // 1000 + 119 * GiB // 1000, forward)
     if fit in ("v0.16", "old"):
         return max(sampler * 967 // 100, forward)
-    raise InvalidInputError("activation_fit", f"choose 'v0.17+' or 'v0.16', got {fit!r}")
+    raise InvalidInputError("activation_fit", f"choose 'v0.17+', 'v0.16' or 'v0', got {fit!r}")
 
 
 def _sglang_defaults(gpu_mem_mib: int, tp: int) -> tuple[int, int]:
@@ -183,6 +188,7 @@ class Plan:
     decode_bound: str
     prefill_ms: float
     notes: tuple[str, ...] = ()
+    engine_version: str = ""  # the engine release whose rules and defaults were applied
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -263,7 +269,7 @@ def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | 
          weights_dtype: str = "auto", gpu_memory_utilization: float | None = None,
          kv_memory: str | int | None = None, prefix_tokens: int = 0, activation_bytes: int | None = None,
          cuda_graph_bytes: int | None = None, non_torch_bytes: int | None = None,
-         **engine_options: Any) -> Plan:
+         engine_version: str | None = None, **engine_options: Any) -> Plan:
     """Plan a deployment of `model` on `num_gpus` × `gpu` (tp × pp per engine instance).
 
     `engine_options` are the engine's own knobs (vLLM `block_size`, `max_num_batched_tokens`, ...)
@@ -280,8 +286,11 @@ def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | 
         UnknownModelError, UnknownGPUError, InvalidInputError, UnsupportedDtypeError.
     """
     arch = _arch(model)
-    mod = get_engine(engine)
+    mod, version = resolve_engine(engine, engine_version)
     name = mod.NAME
+
+    def rule(key: str):
+        return mod.VERSIONS.value(key, version)
     dev = _resolve_gpu(gpu, gpu_memory, bandwidth)
     length = check_count(parse_tokens(max_model_len, "max_model_len"), "max_model_len")
     for field, value in (("tp", tp), ("pp", pp), ("num_gpus", num_gpus)):
@@ -297,11 +306,20 @@ def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | 
 
     opts = dict(engine_options)
     planner_opts = {k: opts.pop(k) for k in _PLANNER_OPTIONS if k in opts}
-    notes: list[str] = []
+    opts["engine_version"] = version  # every sizing call below applies this release's rules
+    notes: list[str] = list(mod.VERSIONS.notes(version)) if mod.VERSIONS is not None else []
     big_gpu = dev.memory_bytes >= 70 * GiB and "A100" not in dev.name.upper()
+    v0 = False
     if name == "vllm":
-        # A.10: `vllm serve` batch defaults depend on the GPU.
-        opts.setdefault("max_num_batched_tokens", 8192 if big_gpu else 2048)
+        use_v1 = planner_opts.get("vllm_use_v1")
+        v0 = rule("engine_core") == "v0" if use_v1 is None else not use_v1
+        if v0 and version.at_least("0.11.0"):
+            raise InvalidInputError("vllm_use_v1", f"vLLM {version} has no V0 engine (removed in 0.11); "
+                                                   "drop vllm_use_v1=false or use engine_version <= 0.10")
+        # A.10: `vllm serve` batch defaults depend on the GPU. V0 without chunked prefill (it turns on
+        # above 32k tokens) profiles a whole max_model_len prompt.
+        opts.setdefault("max_num_batched_tokens", (max(length, 2048) if length <= 32768 else 2048) if v0
+                        else 8192 if big_gpu else 2048)
     max_num_seqs = planner_opts.get("max_num_seqs") or (1024 if big_gpu else 256)
 
     dense, _label = resolve_weights_dtype(arch, weights_dtype)
@@ -336,15 +354,22 @@ def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | 
     ntorch = _override(non_torch_bytes, "non_torch_bytes")
     graphs = _override(cuda_graph_bytes, "cuda_graph_bytes")
     if name == "vllm":
-        util = _fraction(DEFAULT_GPU_MEMORY_UTILIZATION if gpu_memory_utilization is None
+        util = _fraction(rule("gpu_memory_utilization") if gpu_memory_utilization is None
                          else gpu_memory_utilization, "gpu_memory_utilization")
         requested = math.ceil(total * util)
+        fit = planner_opts.get("activation_fit") or rule("activation_profile")
+        profile_tokens = opts["max_num_batched_tokens"]
+        if v0:
+            fit = "v0"
+            notes.append(f"vLLM V0 engine: the profile run holds {profile_tokens:,} tokens"
+                         + (" (chunked prefill off: max(max_model_len, 2048))" if length <= 32768 else ""))
         if act is None:
-            act = vllm_activation_bytes(arch, max_num_batched_tokens=opts["max_num_batched_tokens"],
-                                        max_num_seqs=max_num_seqs, tp=tp,
-                                        fit=planner_opts.get("activation_fit", "v0.17+"))
-        ntorch = (VLLM_NON_TORCH_TP if tp > 1 else VLLM_NON_TORCH_TP1) if ntorch is None else ntorch
-        graphs = VLLM_CUDA_GRAPH if graphs is None else graphs
+            act = vllm_activation_bytes(arch, max_num_batched_tokens=profile_tokens,
+                                        max_num_seqs=max_num_seqs, tp=tp, fit=fit)
+        if ntorch is None:
+            ntorch = rule("non_torch_tp") if tp > 1 else rule("non_torch_tp1")
+        if graphs is None:
+            graphs = VLLM_CUDA_GRAPH if rule("cuda_graphs_in_budget") else 0
         budget = requested - w_bytes - act - ntorch - graphs
     elif name == "sglang":
         ntorch = CUDA_CONTEXT if ntorch is None else ntorch
@@ -478,12 +503,12 @@ def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | 
         prefix_tokens=prefix_tokens, users_with_prefix=users_prefix, decode_batch=batch, decode_context=ctx,
         decode_ms_per_step=roof.step_ms, decode_tokens_per_s_per_user=roof.tokens_per_s_per_user,
         decode_tokens_per_s_per_gpu=roof.tokens_per_s_per_gpu, decode_bound=roof.bound, prefill_ms=prefill,
-        notes=tuple(notes),
+        notes=tuple(dict.fromkeys(notes)), engine_version=str(version),
     )
 
 
 def min_gpus(model: Model, *, gpu: str | GPU | None = None, max_model_len: int | str, users: int,
-             engine: str = "vllm", max_tp: int = 8, **kwargs: Any) -> Plan:
+             engine: str = "vllm", max_tp: int = 8, engine_version: str | None = None, **kwargs: Any) -> Plan:
     """The smallest deployment (fewest GPUs; then the smaller TP) where `users` concurrent
     `max_model_len`-token users fit: TP grows until the weights leave room for KV, then data-parallel
     replicas of that instance are added.
@@ -496,7 +521,8 @@ def min_gpus(model: Model, *, gpu: str | GPU | None = None, max_model_len: int |
     last: Plan | None = None
     for tp in (t for t in (1, 2, 4, 8, 16, 32, 64) if t <= max_tp):
         try:
-            p = plan(model, gpu=gpu, max_model_len=max_model_len, engine=engine, tp=tp, num_gpus=tp, **kwargs)
+            p = plan(model, gpu=gpu, max_model_len=max_model_len, engine=engine, tp=tp, num_gpus=tp,
+                     engine_version=engine_version, **kwargs)
         except InvalidInputError as err:
             if err.field == "tp":
                 continue  # this TP does not divide the heads
@@ -508,7 +534,7 @@ def min_gpus(model: Model, *, gpu: str | GPU | None = None, max_model_len: int |
         n = tp * cdiv(users, per_instance)
         if best is None or n < best.num_gpus:
             best = plan(model, gpu=gpu, max_model_len=max_model_len, engine=engine, tp=tp, num_gpus=n,
-                        users=users, **kwargs)
+                        users=users, engine_version=engine_version, **kwargs)
     if best is None:
         if last is None:
             raise InvalidInputError("tp", f"no tensor-parallel size up to {max_tp} divides this model's heads")

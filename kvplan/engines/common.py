@@ -83,6 +83,7 @@ class KVEstimate:
     block_size: int | None
     breakdown: tuple[KindBytes, ...]
     notes: tuple[str, ...] = ()
+    engine_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -116,6 +117,7 @@ class Capacity:
     max_concurrency: float
     max_sequences: int
     notes: tuple[str, ...] = ()
+    engine_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -131,9 +133,19 @@ def make_request(context_len: int, batch: int, kv_dtype: str, tp: int, pp: int) 
     return Request(context_len, batch, kv_dtype, tp, pp)
 
 
-def make_options(options_cls: type, engine: str, given: dict[str, Any]):
-    """Build an engine's frozen Options from keyword arguments, naming any it does not take."""
+def make_options(options_cls: type, engine: str, given: dict[str, Any], version=None, table=None):
+    """Build an engine's frozen Options from keyword arguments, naming any it does not take.
+
+    With an engine `version` and its `table`, every version rule whose key is an option field sets
+    that option's default for the version; an option given explicitly still wins."""
     known = {f.name for f in dataclasses.fields(options_cls)}
+    if "engine_version" in given:
+        raise InvalidInputError("engine_version", "give the engine version as engine_version= (CLI "
+                                                  "--engine-version), not as an engine option")
+    if version is not None and table is not None:
+        by_version = {r.key: table.value(r.key, version) for r in table.rules if r.key in known}
+        by_version.update({k: v for f, k, v in table.fork_values if f == version.fork and k in known})
+        given = {**by_version, **{k: v for k, v in given.items() if v is not None}}
     for key in given:
         if key not in known:
             raise InvalidInputError(key, f"not an option of engine {engine!r}; it takes "

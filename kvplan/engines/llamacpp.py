@@ -17,6 +17,7 @@ from kvplan.engines.common import (
 )
 from kvplan.errors import InvalidInputError
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
+from kvplan.versions import VersionRule, VersionTable
 
 NAME = "llama.cpp"
 KV_DTYPES = ("fp16", "bf16", "fp32", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
@@ -26,6 +27,32 @@ KV_DTYPES = ("fp16", "bf16", "fp32", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq
 # plain llama arch and Phi-3's window is ignored (addendum I.6): both are cached at full length.
 SWA_MODEL_TYPES = {"gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text", "cohere2", "gpt_oss",
                    "exaone4", "llama4", "llama4_text"}
+
+
+_LCPP = "https://github.com/ggml-org/llama.cpp"
+# Mainline builds are "bNNNN" release tags. A rule's build is the first release after its PR merged,
+# counted from the merge date (the logs in tests/golden bracket it: b4905 still per-head MLA, b5640
+# on). The ik_llama.cpp fork ("ik") keeps its own layout: no iSWA cache, `-mla 0/1/2/3`.
+VERSIONS = VersionTable("llama.cpp", oldest="b1000", latest="b8200", scheme="build", rules=(
+    VersionRule("mla_per_head", "b5145", True, False,
+                "DeepSeek (deepseek2 arch) before the MLA rework cached per-head K (heads × 192) and V "
+                "(heads × 128) per token per layer; after, the latent (kv_lora_rank + rope = 576)",
+                f"{_LCPP}/pull/12801 (merged 2025-04-15); per-head log at build 4905: "
+                "https://github.com/ikawrakow/ik_llama.cpp/discussions (see tests/golden)"),
+    VersionRule("iswa", "b5440", False, True,
+                "interleaved sliding-window models (Gemma 2/3, Cohere2, gpt-oss, Llama 4) get a second, small "
+                "cache of window·n_seq + n_ubatch cells for their sliding layers; before, every layer was "
+                "cached at n_ctx",
+                f"{_LCPP}/pull/13194 (llama_kv_cache_unified_iswa, merged 2025-05-20)"),
+    VersionRule("mla_v_cache", "b7830", True, False,
+                "MLA layers also stored a V cache of kv_lora_rank values per token; from the V-less cache "
+                "on, only the latent in K",
+                f"{_LCPP}/pull/19067 (kv-cache: support V-less cache, 2026-01-24)"),
+), forks=("ik",), fork_values=(("ik", "iswa", False), ("ik", "mla_per_head", False), ("ik", "mla_v_cache", False),
+                              ("ik", "mla", 3)),
+   fork_sources=(("ik", "https://github.com/ikawrakow/ik_llama.cpp: -mla 0 per-head K/V, 1 latent + kv^T "
+                        "(kv_lora_rank), 2/3 latent only (PR #259 log 'kv^T: not used'); no iSWA cache "
+                        "(ik_llama.cpp issue #1607)"),))
 
 
 @dataclass(frozen=True)
@@ -44,6 +71,12 @@ class Options:
     """n_ctx padding: 256 (PR #17046); older builds padded the cache to 256 with flash-attn, else 32."""
     mla_v_cache: bool = False
     """True = builds before PR #19067, which also stored a V cache of kv_lora_rank per MLA layer."""
+    mla_per_head: bool = False
+    """True = builds before PR #12801: MLA models cached decompressed per-head K and V."""
+    iswa: bool = True
+    """False = builds before PR #13194 (and ik_llama.cpp): sliding layers cached at full length."""
+    mla: int | None = None
+    """ik_llama.cpp `-mla N`: 0 per-head K/V, 1 latent + V (kv^T), 2 or 3 latent only."""
     type_v: str | None = None
     """-ctv when it differs from -ctk (the request's kv dtype)."""
 
@@ -51,6 +84,8 @@ class Options:
         for name in ("ubatch", "ctx_pad"):
             if not 1 <= getattr(self, name) <= 1 << 24:
                 raise InvalidInputError(name, f"must be a positive count, got {getattr(self, name)}")
+        if self.mla is not None and self.mla not in (0, 1, 2, 3):
+            raise InvalidInputError("mla", f"ik_llama.cpp -mla takes 0, 1, 2 or 3, got {self.mla}")
         if self.parallel is not None and not 1 <= self.parallel <= 4096:
             raise InvalidInputError("parallel", f"must be between 1 and 4096, got {self.parallel}")
 
@@ -65,6 +100,13 @@ def _row(dtype_name: str, num_elems: int, field: str) -> int:
         raise InvalidInputError(field, f"{dtype_name} needs rows that are a multiple of {dt.block_elems} "
                                        f"values; this model's rows have {num_elems}")
     return dt.row_bytes(num_elems)
+
+
+def _mla_layout(opts: Options) -> tuple[bool, bool]:
+    """(per-head K/V, latent plus a V cache) for MLA layers: ik_llama.cpp's -mla wins when given."""
+    if opts.mla is not None:
+        return opts.mla == 0, opts.mla == 1
+    return opts.mla_per_head, opts.mla_v_cache
 
 
 def _cells(arch: ModelArch, req: Request, opts: Options) -> tuple[int, int, int, int]:
@@ -90,7 +132,8 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     type_v = opts.type_v or type_k
     if opts.type_v is not None and opts.type_v not in KV_DTYPES:
         raise InvalidInputError("type_v", f"llama.cpp V cache type must be one of {', '.join(KV_DTYPES)}")
-    iswa = arch.model_type in SWA_MODEL_TYPES
+    iswa = opts.iswa and arch.model_type in SWA_MODEL_TYPES
+    per_head, v_latent = _mla_layout(opts)
     n_seq, n_stream, base, swa = _cells(arch, req, opts)
     if not iswa:
         swa = base
@@ -98,7 +141,10 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     if iswa and arch.windowed:
         notes.append(f"iSWA: sliding layers keep {swa:,} cells" + (" (--swa-full)" if opts.swa_full else ""))
     elif arch.windowed:
-        notes.append(f"llama.cpp caches this {arch.model_type} model's window layers at full length")
+        why = "this build has no iSWA cache" if not opts.iswa else f"its {arch.model_type} loader sets no SWA pattern"
+        notes.append(f"llama.cpp caches the window layers at full length ({why})")
+    if per_head and any(isinstance(s, MLA) for s, _ in grouped_stages(arch, 1)[0]):
+        notes.append("MLA cached as per-head K and V (before the MLA rework, or ik_llama.cpp -mla 0)")
 
     best = None
     total = 0
@@ -111,10 +157,14 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
                 cells = swa if sliding else base
                 k = _row(type_k, spec.num_kv_heads * spec.head_dim, "kv_dtype") * cells * n_stream
                 v = _row(type_v, spec.num_kv_heads * spec.head_dim_v, "type_v") * cells * n_stream
+            elif isinstance(spec, MLA) and per_head:
+                kind, cells = "full", base
+                k = _row(type_k, spec.num_heads * (spec.qk_nope_head_dim + spec.rope_dim), "kv_dtype") * cells * n_stream
+                v = _row(type_v, spec.num_heads * spec.v_head_dim, "type_v") * cells * n_stream
             elif isinstance(spec, MLA):
                 kind, cells = "mla", base
                 k = _row(type_k, spec.latent_dim, "kv_dtype") * cells * n_stream
-                v = _row(type_v, spec.kv_lora_rank, "type_v") * cells * n_stream if opts.mla_v_cache else 0
+                v = _row(type_v, spec.kv_lora_rank, "type_v") * cells * n_stream if v_latent else 0
             elif isinstance(spec, RecurrentState):
                 # Recurrent state is always F32, whatever -ctk/-ctv say (C.5); one row per sequence.
                 conv, ssm = mamba_state_elems(spec, 1, spec.conv_kernel - 1)
@@ -144,8 +194,12 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
         if isinstance(spec, FullAttention) and not (iswa and isinstance(spec, (SlidingWindow, ChunkedLocal))):
             per_token += n * (_row(type_k, spec.num_kv_heads * spec.head_dim, "kv_dtype")
                               + _row(type_v, spec.num_kv_heads * spec.head_dim_v, "type_v"))
+        elif isinstance(spec, MLA) and per_head:
+            per_token += n * (_row(type_k, spec.num_heads * (spec.qk_nope_head_dim + spec.rope_dim), "kv_dtype")
+                              + _row(type_v, spec.num_heads * spec.v_head_dim, "type_v"))
         elif isinstance(spec, MLA):
-            per_token += n * _row(type_k, spec.latent_dim, "kv_dtype")
+            per_token += n * (_row(type_k, spec.latent_dim, "kv_dtype")
+                              + (_row(type_v, spec.kv_lora_rank, "type_v") if v_latent else 0))
     return KVEstimate(
         model=arch.model_id, engine=NAME, context_len=req.context_len, batch=req.batch,
         kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp, kv_bytes=sum(r.bytes for r in breakdown),

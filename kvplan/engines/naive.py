@@ -14,6 +14,7 @@ from kvplan.engines.common import Capacity, KindBytes, KVEstimate, Request, cdiv
 from kvplan.layers import ModelArch
 
 NAME = "naive"
+VERSIONS = None  # a textbook formula, not an engine release
 KV_DTYPES = tuple(DTYPES)
 
 

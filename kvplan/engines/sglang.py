@@ -18,8 +18,11 @@ from kvplan.engines.common import (
 from kvplan.dtypes import get_dtype
 from kvplan.errors import InvalidInputError
 from kvplan.layers import MLA, ChunkedLocal, ModelArch, RecurrentState, SlidingWindow
+from kvplan.versions import VersionTable
 
 NAME = "sglang"
+# No SGLang allocation rule is version-gated yet: the profile follows the 0.4-0.5 source (ENGINE_KV_SPEC B).
+VERSIONS = VersionTable("sglang", oldest="0.4.0", latest="0.5.9", scheme="semver")
 KV_DTYPES = ("bf16", "fp16", "fp32", "fp8", "fp8_e4m3", "fp8_e5m2")
 
 # NOTE: server_args._handle_model_specific_adjustments: gpt-oss and Llama 4 use the hybrid SWA pool;

@@ -21,6 +21,7 @@ from kvplan.errors import InvalidInputError
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
 
 NAME = "transformers"
+VERSIONS = None  # DynamicCache / HybridCache as transformers 4.x allocates them; no version rule modelled yet
 KV_DTYPES = ("bf16", "fp16", "fp32")
 
 

@@ -17,10 +17,15 @@ from kvplan.engines.common import (
 )
 from kvplan.errors import InvalidInputError
 from kvplan.layers import MLA, ModelArch, RecurrentState, SlidingWindow
+from kvplan.versions import VersionTable
 
 NAME = "trtllm"
 KV_DTYPES = ("bf16", "fp16", "fp32", "fp8", "fp8_e4m3", "int8", "nvfp4")
 TOKENS_PER_BLOCK = 32  # llmapi KvCacheConfig default (the TRT-engine plugin default is 64)
+# TRT-LLM 1.1 sizes every layer at max_seq_len unless KvCacheConfig.max_attention_window is given
+# (gpt-oss-120b on 1.1.0rc3 logs "kv size is 73728" bytes per token = all 36 layers, and reduces
+# max_attention_window_vec to the tokens that fit). No later release is modelled.
+VERSIONS = VersionTable("trtllm", oldest="0.12.0", latest="1.1.0", scheme="semver")
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,10 @@ class Options:
 
     block_size: int | None = None
     """tokens_per_block; None = 32."""
+    max_attention_window: bool = False
+    """True = KvCacheConfig.max_attention_window lists each layer's window (e.g. [128, 131072] for
+    gpt-oss): sliding layers then keep min(context, window) tokens in their own pool. False (the 1.1
+    default): every layer is sized at the full context, as the 1.1 log's per-token KV size shows."""
 
     def __post_init__(self):
         if self.block_size is not None and not 1 <= self.block_size <= 1 << 16:
@@ -58,7 +67,8 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
                 r[0] += n
                 r[2] += (conv + ssm) * b * req.batch * n
                 continue
-            window = spec.window if isinstance(spec, SlidingWindow) else getattr(spec, "chunk", 0)
+            window = (spec.window if isinstance(spec, SlidingWindow) else getattr(spec, "chunk", 0)) \
+                if opts.max_attention_window else 0
             tokens = cdiv(min(req.context_len, window) if window else req.context_len, block) * block
             k_tok, v_tok = _tok_bytes(spec, req)
             mla = isinstance(spec, MLA)
@@ -69,8 +79,11 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
                 r[3] += k_tok * tokens * req.batch * n
                 r[4] += v_tok * tokens * req.batch * n
     notes = []
-    if arch.windowed:
+    if arch.windowed and opts.max_attention_window:
         notes.append("VSWA: per-window pools; TRT-LLM's split of memory between pools is not verified")
+    elif arch.windowed:
+        notes.append("sliding layers sized at the full context: TRT-LLM saves nothing on them unless "
+                     "max_attention_window is set (--set max_attention_window=true)")
     if "state" in arch.kinds:
         notes.append("Mamba state sized in the model dtype: TRT-LLM's state cache is not byte-verified")
     return estimate_from_rows(NAME, arch, req, stage_rows, block_size=block,

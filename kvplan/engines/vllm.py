@@ -19,11 +19,58 @@ from kvplan.engines.common import (
 )
 from kvplan.errors import InvalidInputError, UnsupportedConfigError
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
+from kvplan.versions import VersionRule, VersionTable
 
 NAME = "vllm"
 KV_DTYPES = ("bf16", "fp16", "fp32", "fp8", "fp8_e4m3", "fp8_e5m2", "nvfp4")
 DEFAULT_BLOCK_SIZE = 16  # vllm/config/cache.py
 MLA_BLOCK_SIZE = 64  # FlashMLA on Hopper (A.5); CUTLASS MLA on Blackwell uses 128: pass block_size
+
+
+_VLLM = "https://github.com/vllm-project/vllm"
+# Which vLLM rule changes at which release. Keys that name an `Options` field become that option's
+# default at the requested version (an explicit option still wins); the others are read by the planner.
+VERSIONS = VersionTable("vllm", oldest="0.4.0", latest="0.28.0", scheme="semver", rules=(
+    VersionRule("engine_core", "0.8.0", "v0", "v1",
+                "V1 engine by default (V0 until 0.10 with VLLM_USE_V1=0, removed in 0.11). V0's profile run "
+                "holds max_num_batched_tokens = max(max_model_len, 2048) tokens when chunked prefill is off "
+                "(it is on above 32k tokens), so its activation peak grows with max_model_len",
+                f"{_VLLM}/releases/tag/v0.8.0; V0 sizing: {_VLLM}/issues/10517, {_VLLM}/issues/8185"),
+    VersionRule("activation_profile", "0.17.0", "v0.16", "v0.17+",
+                "profile-run sampler peak: 9.67·S·V·4 B up to 0.16, 3.615·S·V·4 + 0.119 GiB from 0.17 "
+                "(fit on the logs in tests/golden/startup_logs.json)",
+                "llm-d-planner accuracy/results version sweep (Qwen3-14B, H100: v0.15.0/v0.16.0 vs v0.17.0 logs), "
+                "https://github.com/llm-d-incubation/llm-d-planner"),
+    VersionRule("non_torch_tp1", "0.18.0", 13 * 2**30 // 100, 25 * 2**30 // 100,
+                "non-torch memory counted by the profiler at TP=1: 0.13 GiB up to 0.17, 0.25 GiB from 0.18 "
+                "(memory in use before the profile is now counted)",
+                "llm-d-planner version sweep logs v0.15-v0.17 (0.13 GiB) and v0.19.0 logs (0.24-0.27 GiB); "
+                "llm-d-benchmark empirical-vllm-memory-results.md (0.13 GiB)"),
+    VersionRule("non_torch_tp", "0.18.0", 54 * 2**30 // 100, 207 * 2**30 // 100,
+                "non-torch memory per GPU at TP>=2 (custom all-reduce and NCCL buffers now counted): "
+                "0.54 GiB before, 2.07 GiB from 0.18",
+                "llm-d-benchmark empirical-vllm-memory-results.md (Qwen3-32B TP=2: 0.54 GiB); v0.19.0 llm-d-planner "
+                "logs (2.06-2.21 GiB)"),
+    VersionRule("kv_tokens_rule", "0.20.2", "blocks", "concurrency",
+                "\"GPU KV cache size: N tokens\" prints num_blocks // groups × block_size up to 0.20.1, "
+                "int(max_concurrency × max_model_len) from 0.20.2 (differs on hybrid models)",
+                f"{_VLLM}/pull/13596 (blocks × block_size), {_VLLM}/issues/40691 and {_VLLM}/pull/38364 (concurrency)"),
+    VersionRule("cuda_graphs_in_budget", "0.21.0", False, True,
+                "the CUDA-graph memory estimate is subtracted from the KV budget "
+                "(VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default on); before, graphs came out of the 1 − "
+                "gpu_memory_utilization headroom",
+                f"{_VLLM}/pull/30515 (estimate, opt-in), log 'default since v0.21.0' quoted in "
+                "https://github.com/gpustack/runner/pull/251, {_VLLM}/issues/45178".replace("{_VLLM}", _VLLM)),
+    VersionRule("gpu_memory_utilization", "0.21.0", 0.9, 0.92,
+                "default --gpu-memory-utilization: 0.9 (docs up to v0.6.4 and later releases), 0.92 in current "
+                "docs and LLM(); the exact release of the change is not pinned here, kvplan switches with 0.21",
+                "https://docs.vllm.ai/en/v0.6.4/models/engine_args.html (0.9), "
+                "https://docs.vllm.ai/en/stable/cli/serve/ (0.92)"),
+    VersionRule("needed_includes_padding", "0.26.0", False, True,
+                "\"X GiB KV cache is needed\" (the one-request check) counts hybrid group padding slots "
+                "from 0.26; before, only real layers",
+                f"{_VLLM}/releases/tag/v0.26.0 (kv_cache_utils check_enough_kv_cache_memory)"),
+))
 
 
 @dataclass(frozen=True)
