@@ -71,10 +71,13 @@ def _hub(repo_id: str) -> ModelArch:
     return load_hub_model(repo_id)
 
 
-def _load_model(src: str) -> ModelArch | None:
-    """The chosen model's arch (before what-ifs); shows an inline message and returns None on failure."""
+def _load_model(src: str, prefix: str = "") -> ModelArch | None:
+    """The chosen model's arch (before what-ifs); shows an inline message and returns None on failure.
+
+    `prefix` namespaces the widget keys (and URL names): the Plan page draws its own model inputs,
+    and two widgets sharing a key on different pages hand each other stale state on a page switch."""
     if src == "Hub":
-        repo = st.text_input("Hub model id", key="hub", bind=QP, placeholder="org/model",
+        repo = st.text_input("Hub model id", key=f"{prefix}hub", bind=QP, placeholder="org/model",
                              help="Any public (or token-accessible) Hugging Face model id. Only "
                                   "config.json is fetched; no model code is ever run.").strip()
         if not repo:
@@ -87,7 +90,7 @@ def _load_model(src: str) -> ModelArch | None:
                      "models still work.")
             return None
     if src == "Upload":
-        up = st.file_uploader("config.json", type=["json"], key="upload", max_upload_size=MAX_UPLOAD_MB)
+        up = st.file_uploader("config.json", type=["json"], key=f"{prefix}upload", max_upload_size=MAX_UPLOAD_MB)
         if up is None:
             st.info("Upload a model's `config.json`.")
             return None
@@ -95,7 +98,7 @@ def _load_model(src: str) -> ModelArch | None:
         return parse_config(parse_json(up.getvalue()), "uploaded" if name == "config" else name)
     models = list_models()
     model = st.selectbox("Bundled model", models, index=models.index(DEFAULT_MODEL)
-                         if DEFAULT_MODEL in models else 0, key="model", bind=QP,
+                         if DEFAULT_MODEL in models else 0, key=f"{prefix}model", bind=QP,
                          help="Type to search the bundled configs (they work offline).")
     return parse_config(_bundled(model), model)
 

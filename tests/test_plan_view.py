@@ -1,0 +1,116 @@
+"""The Plan page's pure pieces: the users-vs-context curve, the longest context that fits, the chart.
+
+Hand-worked example used below: Llama-3.1-8B stores 32 layers × 8 KV heads × 128 dims × 2 (K,V) ×
+2 B = 131,072 B per token; vLLM pages hold 16 tokens (2 MiB a page). A 16 GiB KV budget is
+8,192 pages, one of which is vLLM's null block: 8,191 usable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import kvplan
+from kvplan.ui import plan_view as pv
+
+pytest.importorskip("plotly")
+
+from kvplan.ui import plan_chart  # noqa: E402
+
+GiB = 1 << 30
+
+
+@pytest.fixture(scope="module")
+def llama8b():
+    return kvplan.load_model("meta-llama/Llama-3.1-8B")
+
+
+def _inst(prefix: int = 0) -> pv.Instance:
+    return pv.Instance(gpu="H100-SXM", prefix_tokens=prefix, options=(("kv_memory", 16 * GiB),))
+
+
+def test_curve_counts_whole_requests(llama8b):
+    c = pv.instance_curve(llama8b, _inst(), [1024, 8192, 8193, 131072])
+    # 1,024 tokens = 64 pages: 8,191 // 64 = 127. 8,192 = 512 pages: 15 (15 × 512 = 7,680 ≤ 8,191).
+    # 8,193 tokens need 513 pages: still 15. 131,072 = 8,192 pages > 8,191 usable: none.
+    assert c.points == [(1024, 127), (8192, 15), (8193, 15), (131072, 0)]
+    assert c.longest_fitting == 8193 and not c.errors
+
+
+def test_curve_matches_the_planner_at_every_point():
+    arch = kvplan.load_model("meta-llama/Llama-3.1-70B")
+    inst = pv.Instance(gpu="H100-SXM", tp=4)
+    grid = pv.context_points(arch.max_position_embeddings, 8000)
+    c = pv.instance_curve(arch, inst, grid)
+    for ctx, n in c.points:
+        assert n == kvplan.plan(arch, gpu="H100-SXM", tp=4, num_gpus=4, max_model_len=ctx).max_sequences
+    users = [n for _, n in c.points]
+    assert users == sorted(users, reverse=True) and all(isinstance(n, int) for n in users)
+
+
+def test_longest_context_for_users(llama8b):
+    # 16 users share 8,191 pages: 511 pages each = 8,176 tokens.
+    assert pv.longest_context_for(llama8b, _inst(), 16, 131072) == 8176
+    assert pv.longest_context_for(llama8b, _inst(), 8192, 131072) == 0  # not one page each
+
+
+def test_shared_prefix_is_stored_once(llama8b):
+    inst = _inst(prefix=2048)  # 128 pages shared by every request
+    c = pv.instance_curve(llama8b, inst, [4096, 8192])
+    # 4,096 tokens = 256 pages, 128 of them shared: (8,191 − 128) // 128 = 62.
+    # 8,192 tokens = 512 pages: (8,191 − 128) // 384 = 20.
+    assert c.points == [(4096, 62), (8192, 20)]
+    # 20 users: 128 + 20·(p − 128) ≤ 8,191 → p ≤ 531 pages = 8,496 tokens (bracketed or not).
+    assert pv.longest_context_for(llama8b, inst, 20, 131072, curve=c) == 8496
+    assert pv.longest_context_for(llama8b, inst, 20, 131072) == 8496
+
+
+def test_context_points_keep_ends_and_marks():
+    g = pv.context_points(131072, 8000, 10**9)
+    assert g[0] == 1024 and g[-1] == 131072 and 8000 in g and 10**9 not in g
+    assert g == sorted(set(g))
+    ratios = [b / a for a, b in zip(g, g[1:])]
+    assert max(ratios) < 1.5  # log-spaced, no big holes
+    assert pv.context_points(2048, start=4096)[0] == 4096  # a shared prefix moves the start
+
+
+def test_deployment_rows_scale_by_replicas():
+    c = pv.Curve(points=[(1024, 10), (2048, 0)])
+    assert pv.deployment_rows(c, 3, "x") == [{"deployment": "x", "context_len": 1024, "users": 30},
+                                             {"deployment": "x", "context_len": 2048, "users": 0}]
+
+
+def test_layout_text():
+    assert pv.layout_text(4, 1, 2) == "TP 4 × 2 replicas"
+    assert pv.layout_text(8, 2, 1) == "TP 8 × PP 2"
+    assert pv.layout_text(1, 1, 1) == "single GPU"
+    assert pv.layout_text(1, 1, 3) == "3 replicas"
+    assert pv.plural(1, "user") == "1 user" and pv.plural(1200, "user") == "1,200 users"
+
+
+def test_chart_marks_target_fit_and_longest():
+    rows = [{"deployment": "8 × H100", "context_len": c, "users": n}
+            for c, n in [(1024, 860), (8192, 110), (65536, 12), (131072, 0)]]
+    fig = plan_chart.users_vs_context(rows, target_users=100, request_tokens=8000, longest=8800, title="t")
+    assert fig.layout.yaxis.type == "log" and fig.layout.xaxis.type == "log"
+    assert list(fig.layout.yaxis.ticktext) == ["1", "10", "100", "1,000"]  # decades only
+    assert list(fig.layout.xaxis.ticktext) == ["1k", "2k", "4k", "8k", "16k", "32k", "64k", "128k"]
+    line = fig.data[0]
+    assert list(line.customdata) == [860, 110, 12, 0]  # hover shows whole users
+    assert line.y[-1] == plan_chart.FLOOR and math.log10(line.y[-1]) < 0  # 0 users: in the shaded band
+    marker = fig.data[-1]
+    assert marker.x == (8800,) and marker.y == (100,) and "100 users fit up to 8,800 tokens" in marker.text[0]
+    shapes = fig.layout.shapes
+    assert any(s.type == "rect" and s.y1 == 1 for s in shapes)  # the does-not-fit band ends at 1 user
+    assert any(s.y0 == 100 and s.y1 == 100 for s in shapes)  # target line
+    assert any(s.x0 == 8000 and s.x1 == 8000 for s in shapes)  # the workload's request length
+    texts = [a.text for a in fig.layout.annotations]
+    assert "target: 100 users" in texts and any("does not fit" in t for t in texts)
+
+
+def test_chart_escapes_names():
+    rows = [{"deployment": "<b>x</b>", "context_len": 1024, "users": 1},
+            {"deployment": "<b>x</b>", "context_len": 2048, "users": 1}]
+    fig = plan_chart.users_vs_context(rows, title="<a href='http://e'>t</a>")
+    assert "<" not in fig.data[0].name and "<a" not in fig.layout.title.text
