@@ -27,7 +27,7 @@ __all__ = [
     "FullAttention", "SlidingWindow", "ChunkedLocal", "MLA", "RecurrentState", "NoCache",
     "KvplanError", "InvalidInputError", "UnsupportedConfigError", "UnknownModelError", "UnknownGPUError",
     "UnsupportedDtypeError", "DoesNotFitError", "HubError", "validate", "engine_versions", "resolve_engine",
-    "EngineVersion",
+    "EngineVersion", "explain", "LogParseError",
 ]
 
 
@@ -38,6 +38,15 @@ def __getattr__(name: str):
         from kvplan import planner
 
         return getattr(planner, name)
+    if name == "explain":
+        # kvplan.explain is a subpackage: `from ... import` returns its function, not the module
+        from kvplan.explain import explain
+
+        return explain
+    if name == "LogParseError":
+        from kvplan.errors import LogParseError
+
+        return LogParseError
     if name == "validate":
         from kvplan.validate import validate
 

@@ -172,6 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", action="store_true", help="also time generation with and without the cache")
     p.add_argument("--out", help="write the JSON report here (and a PNG plot beside it)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("explain", help="read an engine startup log; compare every number it prints with kvplan's")
+    p.add_argument("logfile", help="vLLM, SGLang, llama.cpp, TensorRT-LLM or TGI startup log; - reads stdin")
+    p.add_argument("model", nargs="?", help="the model, when the log does not name one kvplan can resolve")
+    p.add_argument("--config", help="config.json (or its folder) of the log's model")
+    p.add_argument("--engine", help="skip detection: vllm, sglang, llama.cpp, trtllm, tgi")
+    p.add_argument("--engine-version", help="the engine version when the log does not print it: 0.19.0")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a setting the log excerpt leaves out, in the engine's name: tensor_parallel_size=4")
+    p.add_argument("--offline", action="store_true", help="never ask the Hugging Face Hub for the model")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -363,8 +374,29 @@ def cmd_validate(args) -> int:
     return 0 if rep.passed else 1
 
 
+def cmd_explain(args) -> int:
+    from kvplan.explain import explain, read_log_file
+    from kvplan.explain.report import text_report
+
+    if args.model and args.config:
+        raise InvalidInputError("--config", "give MODEL or --config, not both")
+    settings = {}
+    for item in args.set or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError("--set", f"expected KEY=VALUE, got {item!r}")
+        settings[key.strip().replace("-", "_")] = _option_value(value.strip())
+    ex = explain(read_log_file(args.logfile), args.model, config=args.config, engine=args.engine,
+                 engine_version=args.engine_version, settings=settings, offline=args.offline)
+    if args.json:
+        _print_json(ex.to_dict())
+    else:
+        print(text_report(ex))
+    return 0
+
+
 COMMANDS = {"models": cmd_models, "gpus": cmd_gpus, "versions": cmd_versions, "size": cmd_size, "plan": cmd_plan,
-            "validate": cmd_validate}
+            "validate": cmd_validate, "explain": cmd_explain}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -123,3 +123,15 @@ class HubUnavailableError(HubError):
         super().__init__(f"cannot fetch {repo_id!r} from the Hugging Face Hub: {reason}.{hint}")
         self.repo_id = repo_id
         self.suggestions = suggestions
+
+
+class LogParseError(KvplanError, ValueError):
+    """An engine log kvplan cannot explain: no engine recognized, or the lines it needs are missing.
+
+    `engine` is the engine detected ("" when none); `missing` names the log lines or settings needed.
+    """
+
+    def __init__(self, engine: str, message: str, *, missing: tuple[str, ...] = ()):
+        super().__init__(f"log: {message}")
+        self.engine = engine
+        self.missing = tuple(missing)
