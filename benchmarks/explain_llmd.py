@@ -26,17 +26,10 @@ SHARED = ROOT.parent / "shared" / "engine_logs" / "llmd-v0.19"
 if not SHARED.exists():  # a worktree sits one level deeper than the main checkout
     SHARED = ROOT.parents[1] / "shared" / "engine_logs" / "llmd-v0.19"
 
-# Log model -> what to pass. Configs: the campaign's own copies (SOURCES.md beside them).
-CONFIGS = {
-    "codellama/CodeLlama-7b-hf": "configs/codellama--CodeLlama-7b-hf",
-    "google/gemma-2-2b-it": "configs/google--gemma-2-2b-it",
-    "google/gemma-2-9b-it": "configs/google--gemma-2-9b-it",
-    "Qwen/Qwen1.5-MoE-A2.7B": "configs/Qwen--Qwen1.5-MoE-A2.7B",
-}
-# Same KV geometry as a bundled model (the model card names the base it was fine-tuned from).
-SAME_GEOMETRY = {
-    "moonshotai/Kimi-Dev-72B": "Qwen/Qwen2.5-72B",  # model card: fine-tuned from Qwen2.5-72B
-}
+from kvplan.explain.accuracy import LLMD_CONFIGS as CONFIGS  # noqa: E402 - the campaign's own config copies
+from kvplan.explain.accuracy import LLMD_PROJECT_CONFIGS, LLMD_SAME_GEOMETRY as SAME_GEOMETRY  # noqa: E402
+
+PROJECT_CONFIGS = {k: str(ROOT / "tests" / "golden" / v) for k, v in LLMD_PROJECT_CONFIGS.items()}
 
 
 def run(log_dir: Path, extra_configs: dict[str, str]) -> list[dict]:
@@ -55,7 +48,8 @@ def run(log_dir: Path, extra_configs: dict[str, str]) -> list[dict]:
             from kvplan.explain import parse_log
 
             name = parse_log(text).model or ""
-            cfg = extra_configs.get(name) or (str(SHARED / CONFIGS[name]) if name in CONFIGS else None)
+            cfg = extra_configs.get(name) or PROJECT_CONFIGS.get(name) or (
+                str(SHARED / CONFIGS[name]) if name in CONFIGS else None)
             try:
                 if cfg:
                     ex = explain(text, config=cfg, offline=True)
@@ -102,7 +96,7 @@ def main() -> int:
     for r in rows:
         def mark(name, key="within"):
             q = r.get(name)
-            return "-" if q is None else ("yes" if q.get(key) else "NO")
+            return "-" if q is None or q.get(key) is None else ("yes" if q.get(key) else "NO")
         note = (r.get("failure") or "")[:90] if r["failed_log"] else (r.get("error") or r.get("passed") or "")[:90]
         blocks = r.get("num_blocks", {})
         btxt = f"{blocks.get('logged', '-')}/{blocks.get('predicted', '-')}" if blocks else "-"

@@ -160,9 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="search the smallest TP / number of GPUs that fits --users")
     _add_layout(p, llama=False)
 
-    p = sub.add_parser("validate", help="measure the real KV cache with torch (CUDA, or CPU) and compare")
-    p.add_argument("model", help="bundled id, config.json path, or folder")
-    p.add_argument("--context", required=True, help="tokens per sequence, comma-separated: 1024,8k,32k")
+    p = sub.add_parser("validate", help="measure the real KV cache with torch (CUDA, or CPU), or start the installed "
+                                        "engine (--engine) with dummy weights and explain its startup log")
+    p.add_argument("model", help="bundled id, config.json path, or folder (a Hub id for --engine vllm/sglang)")
+    p.add_argument("--context", help="tokens per sequence, comma-separated: 1024,8k,32k (torch mode)")
+    p.add_argument("--engine", help="vllm, sglang or llama.cpp: start that engine and explain its startup log")
+    p.add_argument("--engine-exe", help="the engine's command (default: vllm / python -m sglang.launch_server / "
+                                        "llama-server)")
+    p.add_argument("--engine-arg", action="append", default=[], help="one more argument for the engine (repeat)")
+    p.add_argument("--gguf", help="the GGUF file llama.cpp loads")
+    p.add_argument("--config", help="config.json of MODEL for the comparison (default: MODEL itself)")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the engine's startup (900)")
     p.add_argument("--batch", type=_int("batch"), default=1, help="sequences in the prefill (default 1)")
     p.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when available, else cpu")
     p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), help="model and cache dtype (default: the config's)")
@@ -351,6 +359,23 @@ def _cmd_gpu_plan(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    if args.engine:
+        from kvplan.explain.live import validate_engine
+        from kvplan.explain.report import text_report
+
+        if not 1 <= args.timeout <= 86400:
+            raise InvalidInputError("--timeout", "give 1 to 86400 seconds")
+        data, ex = validate_engine(args.model, args.engine, gguf=args.gguf, executable=args.engine_exe,
+                               extra_args=tuple(args.engine_arg), timeout_s=args.timeout, config=args.config)
+        if args.json:
+            _print_json(data)
+        else:
+            print(f"{' '.join(data['command'])}: {'started' if data['ready'] else 'did not start'} in "
+                  f"{data['seconds']} s; {data['within_precision']}/{data['compared']} quantities within precision")
+            print(text_report(ex))
+        return 0 if data["ready"] and data["within_precision"] == data["compared"] else 1
+    if not args.context:
+        raise InvalidInputError("--context", "validate needs --context (torch mode) or --engine (engine mode)")
     try:
         import torch  # noqa: F401
         import transformers  # noqa: F401

@@ -21,7 +21,7 @@ from kvplan.errors import InvalidInputError, LogParseError
 from kvplan.explain import MAX_LINE_CHARS, explain, parse_log
 
 GOLDEN = Path(__file__).parent / "golden"
-ROWS = {r["id"]: r for f in ("engine_logs.json", "startup_logs.json") for r in json.loads((GOLDEN / f).read_text())}
+ROWS = {r["id"]: r for f in ("engine_logs.json", "startup_logs.json", "explain_logs.json") for r in json.loads((GOLDEN / f).read_text())}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -46,6 +46,10 @@ CASES = [
      "sliding", [("kv_tokens", None), ("max_concurrency", None)]),
     # vLLM V1 (2025), Qwen3-14B with LMCache
     ("vllm-qwen3-14b-32k-lmcache", "Qwen/Qwen3-14B", {}, None, "vllm", "dense",
+     [("kv_tokens", None), ("max_concurrency", None)]),
+    # vLLM V1, MLA, TP=2 × PP=2 (DeepSeek-V2-Lite, vllm PR #20665): four ranks, each stage's budget over its
+    # own layers (14 / 13); the config is a public transcription (tests/golden/configs/SOURCES.md)
+    ("vllm-deepseek-v2-lite-tp2-pp2-l4", "configs/deepseek-ai--DeepSeek-V2-Lite", {}, None, "vllm", "mla",
      [("kv_tokens", None), ("max_concurrency", None)]),
     # vLLM V0 (0.6.4): "Memory profiling results", "# GPU blocks", and the max-seq-len refusal's token count
     ("vllm-llama31-8b-rtx3090-29k", "meta-llama/Llama-3.1-8B", {}, None, "vllm", "dense",
@@ -92,7 +96,8 @@ CASES = [
 
 @pytest.mark.parametrize("row_id,model,settings,version,engine,kind,must", CASES, ids=[c[0] for c in CASES])
 def test_explain_reproduces_logged_quantities(row_id, model, settings, version, engine, kind, must):
-    ex = explain(_text(row_id), model, settings=settings, engine_version=version, offline=True)
+    kw = {"config": GOLDEN / model} if model and model.startswith("configs/") else {}
+    ex = explain(_text(row_id), None if kw else model, settings=settings, engine_version=version, offline=True, **kw)
     assert ex.engine == engine
     assert ex.fits is True
     for name, where in must:
@@ -142,6 +147,18 @@ def test_vllm_refusal_names_the_cause_and_reads_the_numbers():
     ex = explain(_text("vllm-qwen3-coder-480b-fp8-dp8-h20-gmu09"), offline=True)
     assert ex.fits is False and "max_model_len" in ex.failure
     assert ex.quantity("max_model_len_fits").logged == 205728
+
+
+def test_tgi_log_read():
+    """TGI on MI300X, 2 shards (huggingface/ms-build-mi300 README): the router's token total and the
+    launcher's defaults; kvplan has no TGI profile, so it reads the total and computes its memory."""
+    ex = explain(_text("tgi-llama3-8b-instruct-mi300-2shard"), offline=True)
+    assert ex.engine == "tgi" and ex.fits is True
+    assert ex.settings["num_shard"] == 2 and ex.settings["max_total_tokens"] == 4096
+    q = ex.quantity("kv_tokens")
+    assert q.logged == 801568 and q.predicted is None and q.within_precision is None
+    # 801,568 tokens × 32 layers × 4 KV heads per shard × 128 × 2 (K, V) × 2 B, in 16-token blocks
+    assert ex.memory[0]["predicted_bytes"] == 801568 * 32 * 4 * 128 * 2 * 2
 
 
 def test_llamacpp_settings_read():

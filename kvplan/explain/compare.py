@@ -65,9 +65,11 @@ class Explanation:
     more_users: tuple[dict[str, Any], ...] = ()
     memory: tuple[dict[str, Any], ...] = ()
     notes: tuple[str, ...] = ()
+    attention: str | None = None  # dense | sliding | mla | hybrid: the model's attention, for accuracy tables
+    end_to_end: dict[str, Any] = field(default_factory=dict)  # kvplan's own budget and what it holds, no log input
 
     def to_dict(self) -> dict[str, Any]:
-        return {"engine": self.engine, "engine_variant": self.engine_variant, "engine_version": self.engine_version,
+        return {"engine": self.engine, "attention": self.attention, "end_to_end": dict(self.end_to_end), "engine_variant": self.engine_variant, "engine_version": self.engine_version,
                 "model": self.model, "model_source": self.model_source, "settings": dict(self.settings),
                 "fits": self.fits, "failure": self.failure, "failure_kind": self.failure_kind,
                 "quantities": [q.to_dict() for q in self.quantities], "context_limit": self.context_limit,
@@ -128,6 +130,7 @@ class Context:
     memory: list[dict[str, Any]] = field(default_factory=list)
     more_users: list[dict[str, Any]] = field(default_factory=list)
     context_limit: str = ""
+    end_to_end: dict[str, Any] = field(default_factory=dict)
 
 
 # --- vLLM ---------------------------------------------------------------------------------------------------
@@ -141,8 +144,20 @@ def _vllm_dtype(s: dict) -> str:
 
 def _vllm_weights_dtype(s: dict) -> str:
     q = str(s.get("quantization") or "none").lower()
-    return {"fp8": "fp8", "mxfp4": "mxfp4", "awq": "awq", "gptq": "gptq", "awq_marlin": "awq",
-            "gptq_marlin": "gptq"}.get(q, "auto")
+    if q in ("compressed-tensors", "compressed_tensors"):
+        # llm-compressor checkpoints name their scheme (RedHatAI/...-quantized.w8a8, -w4a16, -FP8-dynamic)
+        name = str(s.get("model") or "").lower()
+        return "int4" if "w4a16" in name else "int8" if "w8a8" in name else "fp8" if "fp8" in name else "auto"
+    found = {"fp8": "fp8", "mxfp4": "mxfp4", "awq": "awq", "gptq": "gptq", "awq_marlin": "awq",
+             "gptq_marlin": "gptq"}.get(q)
+    if found:
+        return found
+    # unquantized: --dtype casts the checkpoint (float32 doubles the weights)
+    dt = str(s.get("dtype") or "auto").lower().replace("torch.", "")
+    return {"float32": "fp32", "float": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}.get(dt, "auto")
+
+
+_BACKEND_BLOCK = {"FLASHMLA": 64, "CUTLASS_MLA": 128, "FLASH_ATTN_MLA": 16, "TRITON_MLA": 16}
 
 
 def _vllm(ctx: Context) -> None:
@@ -169,6 +184,10 @@ def _vllm(ctx: Context) -> None:
     opts: dict[str, Any] = {"kv_tokens_rule": rule_tokens}
     if s.get("block_size"):
         opts["block_size"] = int(s["block_size"])
+    elif s.get("attention_backend") in _BACKEND_BLOCK:
+        # the backend the log names fixes the block size (ENGINE_KV_SPEC A.5): FlashMLA 64, CUTLASS MLA 128;
+        # FlashAttention-MLA and Triton MLA take vLLM's default 16 (llm-d v0.19 DeepSeek-V2-Lite: 94,097 × 16)
+        opts["block_size"] = _BACKEND_BLOCK[s["attention_backend"]]
     ctx.notes.append(f"vLLM {p.variant} {p.engine_version or '(version not in the log)'}: tokens rule "
                      f"'{rule_tokens}', activation fit {fit}, CUDA graphs {'in' if graphs_in_budget else 'outside'} "
                      "the KV budget")
@@ -189,10 +208,16 @@ def _vllm(ctx: Context) -> None:
                       **{k: v for k, v in opts.items() if k != "kv_tokens_rule"}, kv_tokens_rule=rule_tokens)
         except KvplanError as err:
             ctx.notes.append(f"kvplan could not plan the deployment: {err}")
+    if pl is not None:
+        ctx.end_to_end = {"kv_budget_bytes": pl.kv_budget_bytes, "num_blocks": pl.num_blocks,
+                          "kv_tokens": pl.kv_tokens, "max_concurrency": round(pl.max_concurrency, 2),
+                          "weights_bytes": pl.weights_bytes}
     else:
         from kvplan.weights import weights_bytes
 
-        ctx.notes.append("the log does not print the GPU's total memory: only weights and the KV side are predicted")
+        if total_q is None:
+            ctx.notes.append("the log does not print the GPU's total memory: only weights and the KV side are "
+                             "predicted")
         try:
             w = weights_bytes(arch, _vllm_weights_dtype(s), tp, pp)
         except KvplanError:
@@ -212,7 +237,7 @@ def _vllm(ctx: Context) -> None:
                      "cuda_graph_bytes": pl.cuda_graph_bytes if graphs_in_budget else VLLM_CUDA_GRAPH,
                      "kv_budget_bytes": pl.kv_budget_bytes}
     else:
-        predicted = {"weights_bytes": w if total_q is None else None}
+        predicted = {"weights_bytes": w}
     for name in ("weights_bytes", "activation_bytes", "non_torch_bytes", "cuda_graph_bytes", "kv_budget_bytes"):
         for q in p.all(name):
             ctx.rows.append(_bytes_row(name, q, predicted.get(name), rules[name]))
@@ -230,15 +255,16 @@ def _vllm(ctx: Context) -> None:
             budgets[q.rank] = (r_lo - n_hi, r_hi - n_lo)
     blocks_q, tokens_q, conc_q = p.first("num_blocks"), p.first("kv_tokens"), p.first("max_concurrency")
     if budgets:
-        lo = min(b[0] for b in budgets.values())
-        hi = min(b[1] for b in budgets.values())
+        lo_hi = _binding_blocks(arch, budgets, tp, pp, kv_dtype, opts)
         if len(budgets) > 1:
-            ctx.notes.append(f"{len(budgets)} ranks: the block pool is sized by the tightest rank's budget "
-                             f"({fmt_bytes((lo + hi) // 2)})")
+            ctx.notes.append(f"{len(budgets)} ranks: vLLM sizes the block pool by the tightest rank "
+                             "(each rank's budget over its own stage's bytes per block)")
+        lo = lo_hi[0] * lo_hi[2]
+        hi = lo_hi[1] * lo_hi[2]
         if hi > 0:
             c_lo = capacity(arch, kv_memory=max(0, lo), **cap_args)
             c_hi = capacity(arch, kv_memory=max(0, hi), **cap_args)
-            c_mid = capacity(arch, kv_memory=max(0, (lo + hi) // 2), **cap_args)
+            c_mid = capacity(arch, kv_memory=max(0, (lo_hi[0] + lo_hi[1]) // 2 * lo_hi[2]), **cap_args)
             exact = None
             if blocks_q is not None:
                 exact = capacity(arch, kv_memory=int(blocks_q.value) * c_mid.bytes_per_block, **cap_args)
@@ -278,6 +304,36 @@ def _vllm(ctx: Context) -> None:
         ctx.rows.append(_count_row("max_model_len_fits", fit_q, longest((lo + hi) // 2), a, b,
                                    "vLLM's binary search over lengths whose blocks fit the budget"))
     _vllm_answers(ctx, pl, length, kv_dtype, cap_args, budgets, total_q, util)
+
+
+def _stage_of(rank: str, tp: int) -> int:
+    m = re.search(r"PP(\d{1,4})", rank)
+    if m:
+        return int(m.group(1))
+    m = re.search(r"rank=(\d{1,5})", rank)
+    return int(m.group(1)) // max(1, tp) if m else 0
+
+
+def _binding_blocks(arch, budgets: dict[str, tuple[int, int]], tp: int, pp: int, kv_dtype: str,
+                    opts: dict) -> tuple[int, int, int]:
+    """(blocks at the low end, at the high end, bytes per block of the largest stage): vLLM takes the
+    minimum over ranks of each rank's budget ÷ its own stage's page (pipeline stages can hold different
+    layer counts: DeepSeek-V2-Lite's 27 layers split 14/13)."""
+    pages = _stage_pages(arch, tp, pp, kv_dtype, opts)
+
+    def blocks(end: int) -> int:
+        return min(b[end] // pages[min(_stage_of(r, tp), len(pages) - 1)] for r, b in budgets.items())
+    return max(0, blocks(0)), max(0, blocks(1)), max(pages)
+
+
+def _stage_pages(arch, tp: int, pp: int, kv_dtype: str, opts: dict) -> list[int]:
+    from kvplan.engines import vllm as profile
+    from kvplan.engines.common import grouped_stages, make_options, make_request, resolve_kv_dtype
+
+    dtype = resolve_kv_dtype("vllm", kv_dtype, arch.dtype, profile.KV_DTYPES, auto_fp32_as="bf16")
+    req = make_request(16, 1, dtype, tp, pp)
+    o = make_options(profile.Options, "vllm", dict(opts))
+    return [max(1, profile._layout(stage, req, o, arch.dtype).bytes_per_block) for stage in grouped_stages(arch, pp)]
 
 
 def _vllm_answers(ctx: Context, pl, length, kv_dtype, cap_args, budgets, total_q, util) -> None:
@@ -544,10 +600,35 @@ def _trtllm(ctx: Context) -> None:
 
 
 def _tgi(ctx: Context) -> None:
-    p = ctx.parsed
+    from kvplan.api import kv_cache
+
+    p, s = ctx.parsed, ctx.parsed.settings
     for q in p.logged:
-        ctx.rows.append(_count_row(q.name, q, None, None, None, "kvplan has no TGI profile: read, not predicted"))
-    ctx.notes.append("TGI: quantities are read from the log; kvplan has no TGI profile to predict them")
+        ctx.rows.append(_count_row(q.name, q, None, None, None, "TGI sizes its pool from the free memory it "
+                                                                "measures at warm-up, which it does not print"))
+    ctx.notes.append("TGI: kvplan has no TGI profile; tokens are read from the log and their memory computed")
+    tokens = p.first("kv_tokens")
+    shards = int(s.get("num_shard") or 1)
+    if tokens is not None and ctx.arch is not None:
+        # TGI's paged cache has vLLM's layout (16-token blocks, K and V per layer, KV heads split by shard)
+        est = kv_cache(ctx.arch, context_len=int(tokens.value), engine="vllm", tp=shards)
+        ctx.memory = [{"part": f"KV cache per shard for {int(tokens.value):,} tokens", "logged_bytes": None,
+                       "predicted_bytes": est.kv_bytes}]
+        length = int(s.get("max_total_tokens") or 0)
+        if length:
+            ctx.context_limit = (f"max_total_tokens {length:,} per request; the pool holds {int(tokens.value):,} "
+                                 f"tokens, {int(tokens.value) / length:.2f}× that")
+
+
+def attention_kind(arch) -> str:
+    kinds = set(arch.attention_kinds)
+    if "mla" in kinds:
+        return "mla"
+    if "state" in kinds:
+        return "hybrid"
+    if kinds & {"sliding", "chunked"}:
+        return "sliding"
+    return "dense"
 
 
 RUNNERS = {"vllm": _vllm, "sglang": _sglang, "llama.cpp": _llamacpp, "trtllm": _trtllm, "tgi": _tgi}
@@ -572,7 +653,8 @@ def compare(parsed: ParsedLog, arch, model_source: str) -> Explanation:
                        model=parsed.model if parsed.model else (arch.model_id if arch is not None else None),
                        model_source=model_source, settings=dict(parsed.settings), fits=fits, failure=parsed.failure,
                        failure_kind=parsed.failure_kind, quantities=tuple(ctx.rows), context_limit=ctx.context_limit,
-                       more_users=tuple(ctx.more_users), memory=tuple(ctx.memory), notes=tuple(ctx.notes))
+                       more_users=tuple(ctx.more_users), memory=tuple(ctx.memory), notes=tuple(ctx.notes),
+                       attention=attention_kind(arch) if arch is not None else None, end_to_end=ctx.end_to_end)
 
 
 __all__ = ["Quantity", "Explanation", "compare", "version_tuple"]

@@ -98,7 +98,8 @@ def parse(lines: list[str]) -> ParsedLog:
                 p.logged = [q for q in p.logged if q.rank != ""]
                 for which, typ, val, unit in mla:
                     name = "latent_bytes" if which == "c^KV" else "rope_bytes"
-                    p.add(name, val, unit, line, "MLA")
+                    if "K^R" in line:  # ik_llama.cpp's c^KV already holds the rope part (no K^R printed)
+                        p.add(name, val, unit, line, "MLA")
                     if which == "c^KV":
                         p.settings.setdefault("type_k", typ)
                 p.add("kv_bytes", em.group(1), em.group(2), line, "MLA")

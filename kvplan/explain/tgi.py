@@ -36,6 +36,16 @@ def parse(lines: list[str]) -> ParsedLog:
             vm = _VERSION.search(line)
             if vm:
                 p.engine_version = vm.group(1)
+        dm = re.search(r"Default `([a-z_]{1,40})` to (\d{1,12})", line) if "Default `" in line else None
+        if dm and dm.group(1) in _KEEP:
+            p.settings.setdefault(dm.group(1), int(dm.group(2)))
+        sm = re.search(r"Sharding model on (\d{1,4}) processes", line) if "Sharding model" in line else None
+        if sm:
+            p.settings.setdefault("num_shard", int(sm.group(1)))
+        mm = re.search(r"(?:for model|model_id: \") ?([A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,95})", line) \
+            if "model" in line and "model_id" not in p.settings else None
+        if mm:
+            p.settings["model_id"] = mm.group(1)
         bm = _BLOCKS.search(line) if "KV-cache blocks" in line else None
         if bm:
             p.add("num_blocks", bm.group(1), "blocks", line)

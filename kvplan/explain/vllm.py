@@ -133,6 +133,10 @@ def parse(lines: list[str]) -> ParsedLog:
             um = re.search(r"gpu_memory_utilization[ =(]{1,8}([0-9.]{1,8})", line)
             if um:
                 p.settings["gpu_memory_utilization"] = float(um.group(1))
+        if "attention backend" in line and "Using " in line:
+            bm = re.search(r"Using ([A-Z][A-Z0-9_]{1,40}) attention backend", line)
+            if bm:
+                p.settings.setdefault("attention_backend", bm.group(1))
         if "VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS" in line:
             em = re.search(r"VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS'?\"?[:=]\s{0,3}'?(True|False|1|0)", line)
             if em:
