@@ -172,26 +172,30 @@ def _vllm(ctx: Context) -> None:
     if not length:
         raise LogParseError("vllm", "no max_model_len in the log and none in the config", missing=("max_model_len",))
     kv_dtype = _vllm_dtype(s)
-    # Version rules (vllm profile options), each with the log that shows it:
-    #  * "GPU KV cache size" = blocks // groups · block_size up to v0.19 (llm-d v0.19 logs: gemma-2-27b-it
-    #    58,672 = 7,335 // 2 · 16); int(concurrency · max_model_len) in newer builds (the v0.24 row).
-    #  * activation fit: the sampler warm-up shrank in v0.17 (planner.vllm_activation_bytes).
-    #  * CUDA graphs leave the KV budget only from v0.21 (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS).
-    rule_tokens = "blocks" if (p.variant == "V0" or (ver is not None and ver < (0, 20))) else "concurrency"
-    fit = "v0.16" if (p.variant == "V0" or (ver is not None and ver < (0, 17))) else "v0.17+"
-    graphs_in_budget = bool(s.get("estimate_cudagraphs")) or (ver is not None and ver >= (0, 21)
-                                                              and s.get("estimate_cudagraphs") is not False)
-    opts: dict[str, Any] = {"kv_tokens_rule": rule_tokens}
+    # The release's rules come from the vLLM profile's version table (kvplan versions vllm): the tokens
+    # line, the activation fit, non-torch memory, CUDA graphs in the budget. A V0 log without a version
+    # gets 0.7.3's rules (the last release with V0 as the default engine).
+    version = _engine_version(ctx, "vllm", p.engine_version or ("0.7.3" if p.variant == "V0" else None))
+    from kvplan.engines import resolve_engine
+
+    mod, ver = resolve_engine("vllm", version)
+    graphs_in_budget = s.get("estimate_cudagraphs")
+    if graphs_in_budget is None:
+        graphs_in_budget = bool(mod.VERSIONS.value("cuda_graphs_in_budget", ver))
+    rule_tokens = mod.VERSIONS.value("kv_tokens_rule", ver)
+    fit = mod.VERSIONS.value("activation_profile", ver)
+    opts: dict[str, Any] = {}
     if s.get("block_size"):
         opts["block_size"] = int(s["block_size"])
     elif s.get("attention_backend") in _BACKEND_BLOCK:
         # the backend the log names fixes the block size (ENGINE_KV_SPEC A.5): FlashMLA 64, CUTLASS MLA 128;
         # FlashAttention-MLA and Triton MLA take vLLM's default 16 (llm-d v0.19 DeepSeek-V2-Lite: 94,097 × 16)
         opts["block_size"] = _BACKEND_BLOCK[s["attention_backend"]]
-    ctx.notes.append(f"vLLM {p.variant} {p.engine_version or '(version not in the log)'}: tokens rule "
-                     f"'{rule_tokens}', activation fit {fit}, CUDA graphs {'in' if graphs_in_budget else 'outside'} "
-                     "the KV budget")
-    cap_args = dict(max_model_len=length, engine="vllm", kv_dtype=kv_dtype, tp=tp, pp=pp, **opts)
+    ctx.notes.append(f"vLLM {p.variant}, rules of {ver}{'' if p.engine_version else ' (version not in the log)'}: "
+                     f"tokens line '{rule_tokens}', activation fit {fit}, CUDA graphs "
+                     f"{'in' if graphs_in_budget else 'outside'} the KV budget")
+    cap_args = dict(max_model_len=length, engine="vllm", kv_dtype=kv_dtype, tp=tp, pp=pp, engine_version=str(ver),
+                    **opts)
 
     total_q = p.first("total_memory_bytes")
     util = s.get("gpu_memory_utilization")
@@ -202,10 +206,10 @@ def _vllm(ctx: Context) -> None:
         try:
             pl = plan(arch, gpu_memory=total, tp=tp, pp=pp, max_model_len=length, engine="vllm", kv_dtype=kv_dtype,
                       weights_dtype=_vllm_weights_dtype(s), gpu_memory_utilization=float(util or 0.9),
-                      cuda_graph_bytes=None if graphs_in_budget else 0, activation_fit=fit,
+                      cuda_graph_bytes=None if graphs_in_budget else 0, engine_version=str(ver),
                       max_num_seqs=int(s.get("max_num_seqs") or (1024 if big else 256)),
-                      max_num_batched_tokens=int(s.get("max_num_batched_tokens") or (8192 if big else 2048)),
-                      **{k: v for k, v in opts.items() if k != "kv_tokens_rule"}, kv_tokens_rule=rule_tokens)
+                      **({"max_num_batched_tokens": int(s["max_num_batched_tokens"])}
+                         if s.get("max_num_batched_tokens") else {}), **opts)
         except KvplanError as err:
             ctx.notes.append(f"kvplan could not plan the deployment: {err}")
     if pl is not None:
@@ -226,7 +230,8 @@ def _vllm(ctx: Context) -> None:
         "weights_bytes": "checkpoint dtype/quantization (log: quantization=%s) and the TP/PP split; vLLM also "
                          "counts the RoPE cache" % s.get("quantization", "none"),
         "activation_bytes": f"fit '{fit}' of the profiled peak: max_num_seqs (sampler) and max_num_batched_tokens",
-        "non_torch_bytes": "non-torch memory: 0.25 GiB at TP=1, ~2.1 GiB at TP>1 (custom all-reduce), v0.19 H100",
+        "non_torch_bytes": "non-torch memory by release and TP (version rules non_torch_tp1 / non_torch_tp: custom "
+                           "all-reduce buffers at TP>1)",
         "cuda_graph_bytes": "cudagraph capture sizes (max_cudagraph_capture_size) and mode; kvplan uses 0.84 GiB",
         "kv_budget_bytes": "total × gpu_memory_utilization − weights − activation − non-torch"
                            + (" − CUDA graphs" if graphs_in_budget else ""),
@@ -286,7 +291,7 @@ def _vllm(ctx: Context) -> None:
     need_q = p.first("kv_needed_bytes")
     if need_q is not None:
         one = kv_cache(arch, context_len=length, engine="vllm", kv_dtype=kv_dtype, tp=tp, pp=pp,
-                       **{k: v for k, v in opts.items() if k != "kv_tokens_rule"})
+                       engine_version=str(ver), **opts)
         ctx.rows.append(_bytes_row("kv_needed_bytes", need_q, one.kv_bytes,
                                    "KV of one max_model_len request (vLLM max_memory_usage_bytes)"))
     fit_q = p.first("max_model_len_fits")
@@ -304,6 +309,19 @@ def _vllm(ctx: Context) -> None:
         ctx.rows.append(_count_row("max_model_len_fits", fit_q, longest((lo + hi) // 2), a, b,
                                    "vLLM's binary search over lengths whose blocks fit the budget"))
     _vllm_answers(ctx, pl, length, kv_dtype, cap_args, budgets, total_q, util)
+
+
+def _engine_version(ctx: Context, engine: str, text: str | None) -> str | None:
+    """The log's version if kvplan's table for `engine` can take it, else None (newest rules) and a note."""
+    if not text:
+        return None
+    from kvplan.engines import resolve_engine
+
+    try:
+        return str(resolve_engine(engine, text)[1])
+    except KvplanError as err:
+        ctx.notes.append(f"engine version {text!r} not modelled ({err}); the newest rules are used")
+        return None
 
 
 def _stage_of(rank: str, tp: int) -> int:
@@ -495,11 +513,13 @@ def _llamacpp(ctx: Context) -> None:
         opts["ubatch"] = s["n_ubatch"]
     if v != k:
         opts["type_v"] = v
-    # ik_llama.cpp has no iSWA cache (its issue #1607): sliding layers are cached at full length.
-    if p.variant == "ik_llama.cpp" or s.get("swa_full") is True:
+    if s.get("swa_full") is True:
         opts["swa_full"] = True
+    # the build's rules (iSWA from b5440, MLA layouts) and the ik_llama.cpp fork's (no iSWA cache) come from
+    # the llama.cpp profile's version table
+    version = _engine_version(ctx, "llama.cpp", "ik" if p.variant == "ik_llama.cpp" else p.engine_version)
     try:
-        est = kv_cache(arch, context_len=per_seq, engine="llama.cpp", kv_dtype=k, **opts)
+        est = kv_cache(arch, context_len=per_seq, engine="llama.cpp", kv_dtype=k, engine_version=version, **opts)
     except KvplanError as err:
         ctx.notes.append(f"kvplan could not size this cache: {err}")
         est = None
@@ -540,7 +560,7 @@ def _llamacpp(ctx: Context) -> None:
                              f"start: {fmt_bytes(est.kv_bytes, 'MiB')}")
         alts = []
         if k in ("fp16", "bf16", "fp32"):
-            q8 = kv_cache(arch, context_len=per_seq, engine="llama.cpp", kv_dtype="q8_0",
+            q8 = kv_cache(arch, context_len=per_seq, engine="llama.cpp", kv_dtype="q8_0", engine_version=version,
                           **{o: val for o, val in opts.items() if o != "type_v"})
             alts.append({"flag": "-ctk q8_0 -ctv q8_0 (needs -fa)", "kv_bytes": q8.kv_bytes,
                          "note": f"the same slots in {q8.kv_bytes / max(1, est.kv_bytes):.2f}× the memory"})
