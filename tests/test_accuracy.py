@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kvplan.explain.accuracy import accuracy_markdown, accuracy_table, golden_records, summarize
+from kvplan.explain.accuracy import accuracy_frames, accuracy_markdown, accuracy_table, golden_records, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,3 +36,16 @@ def test_readme_and_docs_show_the_stored_table():
     assert f"kvplan {table['kvplan_version']}, generated {table['generated']}" in md
     assert md in (ROOT / "README.md").read_text()
     assert md in (ROOT / "docs" / "accuracy.md").read_text()
+
+
+def test_frames_for_the_app_page():
+    """accuracy_frames: what the app's Accuracy page draws, computed here (pages only draw)."""
+    f = accuracy_frames(accuracy_table())
+    assert f["meta"]["kvplan_version"] and f["meta"]["generated"]
+    assert {r["engine"] for r in f["golden"]} >= {"vllm", "sglang", "llama.cpp", "trtllm"}
+    for r in f["golden"] + f["golden_quantities"]:
+        assert r["within"] <= r["predicted"]
+        assert r["within_pct"] is None or 0 <= r["within_pct"] <= 100
+    if f["comparison"]:  # present when the table was generated with the llm-d campaign logs
+        assert [r["quantity"] for r in f["comparison"]] == ["weights", "KV cache memory", "max concurrency"]
+        assert all(r["llmd_planner_n"] == 52 for r in f["comparison"])

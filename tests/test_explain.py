@@ -210,6 +210,10 @@ def test_lazy_export_keeps_import_light():
             "f = kvplan.explain; assert callable(f); assert 'kvplan.explain' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
     assert "explain" in kvplan.__all__
+    # importing a submodule rebinds kvplan.explain to the package; it stays callable
+    code = ("import kvplan, kvplan.explain.accuracy, json; rows = json.load(open('tests/golden/startup_logs.json')); "
+            "ex = kvplan.explain('\\n'.join(rows[0]['log']), offline=True); assert ex.engine == 'vllm'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 def test_cli_explain_json_and_stdin(tmp_path):

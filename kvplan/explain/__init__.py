@@ -153,3 +153,17 @@ def explain(text: str, model: Any = None, *, config: Any = None, engine: str | N
         # A failed startup is explained by its cause; without the model the numbers are only read.
         arch, source = None, f"unresolved ({err}); the failure is read from the log"
     return compare(parsed, arch, source)
+
+
+class _CallableModule(type(os)):
+    """`kvplan.explain` is this package once any submodule is imported (Python sets the attribute on the
+    parent package), yet the public API is the function `kvplan.explain(text, ...)`: calling the
+    package calls the function, so both spellings always work."""
+
+    def __call__(self, *args, **kwargs) -> Explanation:
+        return explain(*args, **kwargs)
+
+
+import sys as _sys  # noqa: E402 - must run after `explain` is defined
+
+_sys.modules[__name__].__class__ = _CallableModule

@@ -5,8 +5,10 @@ has them, the llm-d-planner vLLM v0.19.0 campaign logs (../shared/engine_logs/ll
 never copied). `benchmarks/accuracy.py` computes the table and writes kvplan/accuracy.json (read by the
 app's Accuracy page and the README) and docs/accuracy.md.
 
-For the app: `accuracy_table()` returns the stored table (a dict) and `accuracy_markdown(table)` its
-Markdown; `compute_accuracy()` recomputes it (seconds; the CI regression test uses `golden_records()`).
+For the app's Accuracy page (helper `appfix`): `accuracy_table()` returns the stored table (a dict),
+`accuracy_frames(table)` the same as lists of flat row dicts ready for a dataframe (keys "golden",
+"golden_quantities", "llmd", "llmd_quantities", "comparison", and "meta"), and `accuracy_markdown(table)`
+its Markdown. `compute_accuracy()` recomputes it (seconds; the CI regression test uses `golden_records()`).
 """
 
 from __future__ import annotations
@@ -229,6 +231,32 @@ def compute_accuracy(golden_dir=None, shared_dir=None) -> dict[str, Any]:
 def accuracy_table() -> dict[str, Any]:
     """The stored table (kvplan/accuracy.json), as `benchmarks/accuracy.py` last wrote it. For the app."""
     return json.loads(TABLE_PATH.read_text())
+
+
+def accuracy_frames(table: dict[str, Any]) -> dict[str, Any]:
+    """Flat rows for the app's tables (pages only draw): per engine × attention, per quantity, and the
+    llm-d comparison; `meta` holds the version, date and the campaign's counts (empty without it)."""
+    g = table["golden"]
+    m = table.get("llmd_v019") or {}
+
+    def pct(c: dict) -> float | None:
+        return round(100 * c["within"] / c["predicted"], 1) if c.get("predicted") else None
+    out: dict[str, Any] = {
+        "meta": {"kvplan_version": table["kvplan_version"], "generated": table["generated"],
+                 "golden_rows": g["rows"], **{k: m[k] for k in ("logs", "successful", "failed", "failure_named",
+                                                                "with_geometry", "exact_tokens_concurrency",
+                                                                "exact_checked") if k in m}},
+        "golden": [{**c, "within_pct": pct(c)} for c in g["by_engine_attention"]],
+        "golden_quantities": [{**c, "within_pct": pct(c)} for c in g["by_quantity"]],
+        "llmd": [{**c, "within_pct": pct(c)} for c in m.get("by_engine_attention", [])],
+        "llmd_quantities": [{**c, "within_pct": pct(c)} for c in m.get("by_quantity", [])],
+        "comparison": [{"quantity": r["quantity"], "llmd_planner_mean_abs_error": r["llmd_mean_abs_error"],
+                        "llmd_planner_n": int(r["llmd_n"]), "kvplan_mean_abs_pct": r["kvplan"].get("mean_abs_pct"),
+                        "kvplan_median_abs_pct": r["kvplan"].get("median_abs_pct"),
+                        "kvplan_max_abs_pct": r["kvplan"].get("max_abs_pct"), "kvplan_n": r["kvplan"].get("n", 0)}
+                       for r in (m.get("comparison") or {}).get("rows", [])],
+    }
+    return out
 
 
 def accuracy_markdown(table: dict[str, Any]) -> str:
