@@ -47,6 +47,10 @@ def __getattr__(name: str):
         from kvplan.errors import LogParseError
 
         return LogParseError
+    if name == "hub":  # the submodule, for `kvplan.hub.load_hub_model` after a bare `import kvplan`
+        import kvplan.hub  # binds kvplan.hub; `from kvplan import hub` here would recurse into this hook
+
+        return kvplan.hub
     if name == "validate":
         from kvplan.validate import validate
 

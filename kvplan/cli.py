@@ -11,6 +11,8 @@ import json
 import sys
 from typing import Any, Sequence
 
+from kvplan import __version__
+from kvplan.dtypes import KV_DTYPE_NAMES
 from kvplan.engines import DEFAULT_ENGINE, ENGINE_NAMES
 from kvplan.errors import InvalidInputError, KvplanError
 from kvplan.units import fmt_auto, fmt_bytes, parse_tokens
@@ -85,8 +87,7 @@ def _add_layout(p: argparse.ArgumentParser, *, llama: bool) -> None:
                    help="engine release whose rules apply (vLLM 0.19, 0.20.2; llama.cpp b4905 or ik); "
                         "default: the newest kvplan models (`kvplan versions`)")
     p.add_argument("--kv-dtype", default="auto",
-                   help="KV cache dtype: auto (the model's; f16 for llama.cpp), bf16, fp16, fp32, fp8, "
-                        "fp8_e4m3, fp8_e5m2, int8, int4, nvfp4, q8_0, q4_0, q4_1, q5_0, q5_1")
+                   help="KV cache dtype: auto (the model's; f16 for llama.cpp), " + ", ".join(KV_DTYPE_NAMES[1:]))
     p.add_argument("--tp", type=_int("tp"), default=1, help="tensor-parallel size (default 1)")
     p.add_argument("--pp", type=_int("pp"), default=1, help="pipeline-parallel size (default 1)")
     p.add_argument("--block-size", type=_int("block_size"),
@@ -107,9 +108,18 @@ def _add_layout(p: argparse.ArgumentParser, *, llama: bool) -> None:
 def _model(args: argparse.Namespace) -> Any:
     """MODEL as given, or the Hub model at --revision (a ModelArch)."""
     if getattr(args, "revision", None):
+        from kvplan.errors import HubError
         from kvplan.hub import load_hub_model
+        from kvplan.registry import list_models
 
-        return load_hub_model(args.model, revision=args.revision)
+        try:
+            return load_hub_model(args.model, revision=args.revision)
+        except HubError as err:
+            if args.model in list_models():  # say so rather than "did you mean" the very same id
+                raise InvalidInputError("--revision", f"revision {args.revision!r} needs the Hugging Face Hub, "
+                                        f"which failed ({type(err).__name__}); {args.model!r} is bundled: "
+                                        "drop --revision to use the bundled copy") from None
+            raise
     return args.model
 
 
@@ -117,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="kvplan", description="KV-cache capacity planner for LLM inference. "
                      "MODEL is a bundled id (see `kvplan models`), a config.json, a folder holding one, a .gguf file, "
                      "or a Hugging Face id (org/name[@revision]).")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=f"kvplan {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     p = sub.add_parser("models", help="list the bundled models and their attention kinds")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -162,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="measure the real KV cache with torch (CUDA, or CPU), or start the installed "
                                         "engine (--engine) with dummy weights and explain its startup log")
-    p.add_argument("model", help="bundled id, config.json path, or folder (a Hub id for --engine vllm/sglang)")
+    p.add_argument("model", help="bundled id, config.json path, folder, or Hub id")
     p.add_argument("--context", help="tokens per sequence, comma-separated: 1024,8k,32k (torch mode)")
     p.add_argument("--engine", help="vllm, sglang or llama.cpp: start that engine and explain its startup log")
     p.add_argument("--engine-exe", help="the engine's command (default: vllm / python -m sglang.launch_server / "
@@ -191,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a setting the log excerpt leaves out, in the engine's name: tensor_parallel_size=4")
     p.add_argument("--offline", action="store_true", help="never ask the Hugging Face Hub for the model")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    # Listed for --help; main() hands everything after `app` to `streamlit run` untouched.
+    sub.add_parser("app", help="start the web app; options go to `streamlit run` (e.g. --server.port 8502)")
     return parser
 
 
@@ -232,7 +245,8 @@ def cmd_gpus(args) -> int:
         return 0
     for g in gpus:
         print(f"{g.name:<14} {g.marketing_memory:>7}  usable {fmt_bytes(g.memory_bytes):>11}  "
-              f"{g.bandwidth_bytes_per_s / 1e12:5.2f} TB/s  {g.bf16_dense_flops / 1e12:7.1f} TFLOP/s bf16")
+              f"{g.bandwidth_bytes_per_s / 1e12:5.2f} TB/s  {g.bf16_dense_flops / 1e12:7.1f} TFLOP/s bf16  "
+              f"source: {g.source}")
     return 0
 
 
@@ -386,7 +400,8 @@ def cmd_validate(args) -> int:
     from kvplan.validate import validate
 
     rep = validate(args.model, context_len=args.context, batch=args.batch, device=args.device, dtype=args.dtype,
-                   depth=args.depth, tolerance=args.tolerance, paged=not args.no_paged, speed=args.speed)
+                   depth=args.depth, tolerance=args.tolerance, paged=not args.no_paged, speed=args.speed,
+                   progress=lambda line: print(f"kvplan validate: {line}", file=sys.stderr, flush=True))
     data = rep.to_dict()
     if args.out:
         path = vreport.write_json(data, args.out)
@@ -397,6 +412,24 @@ def cmd_validate(args) -> int:
     else:
         print(vreport.summary(data))
     return 0 if rep.passed else 1
+
+
+def cmd_app(streamlit_args: Sequence[str]) -> int:
+    """`streamlit run` on the router inside the package, so an installed kvplan starts from any folder."""
+    import importlib.util
+    import subprocess
+    from pathlib import Path
+
+    if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("plotly") is None:
+        raise InvalidInputError("app", "the web app needs streamlit and plotly: pip install 'kvplan[app]'")
+    router = Path(__file__).resolve().parent / "ui" / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(router), "--browser.gatherUsageStats", "false",
+           "--client.toolbarMode", "minimal",
+           *streamlit_args]
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 130
 
 
 def cmd_explain(args) -> int:
@@ -425,8 +458,15 @@ COMMANDS = {"models": cmd_models, "gpus": cmd_gpus, "versions": cmd_versions, "s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        if argv[:1] == ["app"]:
+            return cmd_app(argv[1:])
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:  # bare `kvplan`: the overview, not an error
+            parser.print_help()
+            return 0
         return COMMANDS[args.command](args)
     except KvplanError as err:
         print(f"kvplan: error: {err}", file=sys.stderr)

@@ -41,12 +41,15 @@ class UnsupportedConfigError(KvplanError, ValueError):
 class UnknownModelError(KvplanError, KeyError):
     """A model id is neither bundled nor a path to a config; `suggestions` holds close bundled ids."""
 
-    def __init__(self, model: str, suggestions: tuple[str, ...] = ()):
-        hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
-        super().__init__(
-            f"unknown model {model!r}: not a bundled id nor a path to a config.json.{hint}"
-            " (`kvplan models` lists the bundled ids)"
-        )
+    def __init__(self, model: str, suggestions: tuple[str, ...] = (), *, missing_file: bool = False):
+        if missing_file:  # the user named a file (.gguf, .json, a path): bundled ids are beside the point
+            super().__init__(f"no such file: {model!r} (give an existing config.json, model folder or .gguf)")
+        else:
+            hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
+            super().__init__(
+                f"unknown model {model!r}: not a bundled id nor a path to a config.json.{hint}"
+                " (`kvplan models` lists the bundled ids)"
+            )
         self.model = model
         self.suggestions = suggestions
 

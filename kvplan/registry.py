@@ -22,9 +22,14 @@ MAX_CONFIG_BYTES = 4 << 20  # the largest real config.json is a few hundred KiB
 
 
 def specs_dir() -> Path:
-    """Where bundled configs live: $KVPLAN_MODEL_SPECS, else the repo's model_specs/."""
+    """Where bundled configs live: $KVPLAN_MODEL_SPECS, else the copy an installed wheel carries
+    (kvplan/model_specs, put there by setup.py), else the source checkout's top-level model_specs/."""
     env = os.environ.get("KVPLAN_MODEL_SPECS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "model_specs"
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    packaged = here / "model_specs"
+    return packaged if packaged.is_dir() else here.parent / "model_specs"
 
 
 def _dir_name(model_id: str) -> str:
@@ -142,8 +147,8 @@ def load_model(model: str | os.PathLike | Mapping[str, Any], *, model_id: str | 
             raise UnsupportedConfigError("config.json", f"cannot read {text[:200]!r}: "
                                                         f"{err.strerror or type(err).__name__}") from None
         return parse_config(config, name)
-    if looks_like_path and not exists and text.endswith(".json"):
-        raise UnknownModelError(text[:200])
+    if not exists and (path.suffix.lower() in (".json", ".gguf") or looks_like_path):
+        raise UnknownModelError(text[:200], missing_file=True)
     raise UnknownModelError(text, suggest(text))
 
 

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Set up (first run only) and start the kvplan web app. Works offline on the bundled models.
+# Set up (first run, or when requirements change) and start the kvplan web app. Works offline on the
+# bundled models; after the first run it needs no package index.
 # Usage: scripts/app.sh [streamlit options, e.g. --server.port 8502]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q -r requirements.txt -e .
-exec .venv/bin/streamlit run app.py --browser.gatherUsageStats false "$@"
+. scripts/setup_env.sh
+DEPS=(requirements.txt pyproject.toml setup.py)
+# A venv that scripts/test.sh set up holds everything the app needs too.
+if ! venv_ready app "${DEPS[@]}" &&
+   ! venv_ready test requirements.txt requirements-validate.txt requirements-dev.txt pyproject.toml setup.py; then
+  .venv/bin/python -m pip install -q -r requirements.txt -e .
+  stamp_venv app "${DEPS[@]}"
+fi
+exec .venv/bin/kvplan app "$@"

@@ -143,8 +143,12 @@ def test_cli_json_prints_one_object(capsys):
 
     code = main(["validate", "openai-community/gpt2", "--context", "5,9", "--device", "cpu", "--depth", "1",
                  "--no-paged", "--json"])
-    data = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
     assert code == 0 and data["device"] == "cpu"
+    # progress on stderr, one line per step, so a long CPU run is never silent
+    steps = [line for line in captured.err.splitlines() if line.startswith("kvplan validate: ")]
+    assert len(steps) == 3 and "context 5 × batch 1 (1 of 2)" in steps[1] and "(2 of 2)" in steps[2]
     assert [r["context_len"] for r in data["results"]] == [5, 9]
     for r in data["results"]:
         assert {"context_len", "predicted_bytes", "measured_bytes", "error"} <= set(r)
@@ -176,3 +180,32 @@ def test_import_kvplan_and_size_never_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stderr.strip().endswith("[]")
     assert callable(__import__("kvplan").validate)
+
+
+def test_no_device_without_cuda_says_it_falls_back_to_cpu(monkeypatch):
+    lines = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    rep = validate("openai-community/gpt2", context_len=5, depth=1, paged=False, progress=lines.append)
+    assert rep.to_dict()["device"] == "cpu"
+    assert lines[0].startswith("no CUDA GPU visible: measuring on the CPU")
+
+
+def test_hub_id_is_accepted(monkeypatch):
+    from kvplan import hub
+
+    calls = []
+
+    def fake_fetch(repo, **_):
+        calls.append(repo)
+        return bundled_config("openai-community/gpt2")
+
+    monkeypatch.setattr(hub, "fetch_config", fake_fetch)
+    rep = validate("someorg/gpt2-copy", context_len=5, depth=1, device="cpu", paged=False)
+    assert calls == ["someorg/gpt2-copy"] and rep.to_dict()["results"][0]["measured_bytes"] > 0
+
+
+def test_no_deprecated_cache_keyword(recwarn):
+    # transformers >= 5.24 deprecates `past_key_values` (removed in 5.40): the measurement must use the
+    # current name so a future transformers does not break validate.
+    validate("meta-llama/Llama-3.2-1B", context_len=9, depth=1, device="cpu", paged=False)
+    assert not [w for w in recwarn if "past_key_values" in str(w.message)]

@@ -12,7 +12,7 @@ import os
 import platform
 import sys
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -54,6 +54,10 @@ def _raw_config(model) -> tuple[dict[str, Any], str]:
         return bundled_config(text), text
     if os.path.exists(text):
         return read_config_file(text), os.path.basename(os.path.normpath(text))
+    from kvplan import hub  # a Hub id, like every other command (config.json only; no code is run)
+
+    if hub.is_hub_ref(text):
+        return hub.fetch_config(text), text
     raise UnknownModelError(text)
 
 
@@ -98,7 +102,7 @@ def _err(measured: int | None, predicted: int) -> float | None:
 def validate(model, *, context_len: int | str | Sequence[int | str], batch: int = 1, device: str | None = None,
              dtype: str | None = None, depth: str | int = "auto", tolerance: float = 0.01, paged: bool = True,
              speed: bool = False, speed_new_tokens: int = 64, num_experts: int | None = None,
-             model_id: str | None = None) -> ValidationReport:
+             model_id: str | None = None, progress: Callable[[str], None] | None = None) -> ValidationReport:
     """Measure the cache a real `model` holds after a prefill and compare it with kvplan's prediction.
 
     The model (a bundled id, a config.json path or folder, or a config dict) is built from its config
@@ -111,6 +115,8 @@ def validate(model, *, context_len: int | str | Sequence[int | str], batch: int 
     `memory_allocated` with and without the cache and the prefill peak. With `paged`, the `vllm` layout
     is allocated and decode reads timed against a bandwidth roofline; with `speed`, generation tokens/s
     with and without the cache. `num_experts` cuts MoE routed experts (they hold no cache) to build faster.
+    `progress`, when given, is called with one line of text before each step (the CLI prints them), and
+    says when no device was asked for and no CUDA GPU is visible, so the run falls back to the CPU.
 
     Raises:
         UnknownModelError, UnsupportedConfigError: the model cannot be found, parsed, or built by the
@@ -128,6 +134,9 @@ def validate(model, *, context_len: int | str | Sequence[int | str], batch: int 
         raise InvalidInputError("batch", f"must be a positive whole number, got {batch!r}")
     if not 0 <= tolerance < 1:
         raise InvalidInputError("tolerance", f"must be a fraction in [0, 1), got {tolerance!r}")
+    say = progress or (lambda line: None)
+    if device is None and not torch.cuda.is_available():
+        say("no CUDA GPU visible: measuring on the CPU (slow at long contexts; --device cpu hides this)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InvalidInputError("device", "CUDA is not available here; use --device cpu")
@@ -168,6 +177,7 @@ def validate(model, *, context_len: int | str | Sequence[int | str], batch: int 
         notes.append(f"reduced depth: per-layer bytes measured on layers 0..{k - 1} and scaled back by the "
                      f"real layer counts ({arch.label()})")
 
+    say(f"building {name} ({k} of {arch.num_layers} layers, {kv_dtype}, random weights) on {device}")
     model_obj = M.build_model(cfg, device, torch_dtype)
     mla_cache = M.mla_cache_style(model_obj)
     if "mla" in arch.kinds:
@@ -176,7 +186,8 @@ def validate(model, *, context_len: int | str | Sequence[int | str], batch: int 
     info = _device_info(device)
     failures: list[str] = []
     rows = []
-    for ctx in contexts:
+    for i, ctx in enumerate(contexts, 1):
+        say(f"context {ctx:,} × batch {batch} ({i} of {len(contexts)}): prefill and one decode step")
         r = M.prefill(model_obj, num_tokens=ctx, batch=batch, device=device, vocab_size=cfg.vocab_size)
         pred_layers = M.predicted_layers(arch, k, ctx, batch, kv_dtype, mla_cache)
         meas_layers = M.per_layer(r["rows"])
@@ -226,10 +237,12 @@ def validate(model, *, context_len: int | str | Sequence[int | str], batch: int 
         "weights_bytes": weights, "layers": arch.kind_counts(), "results": rows, "notes": notes,
     }
     if speed:
+        say("timing generation with and without the cache")
         report["generation"] = M.generation_speed(model_obj, device=device, vocab_size=cfg.vocab_size,
                                                   new_tokens=speed_new_tokens)
     del model_obj
     if paged:
+        say("allocating the vllm paged layout and timing decode reads")
         report["paged"] = _paged(arch, kv_dtype, device, contexts, info, failures, tolerance)
     report["failures"] = failures
     report["passed"] = not failures

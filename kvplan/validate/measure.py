@@ -298,17 +298,24 @@ def _allocated(device: str) -> int | None:
     return torch.cuda.memory_allocated()
 
 
+# What the cache is called, newest first: transformers >= 5.24 `cache` (`past_key_values` is deprecated
+# there and goes in 5.40), older 5.x `past_key_values`; Mamba / FalconMamba `cache_params`.
+CACHE_NAMES = ("cache", "past_key_values", "cache_params")
+
+
 def _cache_of(res):
-    # Mamba / FalconMamba outputs call it `cache_params`; everything else `past_key_values`.
-    cache = getattr(res, "past_key_values", None)
-    return cache if cache is not None else getattr(res, "cache_params", None)
+    for name in CACHE_NAMES:
+        cache = getattr(res, name, None)
+        if cache is not None:
+            return cache
+    return None
 
 
 def _forward(model, ids, cache=None):
     kwargs = {"input_ids": ids, "use_cache": True}
     if cache is not None:
-        name = "cache_params" if "cache_params" in inspect.signature(model.forward).parameters else "past_key_values"
-        kwargs[name] = cache
+        params = inspect.signature(model.forward).parameters
+        kwargs[next((n for n in CACHE_NAMES if n in params), "past_key_values")] = cache
     try:
         return model(**kwargs, logits_to_keep=1)  # only the last logits: [B, N, vocab] would dwarf the cache
     except TypeError:

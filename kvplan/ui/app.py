@@ -1,0 +1,33 @@
+"""kvplan web app router: page config, the shared sidebar and `st.navigation` over `pages/`.
+
+Run by the repository's `app.py` (`streamlit run app.py`) and by `kvplan app` from an installed
+package (`streamlit run <package>/kvplan/ui/app.py`). Page paths are resolved from this file, so the
+app starts from any working directory. Pages draw; the core computes.
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+from kvplan.ui import widgets
+
+PAGES = Path(__file__).resolve().parent / "pages"
+
+
+def main() -> None:
+    # No page_icon and no page icons: Streamlit fetches a :material: icon's favicon from
+    # fonts.gstatic.com, which fails offline (and shows as a console error).
+    st.set_page_config(page_title="kvplan — KV cache planner", layout="wide")
+    nav = st.navigation([
+        st.Page(PAGES / "size.py", title="Size", default=True),
+        st.Page(PAGES / "capacity.py", title="Capacity"),
+        st.Page(PAGES / "compare.py", title="Compare"),
+        st.Page(PAGES / "validate.py", title="Validate"),
+        st.Page(PAGES / "why.py", title="Why a KV cache"),
+    ])
+    widgets.sidebar()
+    nav.run()
+
+
+if __name__ == "__main__":  # `streamlit run kvplan/ui/app.py` runs this file as __main__
+    main()
