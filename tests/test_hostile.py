@@ -360,8 +360,7 @@ CLI_CORPUS = [[ "size", str(_TMP / name), "--context", "8k"] for name in BAD_FIL
     ["plan", GOOD, "--kv-memory", "20GiB", "--max-model-len", "0"],
     ["plan", GOOD, "--kv-memory", "20GiB", "--max-model-len", "8k", "--tp", "-2"],
     ["frobnicate"],
-    [],
-]
+]  # a bare `kvplan` prints its help and exits 0 (tests/test_cli.py)
 
 
 @pytest.mark.parametrize("argv", CLI_CORPUS, ids=range(len(CLI_CORPUS)))
