@@ -29,7 +29,7 @@ def test_test_sh_reruns_offline():
     res = subprocess.run(["bash", "scripts/test.sh", "--collect-only", "-q", "-p", "no:cacheprovider",
                           "tests/test_gpus.py"], cwd=ROOT, env=OFFLINE, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    assert "tests collected" in res.stdout or "test_gpus.py::" in res.stdout
+    assert "test_gpus.py" in res.stdout  # the collection listing (its form depends on -q levels)
 
 
 def test_app_sh_restarts_offline():
