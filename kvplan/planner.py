@@ -27,7 +27,7 @@ from typing import Any
 
 from kvplan.api import Model, _arch, capacity, kv_cache
 from kvplan.engines import resolve_engine
-from kvplan.engines.common import largest_true
+from kvplan.engines.common import MAX_PARALLEL, largest_true
 from kvplan.errors import DoesNotFitError, InvalidInputError
 from kvplan.gpus import GPU, custom_gpu, get_gpu
 from kvplan.roofline import attention_flops_per_token, decode_roofline, prefill_time_s, step_time_s
@@ -40,6 +40,7 @@ __all__ = ["Plan", "plan", "min_gpus", "vllm_activation_bytes", "sglang_mem_frac
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 """vLLM's historical default; the default used is a function of the engine version (0.92 in the newest
 releases kvplan models, see `kvplan.engine_versions("vllm")`)."""
+MAX_USERS = 10**9  # concurrent users the planner takes (no work grows with the count)
 TRTLLM_FREE_GPU_MEMORY_FRACTION = 0.9
 
 # vLLM non-torch memory (NCCL, cuBLAS workspaces, CUDA context growth) during profiling, as logged by
@@ -293,15 +294,23 @@ def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | 
         return mod.VERSIONS.value(key, version)
     dev = _resolve_gpu(gpu, gpu_memory, bandwidth)
     length = check_count(parse_tokens(max_model_len, "max_model_len"), "max_model_len")
-    for field, value in (("tp", tp), ("pp", pp), ("num_gpus", num_gpus)):
-        check_count(value, field, maximum=4096)
+    for field, value in (("tp", tp), ("pp", pp)):
+        check_count(value, field, maximum=MAX_PARALLEL)
+    if users is not None:
+        check_count(users, "users", maximum=MAX_USERS)
+    # Data-parallel replicas past one per user serve no one, so the GPU count is bounded by the
+    # instances the users can fill (at least MAX_PARALLEL replicas): `min_gpus` for 100,000 users of a
+    # 70B model needs thousands of GPUs, and no work here grows with the count.
+    check_count(num_gpus, "num_gpus", maximum=MAX_USERS * tp * pp)
+    gpu_limit = tp * pp * max(MAX_PARALLEL, users or 0)
+    if num_gpus > gpu_limit:
+        raise InvalidInputError("num_gpus", f"{num_gpus:,} is more than tp·pp × max({MAX_PARALLEL:,}, users) = "
+                                            f"{gpu_limit:,}: replicas past one per user serve no one")
     num_gpus = max(num_gpus, tp * pp)
     if num_gpus % (tp * pp):
         raise InvalidInputError("num_gpus", f"{num_gpus} GPUs do not split into tp·pp = {tp * pp}-GPU "
                                             "instances; use a multiple")
     dp = num_gpus // (tp * pp)
-    if users is not None:
-        check_count(users, "users", maximum=10**9)
     prefix_tokens = check_count(prefix_tokens, "prefix_tokens", minimum=0, maximum=length)
 
     opts = dict(engine_options)
@@ -516,7 +525,7 @@ def min_gpus(model: Model, *, gpu: str | GPU | None = None, max_model_len: int |
     Raises:
         DoesNotFitError: not even TP = `max_tp` holds one request (the numbers are in the error).
     """
-    check_count(users, "users", maximum=10**9)
+    check_count(users, "users", maximum=MAX_USERS)
     best: Plan | None = None
     last: Plan | None = None
     for tp in (t for t in (1, 2, 4, 8, 16, 32, 64) if t <= max_tp):

@@ -194,6 +194,33 @@ def test_min_gpus_llama70b():
         min_gpus("meta-llama/Llama-3.1-405B", gpu="L4", max_model_len=8000, users=1)
 
 
+def test_min_gpus_answers_for_every_user_count_the_planner_takes():
+    # Issue 16: 100,000 users of a 70B model need thousands of GPUs; the user never gave --num-gpus, so
+    # the 4,096 GPU sanity limit must not refuse the answer.
+    one = plan("meta-llama/Llama-3.1-70B", gpu="H100", tp=8, num_gpus=8, max_model_len=8000)
+    for users in (100_000, 10**9):
+        p = min_gpus("meta-llama/Llama-3.1-70B", gpu="H100", max_model_len=8000, users=users)
+        assert p.fits and p.total_sequences >= users and p.num_gpus > 4096
+        assert p.num_gpus == p.tp * p.dp and p.dp * p.max_sequences >= users
+        # one replica fewer would not hold them
+        assert (p.dp - 1) * p.max_sequences < users
+    assert min_gpus("meta-llama/Llama-3.1-70B", gpu="H100", max_model_len=8000, users=100_000).num_gpus \
+        <= 8 * -(-100_000 // one.max_sequences)
+    with pytest.raises(InvalidInputError, match="users"):
+        min_gpus("meta-llama/Llama-3.1-70B", gpu="H100", max_model_len=8000, users=10**9 + 1)
+    # A GPU count given by hand is still bounded: replicas past one per user serve no one.
+    with pytest.raises(InvalidInputError, match="num_gpus"):
+        plan("meta-llama/Llama-3.1-8B", gpu="H100", max_model_len=8192, num_gpus=5000)
+    assert plan("meta-llama/Llama-3.1-8B", gpu="H100", max_model_len=8192, num_gpus=5000, users=5000).dp == 5000
+
+
+def test_cli_min_gpus_many_users(capsys):
+    rc = main(["plan", "meta-llama/Llama-3.1-70B", "--gpu", "H100", "--max-model-len", "8k", "--users", "100000",
+               "--min-gpus", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["fits"] and out["users"] == 100_000 and out["num_gpus"] > 4096
+
+
 def test_data_parallel_replicas_and_users_per_gpu():
     one = plan("meta-llama/Llama-3.1-8B", gpu="H100", max_model_len=8192)
     four = plan("meta-llama/Llama-3.1-8B", gpu="H100", max_model_len=8192, num_gpus=4)
