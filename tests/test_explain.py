@@ -18,7 +18,7 @@ import pytest
 
 import kvplan
 from kvplan.errors import InvalidInputError, LogParseError
-from kvplan.explain import MAX_LINE_CHARS, explain, parse_log
+from kvplan.explain import MAX_LINE_CHARS, MAX_LOG_CHARS, explain, parse_log
 
 GOLDEN = Path(__file__).parent / "golden"
 ROWS = {r["id"]: r for f in ("engine_logs.json", "startup_logs.json", "explain_logs.json") for r in json.loads((GOLDEN / f).read_text())}
@@ -161,6 +161,17 @@ def test_tgi_log_read():
     assert ex.memory[0]["predicted_bytes"] == 801568 * 32 * 4 * 128 * 2 * 2
 
 
+def test_vllm_mla_refusal_reproduces_the_needed_kv():
+    """DeepSeek-V2-Lite-Chat at 32,768 tokens with 0.93 GiB available (vLLM V1 0.8.3 dev, vllm#15871):
+    the engine refuses because one request needs 0.95 GiB = 27 layers × 576 × 2 B × 32,768."""
+    ex = explain(_text("vllm-deepseek-v2-lite-chat-32k-need"), config=GOLDEN / "configs/deepseek-ai--DeepSeek-V2-Lite",
+                 offline=True)
+    assert ex.fits is False and ex.failure_kind == "kv_too_small" and ex.attention == "mla"
+    need = ex.quantity("kv_needed_bytes")
+    assert need.within_precision and need.predicted == 27 * 576 * 2 * 32768
+    assert "32,768" in ex.context_limit
+
+
 def test_llamacpp_settings_read():
     p = parse_log(_text("llamacpp-gpt-oss-20b-np1-131k-cuda"))
     assert p.engine == "llama.cpp" and p.engine_version == "b6699"
@@ -192,7 +203,7 @@ def test_unknown_truncated_and_unresolvable_logs_are_typed_errors():
 
 def test_hostile_input_is_bounded():
     with pytest.raises(InvalidInputError, match="characters"):
-        explain("x" * (64 * 2**20 + 1))
+        explain("x" * (MAX_LOG_CHARS + 1))
     with pytest.raises(InvalidInputError):
         explain(b"GPU KV cache size: 1 tokens")  # bytes, not text
     # a 10 MB line of near-matches and deep brackets parses fast and is cut at MAX_LINE_CHARS
@@ -200,7 +211,7 @@ def test_hostile_input_is_bounded():
     with pytest.raises(LogParseError):
         parse_log(long_line + "\nAvailable KV cache memory: " + "(" * 100_000)
     p = parse_log("Available KV cache memory: 1.00 GiB\n" + "Maximum concurrency for 1 tokens per request: 1.00x\n"
-                  * 50_000 + "GPU KV cache size: 16 tokens")
+                  * 12_000 + "GPU KV cache size: 16 tokens")
     assert len(p.logged) <= 10_000 + 3
     assert all(len(q.line) <= MAX_LINE_CHARS for q in p.logged)
 

@@ -34,6 +34,7 @@ GOLDEN_CASES: tuple[tuple[str, str | None, dict[str, Any], str | None], ...] = (
     ("vllm-gpt-oss-20b-a100-tp1-gmu065-128k-v0190", None, {}, "0.19.0"),
     ("vllm-qwen3-14b-32k-lmcache", "Qwen/Qwen3-14B", {}, None),
     ("vllm-deepseek-v2-lite-tp2-pp2-l4", "configs/deepseek-ai--DeepSeek-V2-Lite", {}, None),
+    ("vllm-deepseek-v2-lite-chat-32k-need", "configs/deepseek-ai--DeepSeek-V2-Lite", {}, None),
     ("vllm-qwen3-235b-a22b-fp8-tp4-h100", "Qwen/Qwen3-235B-A22B", {"tensor_parallel_size": 4}, None),
     ("vllm-llama31-8b-rtx3090-20k", "meta-llama/Llama-3.1-8B", {}, None),
     ("vllm-llama31-8b-rtx3090-29k", "meta-llama/Llama-3.1-8B", {}, None),

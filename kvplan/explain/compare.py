@@ -397,6 +397,14 @@ def _vllm_answers(ctx: Context, pl, length, kv_dtype, cap_args, budgets, total_q
     elif mid is not None:
         ctx.context_limit = (f"no KV budget at all ({fmt_bytes(mid)}): weights and overheads exceed "
                              f"gpu_memory_utilization × total")
+    fit_q, need_q = p.first("max_model_len_fits"), p.first("kv_needed_bytes")
+    if need_q is not None:
+        longest = next((q.predicted for q in ctx.rows if q.name == "max_model_len_fits"), None)
+        ctx.context_limit = (f"max_model_len {length:,} ({src}) needs {_printed(need_q)} of KV for one request, more "
+                             f"than the budget" + (f"; the longest that fits is {int(fit_q.value):,} tokens (logged)"
+                                                   if fit_q is not None else "")
+                             + (f", {longest:,} by kvplan" if longest else "")
+                             + ": lower --max-model-len, raise --gpu-memory-utilization, or use fp8 KV")
     rows = []
     for label, name in (("total GPU memory", "total_memory_bytes"), ("requested (total × utilization)", "requested_bytes"),
                         ("weights", "weights_bytes"), ("activation peak", "activation_bytes"),

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 
-from kvplan.explain.logtext import ParsedLog, classify_failure, exception_line, explain_failure, num, require
+from kvplan.explain.logtext import (HEAD_CHARS, SEARCH_CHARS, ParsedLog, classify_failure, exception_line, explain_failure,
+                                    num, require)
 
 _SIZE = num(r"size = {0,8}{N} ?(MiB|GiB|KiB) \( {0,8}{N} cells, {0,8}{N} layers, {0,8}([0-9]{1,6})(?:/ {0,4}[0-9]{1,6})? seqs\)")
 _KV = re.compile(r"\b(K|V) \(([a-z0-9_]{1,12})\): {0,8}([0-9]{1,12}\.[0-9]{1,4}) ?(MiB|GiB|KiB)")
@@ -33,14 +34,15 @@ _KEEP = {"n_ctx", "n_seq_max", "n_ubatch", "n_batch", "flash_attn", "kv_unified"
 def detect(lines: list[str]) -> bool:
     marks = ("llama_kv_cache", "llama_context:", "llama_new_context_with_model", "llm_load_print_meta",
              "print_info:", "KV self size", "llama_model_loader")
-    return any(m in ln for ln in lines for m in marks)
+    return any(m in h for h in (ln[:HEAD_CHARS] for ln in lines) for m in marks)
 
 
 def parse(lines: list[str]) -> ParsedLog:
     p = ParsedLog("llama.cpp")
     cache = ""
     last_exc = None
-    for line in lines:
+    for full in lines:
+        line = full[:HEAD_CHARS]
         if ("ik_llama" in line or "kv^T" in line or "-mla " in line or "mla_attn" in line) and not p.variant:
             p.variant = "ik_llama.cpp"
         if p.engine_version is None and ("build" in line or "BUILD_NUMBER" in line):
@@ -49,7 +51,7 @@ def parse(lines: list[str]) -> ParsedLog:
                 if bm:
                     p.engine_version = "b" + bm.group(1)
                     break
-        pm = _PARAM.search(line)
+        pm = _PARAM.search(line[:SEARCH_CHARS]) if " = " in line or " =" in line else None
         if pm and pm.group(1) in _KEEP:
             key, val = pm.group(1), pm.group(2)
             val = {"true": True, "false": False, "enabled": True, "disabled": False, "on": True,
@@ -62,7 +64,7 @@ def parse(lines: list[str]) -> ParsedLog:
             if gm:
                 p.settings["model_name"] = gm.group(1).strip()
         if ".gguf" in line and "model_file" not in p.settings:
-            fm = re.search(r"(?:-m|--model|from) {1,4}(\S{1,300}\.gguf)", line)
+            fm = re.search(r"(?:-m|--model|from) {1,4}(\S{1,300}\.gguf)", line[:SEARCH_CHARS])
             if fm:
                 p.settings["model_file"] = fm.group(1)
         if "n_ctx_slot" in line and "n_ctx" not in p.settings:

@@ -16,11 +16,16 @@ from typing import Any
 from kvplan.errors import InvalidInputError, LogParseError
 from kvplan.units import GiB, KiB, MiB
 
-MAX_LOG_CHARS = 64 * MiB
-"""Biggest log accepted (the largest real vLLM DEBUG startup log we know is 0.6 MB)."""
+MAX_LOG_CHARS = 8 * MiB
+"""Biggest log accepted (the largest real vLLM DEBUG startup log we know, TP=4, is 0.64 MB)."""
 MAX_LINE_CHARS = 16 * KiB
 """Longer lines (progress bars, dumped tensors) are cut: every line we read is far shorter."""
 MAX_LINES = 1_000_000
+SEARCH_CHARS = 4096  # quantity and exception patterns look at a line's first 4 KiB (real ones are < 1 KiB)
+HEAD_CHARS = 1024
+"""Where a line's label must start for the line to count: every quantity and marker line of every engine
+we know has its label in the first few hundred characters; long lines (vLLM's config dump, SGLang's
+ServerArgs) are read in full only for settings."""
 MAX_LOGGED = 10_000  # per-rank quantities kept; a log repeating a line a million times keeps the last ones
 
 UNIT_BYTES = {"B": 1, "KiB": KiB, "MiB": MiB, "GiB": GiB, "KB": 10**3, "MB": 10**6, "GB": 10**9}
@@ -133,7 +138,7 @@ _EXC = re.compile(r"(?:^|[\s:)\]])((?:[A-Za-z_][A-Za-z0-9_]{0,40}\.){0,4}[A-Z][A
 
 
 def exception_line(line: str) -> tuple[str, str] | None:
-    m = _EXC.search(line)
+    m = _EXC.search(line[:2000])
     if not m:
         return None
     return m.group(1), m.group(2).strip()
@@ -183,9 +188,32 @@ def explain_failure(kind: str, cls: str, msg: str) -> str:
     return f"{head}: {cls}: {msg[:300]}"
 
 
-def num(pattern: str) -> re.Pattern:
-    """A compiled pattern; `{N}` stands for a printed number like 1,234.56."""
-    return re.compile(pattern.replace("{N}", r"([0-9][0-9,]{0,24}(?:\.[0-9]{1,12})?)"))
+class Pattern:
+    """A compiled pattern with the literal text a line must contain before the regex is tried: the
+    prefilter keeps a long hostile line from meeting every pattern of every engine."""
+
+    def __init__(self, source: str):
+        self.regex = re.compile(source.replace("{N}", r"([0-9][0-9,]{0,24}(?:\.[0-9]{1,12})?)"))
+        # literal runs outside alternations: "(GiB|GB)" or "(?:GPU|cuda)" may hold either text
+        plain = re.sub(r"\((?:\?:)?[^()]*\|[^()]*\)", "\x00", source.replace("{N}", "\x00"))
+        runs = [] if "|" in plain else re.findall(r"[A-Za-z _:#=-]{4,}", plain)
+        self.literal = max(runs, key=len) if runs else ""
+        self.pattern = self.regex.pattern
+
+    def search(self, line: str):
+        if self.literal:
+            at = line.find(self.literal)
+            if at < 0:
+                return None
+            # numbers sit within a few hundred characters of their label (SGLang's "mem usage=" after
+            # "Load weight end." is the farthest)
+            return self.regex.search(line, max(0, at - 300), at + 600)
+        return self.regex.search(line, 0, SEARCH_CHARS)
+
+
+def num(pattern: str) -> Pattern:
+    """A pattern; `{N}` stands for a printed number like 1,234.56."""
+    return Pattern(pattern)
 
 
 def require(parsed: ParsedLog, names: tuple[str, ...], what: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from kvplan.explain.logtext import (ParsedLog, classify_failure, exception_line, explain_failure, num,
+from kvplan.explain.logtext import (HEAD_CHARS, ParsedLog, classify_failure, exception_line, explain_failure, num,
                                     require)
 
 _RANK = re.compile(r"^\W{0,4}\[[0-9: -]{8,26}((?: (?:DP|TP|PP|EP)\d{1,4}){1,4})\]")
@@ -32,8 +32,8 @@ _TOKENS = [num(r"KV Cache is allocated\. #tokens: {N}"), num(r"max_total_num_tok
 
 
 def detect(lines: list[str]) -> bool:
-    return any(("ServerArgs(" in ln or "KV Cache is allocated" in ln or "max_total_num_tokens=" in ln
-                or "sglang" in ln) for ln in lines)
+    return any(("ServerArgs(" in h or "KV Cache is allocated" in h or "max_total_num_tokens=" in h or "sglang" in h)
+               for h in (ln[:HEAD_CHARS] for ln in lines))
 
 
 def _value(text: str):
@@ -54,11 +54,12 @@ def _value(text: str):
 def parse(lines: list[str]) -> ParsedLog:
     p = ParsedLog("sglang")
     last_exc = None
-    for line in lines:
+    for full in lines:
+        line = full[:HEAD_CHARS]
         m = _RANK.match(line)
         rank = m.group(1).strip() if m else ""
         if "ServerArgs(" in line:
-            for key, val in _SA.findall(line[line.find("ServerArgs("):]):
+            for key, val in _SA.findall(full[full.find("ServerArgs("):]):
                 if key in _KEEP:
                     p.setting(key, _value(val))
         if "sglang" in line and p.engine_version is None:

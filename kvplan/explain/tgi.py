@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import re
 
-from kvplan.explain.logtext import ParsedLog, classify_failure, exception_line, explain_failure, num, require
+from kvplan.explain.logtext import (HEAD_CHARS, ParsedLog, classify_failure, exception_line, explain_failure,
+                                    num, require)
 
 _ARGS = re.compile(r"\b([a-z_]{1,40}): (Some\(([^()]{0,200})\)|\"[^\"]{0,300}\"|[A-Za-z0-9_.]{1,40})")
 _KEEP = {"model_id", "revision", "max_total_tokens", "max_input_tokens", "max_input_length", "max_batch_prefill_tokens",
@@ -18,16 +19,17 @@ _VERSION = re.compile(r"(?:text-generation-launcher|version[\"=: ]{1,4})v?([0-9]
 
 
 def detect(lines: list[str]) -> bool:
-    return any(("text_generation_launcher" in ln or "text_generation_router" in ln
-                or "text-generation-launcher" in ln or "KV-cache blocks:" in ln) for ln in lines)
+    return any(("text_generation_launcher" in h or "text_generation_router" in h
+                or "text-generation-launcher" in h or "KV-cache blocks:" in h) for h in (ln[:HEAD_CHARS] for ln in lines))
 
 
 def parse(lines: list[str]) -> ParsedLog:
     p = ParsedLog("tgi")
     last_exc = None
-    for line in lines:
+    for full in lines:
+        line = full[:HEAD_CHARS]
         if "Args {" in line:
-            for key, val, inner in _ARGS.findall(line):
+            for key, val, inner in _ARGS.findall(full):
                 if key in _KEEP:
                     v = inner if val.startswith("Some(") else val
                     v = v.strip('"')

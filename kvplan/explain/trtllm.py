@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from kvplan.explain.logtext import ParsedLog, classify_failure, exception_line, explain_failure, num, require
+from kvplan.explain.logtext import (HEAD_CHARS, SEARCH_CHARS, ParsedLog, classify_failure, exception_line, explain_failure,
+                                    num, require)
 
 _ALLOC = num(r"Allocated {N} ?(GiB|GB|MiB) for max tokens in paged KV cache \({N}\)")
 _PATTERNS = [
@@ -34,13 +35,15 @@ _VERSION = re.compile(r"TensorRT-LLM [Vv]ersion:? {0,20}([0-9]+\.[0-9]+\.[0-9A-Z
 
 
 def detect(lines: list[str]) -> bool:
-    return any(("TensorRT-LLM" in ln or "[TRT-LLM]" in ln or "paged KV cache (" in ln) for ln in lines)
+    return any(("TensorRT-LLM" in h or "[TRT-LLM]" in h or "paged KV cache (" in h)
+               for h in (ln[:HEAD_CHARS] for ln in lines))
 
 
 def parse(lines: list[str]) -> ParsedLog:
     p = ParsedLog("trtllm", variant="")
     last_exc = None
-    for line in lines:
+    for full in lines:
+        line = full[:HEAD_CHARS]
         if "[TRT-LLM]" in line or "PyExecutor" in line:
             p.variant = "pytorch"
         if p.engine_version is None and "ersion" in line:
@@ -63,8 +66,10 @@ def parse(lines: list[str]) -> ParsedLog:
                 else:
                     p.add(name, qm.group(1), qm.group(2), line)
                 break
+        head = line[:SEARCH_CHARS]
         for key, pat in _SET:
-            sm = pat.search(line)
+            sm = pat.search(head) if ("odel" in head or "ize" in head or "max_" in head or "fraction" in head
+                                      or "Percentage" in head or "Dtype" in head or "per block" in head) else None
             if sm:
                 val = sm.group(1)
                 if key == "free_gpu_memory_fraction":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from kvplan.explain.logtext import (ParsedLog, classify_failure, exception_line, explain_failure, num,
+from kvplan.explain.logtext import (HEAD_CHARS, ParsedLog, classify_failure, exception_line, explain_failure, num,
                                     pick_failure, require)
 
 _RANK = re.compile(r"^\W{0,12}\(([A-Za-z_][A-Za-z0-9_]{0,40})(?: rank=(\d{1,5}))?(?: pid=\d{1,10})?[^)]{0,80}\)")
@@ -71,8 +71,9 @@ def detect(lines: list[str]) -> bool:
     marks = ("vllm", "vLLM", "GPU KV cache size", "Available KV cache memory", "# GPU blocks",
              "Maximum concurrency for", "Loading model weights took", "Model loading took", "non-default args:",
              "(EngineCore", "gpu_worker.py", "LLM engine (v", "worker requested memory", "KV cache is needed")
-    return any(m in line for line in lines[:5000] for m in marks) or \
-        any(("GPU KV cache size" in ln or "# GPU blocks" in ln or "Available KV cache memory" in ln) for ln in lines)
+    return any(m in line[:HEAD_CHARS] for line in lines[:5000] for m in marks) or any(
+        ("GPU KV cache size" in h or "# GPU blocks" in h or "Available KV cache memory" in h)
+        for h in (ln[:HEAD_CHARS] for ln in lines))
 
 
 def _value(text: str):
@@ -95,7 +96,8 @@ def parse(lines: list[str]) -> ParsedLog:
     p = ParsedLog("vllm", variant="V1")
     v0 = v1 = False
     excs: list[tuple[str, str]] = []
-    for line in lines:
+    for full in lines:
+        line = full[:HEAD_CHARS]  # labels sit near the start; only settings lines are read in full
         m = _RANK.match(line)
         rank = ""
         if m:
@@ -114,17 +116,21 @@ def parse(lines: list[str]) -> ParsedLog:
                 "Loading model weights took" in line or "model_runner.py" in line and "v1" not in line:
             v0 = True
         if "non-default args:" in line:
-            for key, val in _ARG.findall(line):
+            for key, val in _ARG.findall(full):
                 if key in _KEEP:
                     p.setting(_ALIASES.get(key, key), _value(val))
         elif "with config:" in line:
-            for key, val in _CFG.findall(line):
+            for key, val in _CFG.findall(full):
                 if key in _KEEP and _ALIASES.get(key, key) not in p.settings:
                     p.setting(_ALIASES.get(key, key), _value(val))
         elif "Defaulting max_num_batched_tokens to" in line:
             dm = re.search(r"max_num_batched_tokens to (\d{1,9})", line)
             if dm:
                 p.settings.setdefault("max_num_batched_tokens", int(dm.group(1)))
+        if "max seq len (" in line:
+            sm = re.search(r"max seq len \((\d{1,9})\)", line)
+            if sm:
+                p.settings.setdefault("max_model_len", int(sm.group(1)))
         if "(util)" in line:
             um = re.search(r"Requested memory: ([0-9.]{1,12}) \(util\)", line)
             if um:
