@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 
-from kvplan.explain.logtext import (HEAD_CHARS, SEARCH_CHARS, ParsedLog, classify_failure, exception_line, explain_failure,
-                                    num, require)
+from kvplan.explain.logtext import (HEAD_CHARS, SEARCH_CHARS, classify_failure, exception_line,
+                                    explain_failure, num, ParsedLog, pick_failure, require)
 
 _SIZE = num(r"size = {0,8}{N} ?(MiB|GiB|KiB) \( {0,8}{N} cells, {0,8}{N} layers, {0,8}([0-9]{1,6})(?:/ {0,4}[0-9]{1,6})? seqs\)")
 _KV = re.compile(r"\b(K|V) \(([a-z0-9_]{1,12})\): {0,8}([0-9]{1,12}\.[0-9]{1,4}) ?(MiB|GiB|KiB)")
@@ -40,7 +40,7 @@ def detect(lines: list[str]) -> bool:
 def parse(lines: list[str]) -> ParsedLog:
     p = ParsedLog("llama.cpp")
     cache = ""
-    last_exc = None
+    excs: list[tuple[str, str]] = []
     for full in lines:
         line = full[:HEAD_CHARS]
         if ("ik_llama" in line or "kv^T" in line or "-mla " in line or "mla_attn" in line) and not p.variant:
@@ -116,9 +116,11 @@ def parse(lines: list[str]) -> ParsedLog:
         if "error" in line.lower() and ("failed" in line or "Error" in line):
             exc = exception_line(line)
             if exc:
-                last_exc = exc
+                if len(excs) < 1000:
+                    excs.append(exc)
             elif "failed to allocate" in line or "out of memory" in line.lower():
-                last_exc = ("ggml error", line.strip()[:400])
+                excs.append(("ggml error", line.strip()[:400]))
+    last_exc = pick_failure(excs)
     p.started = bool(p.first("kv_bytes"))
     if p.variant == "":
         p.variant = "llama.cpp"

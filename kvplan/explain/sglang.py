@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-from kvplan.explain.logtext import (HEAD_CHARS, ParsedLog, classify_failure, exception_line, explain_failure, num,
-                                    require)
+from kvplan.explain.logtext import (HEAD_CHARS, classify_failure, exception_line, explain_failure, num,
+                                    ParsedLog, pick_failure, require)
 
 _RANK = re.compile(r"^\W{0,4}\[[0-9: -]{8,26}((?: (?:DP|TP|PP|EP)\d{1,4}){1,4})\]")
 _SA = re.compile(r"\b([a-z_]{1,40})=('[^']{0,300}'|[A-Za-z0-9_.\-]{1,60})")
@@ -53,7 +53,7 @@ def _value(text: str):
 
 def parse(lines: list[str]) -> ParsedLog:
     p = ParsedLog("sglang")
-    last_exc = None
+    excs: list[tuple[str, str]] = []
     for full in lines:
         line = full[:HEAD_CHARS]
         m = _RANK.match(line)
@@ -87,9 +87,11 @@ def parse(lines: list[str]) -> ParsedLog:
         if "Error" in line or "Exception" in line:
             exc = exception_line(line)
             if exc:
-                last_exc = exc
+                if len(excs) < 1000:
+                    excs.append(exc)
     if p.settings.get("model_path"):
         p.model = str(p.settings["model_path"])
+    last_exc = pick_failure(excs)
     p.started = bool(p.first("kv_tokens") or p.first("k_bytes") or p.first("kv_bytes")
                      or p.first("max_total_num_tokens"))
     if last_exc and not p.started:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 
-from kvplan.explain.logtext import (HEAD_CHARS, ParsedLog, classify_failure, exception_line, explain_failure,
-                                    num, require)
+from kvplan.explain.logtext import (HEAD_CHARS, classify_failure, exception_line, explain_failure, num,
+                                    ParsedLog, pick_failure, require)
 
 _ARGS = re.compile(r"\b([a-z_]{1,40}): (Some\(([^()]{0,200})\)|\"[^\"]{0,300}\"|[A-Za-z0-9_.]{1,40})")
 _KEEP = {"model_id", "revision", "max_total_tokens", "max_input_tokens", "max_input_length", "max_batch_prefill_tokens",
@@ -25,7 +25,7 @@ def detect(lines: list[str]) -> bool:
 
 def parse(lines: list[str]) -> ParsedLog:
     p = ParsedLog("tgi")
-    last_exc = None
+    excs: list[tuple[str, str]] = []
     for full in lines:
         line = full[:HEAD_CHARS]
         if "Args {" in line:
@@ -58,8 +58,10 @@ def parse(lines: list[str]) -> ParsedLog:
         if "Error" in line or "error" in line:
             exc = exception_line(line)
             if exc:
-                last_exc = exc
+                if len(excs) < 1000:
+                    excs.append(exc)
     p.model = p.settings.get("model_id")
+    last_exc = pick_failure(excs)
     p.started = bool(p.first("num_blocks") or p.first("kv_tokens"))
     if last_exc and not p.started:
         kind = classify_failure(*last_exc)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from kvplan.explain.logtext import (HEAD_CHARS, SEARCH_CHARS, ParsedLog, classify_failure, exception_line, explain_failure,
-                                    num, require)
+from kvplan.explain.logtext import (HEAD_CHARS, SEARCH_CHARS, classify_failure, exception_line,
+                                    explain_failure, num, ParsedLog, pick_failure, require)
 
 _ALLOC = num(r"Allocated {N} ?(GiB|GB|MiB) for max tokens in paged KV cache \({N}\)")
 _PATTERNS = [
@@ -41,7 +41,7 @@ def detect(lines: list[str]) -> bool:
 
 def parse(lines: list[str]) -> ParsedLog:
     p = ParsedLog("trtllm", variant="")
-    last_exc = None
+    excs: list[tuple[str, str]] = []
     for full in lines:
         line = full[:HEAD_CHARS]
         if "[TRT-LLM]" in line or "PyExecutor" in line:
@@ -82,9 +82,11 @@ def parse(lines: list[str]) -> ParsedLog:
         if "Error" in line or "error" in line:
             exc = exception_line(line)
             if exc:
-                last_exc = exc
+                if len(excs) < 1000:
+                    excs.append(exc)
     p.variant = p.variant or "cpp"
     p.model = p.settings.get("model")
+    last_exc = pick_failure(excs)
     p.started = bool(p.first("kv_bytes"))
     if last_exc and not p.started:
         kind = classify_failure(*last_exc)
