@@ -204,6 +204,8 @@ def test_unknown_truncated_and_unresolvable_logs_are_typed_errors():
 def test_hostile_input_is_bounded():
     with pytest.raises(InvalidInputError, match="characters"):
         explain("x" * (MAX_LOG_CHARS + 1))
+    with pytest.raises(InvalidInputError, match="lines"):
+        explain("\n" * 200_001)
     with pytest.raises(InvalidInputError):
         explain(b"GPU KV cache size: 1 tokens")  # bytes, not text
     # a 10 MB line of near-matches and deep brackets parses fast and is cut at MAX_LINE_CHARS

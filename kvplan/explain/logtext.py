@@ -20,13 +20,13 @@ MAX_LOG_CHARS = 8 * MiB
 """Biggest log accepted (the largest real vLLM DEBUG startup log we know, TP=4, is 0.64 MB)."""
 MAX_LINE_CHARS = 16 * KiB
 """Longer lines (progress bars, dumped tensors) are cut: every line we read is far shorter."""
-MAX_LINES = 1_000_000
+MAX_LINES = 200_000  # a DEBUG vLLM startup log at TP=4 has about 3,000 lines
 SEARCH_CHARS = 4096  # quantity and exception patterns look at a line's first 4 KiB (real ones are < 1 KiB)
 HEAD_CHARS = 1024
 """Where a line's label must start for the line to count: every quantity and marker line of every engine
 we know has its label in the first few hundred characters; long lines (vLLM's config dump, SGLang's
 ServerArgs) are read in full only for settings."""
-MAX_LOGGED = 10_000  # per-rank quantities kept; a log repeating a line a million times keeps the last ones
+MAX_LOGGED = 10_000  # quantities kept; a log repeating a line many times keeps the first ones
 
 UNIT_BYTES = {"B": 1, "KiB": KiB, "MiB": MiB, "GiB": GiB, "KB": 10**3, "MB": 10**6, "GB": 10**9}
 
@@ -104,11 +104,10 @@ def bounded_lines(text: str) -> list[str]:
     if len(text) > MAX_LOG_CHARS:
         raise InvalidInputError("log", f"{len(text):,} characters is more than the {MAX_LOG_CHARS:,} a "
                                        "startup log needs; pass the part up to the KV-cache lines")
-    lines = []
-    for line in re.split(r"\r\n|\r|\n", text):
-        lines.append(line[:MAX_LINE_CHARS])
-        if len(lines) >= MAX_LINES:
-            break
+    lines = [line[:MAX_LINE_CHARS] for line in re.split(r"\r\n|\r|\n", text)]
+    if len(lines) > MAX_LINES:
+        raise InvalidInputError("log", f"{len(lines):,} lines is more than the {MAX_LINES:,} a startup log needs; "
+                                       "pass the part up to the KV-cache lines")
     return lines
 
 
