@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from kvplan.errors import KvplanError
-from kvplan.explain import explain
+from kvplan.explain import explain, parse_log
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "engine_logs" / "llmd-v0.19"
@@ -41,12 +41,9 @@ def run(log_dir: Path, extra_configs: dict[str, str]) -> list[dict]:
         try:
             ex = explain(text, offline=True)
         except KvplanError as err:
-            model = getattr(err, "missing", ())
             ex = None
             row["first_error"] = str(err)
             # retry with the model's config / a same-geometry bundled model
-            from kvplan.explain import parse_log
-
             name = parse_log(text).model or ""
             cfg = extra_configs.get(name) or PROJECT_CONFIGS.get(name) or (
                 str(SHARED / CONFIGS[name]) if name in CONFIGS else None)
@@ -59,12 +56,9 @@ def run(log_dir: Path, extra_configs: dict[str, str]) -> list[dict]:
                     row["passed"] = f"MODEL {SAME_GEOMETRY[name]}"
             except KvplanError as err2:
                 row["error"] = str(err2)
-            del model
         row["ms"] = round((time.perf_counter() - t0) * 1000, 1)
         if ex is None:
             row.setdefault("error", row.get("first_error"))
-            from kvplan.explain import parse_log
-
             parsed = parse_log(text)
             row.update(parsed=True, model=parsed.model, fits=None, failure=parsed.failure)
             rows.append(row)
@@ -109,7 +103,13 @@ def main() -> int:
     tok_exact = sum(1 for r in predicted if r.get("kv_tokens", {}).get("exact_given_blocks"))
     conc_exact = sum(1 for r in predicted if r.get("max_concurrency", {}).get("exact_given_blocks"))
     print()
+    kinds: dict[str, int] = {}
+    for r in failed:
+        kind = (r.get("failure") or "none").split(":")[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
     print(f"parsed: {parsed}/{len(rows)} logs; failure cause named: {named}/{len(failed)} failed logs")
+    for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        print(f"  {n} × {kind}")
     print(f"successful logs with a model geometry: {len(predicted)}/{len(ok)} "
           f"(the rest need a config kvplan does not have: {', '.join(sorted({r.get('model') or '?' for r in ok if r not in predicted}))})")
     print(f"blocks from the logged budget within its printing precision: {blocks_in}/{len(predicted)}")

@@ -153,9 +153,9 @@ def classify_failure(cls: str, msg: str) -> str:
     if "less than desired gpu memory utilization" in low or "free memory on device" in low:
         return "refused"
     if "max_model_len" in low or "not divisible" in low or "does not recognize this architecture" in low \
-            or "not supported" in low:
+            or "not supported" in low or "out of bounds" in low:
         return "config"
-    if "connect" in low or "huggingface.co" in low or "out of bounds" in low:
+    if "connect" in low or "huggingface.co" in low:
         return "environment"
     return "other"
 

@@ -165,7 +165,10 @@ def parse(lines: list[str]) -> ParsedLog:
                 else:
                     # vLLM's "GB" has always been 2^30 (model_memory_usage / float(2**30))
                     p.add(name, qm.group(1), "GiB" if qm.group(2) == "GB" else qm.group(2), line, where)
-        if "Error" in line or "Exception" in line or "error" in line:
+        if "Value error, " in line and len(excs) < 1000:
+            # pydantic puts the reason on its own line: "  Value error, User-specified max_model_len ..."
+            excs.append(("ValueError", line.split("Value error, ", 1)[1][:600]))
+        elif "Error" in line or "Exception" in line or "error" in line:
             exc = exception_line(line)
             if exc and not exc[0].startswith(("DEBUG", "VLLM_")) and len(excs) < 1000:
                 excs.append(exc)
