@@ -12,11 +12,12 @@ from dataclasses import replace
 from typing import Any
 
 from kvplan.engines import DEFAULT_ENGINE, resolve_engine
-from kvplan.engines.common import Capacity, KVEstimate, make_options, make_request, resolve_kv_dtype
+from kvplan.engines.common import (Capacity, KVEstimate, evaluate_sweep, make_options, make_request,
+                                   resolve_kv_dtype)
 from kvplan.errors import UnknownModelError
 from kvplan.layers import ModelArch
 from kvplan.registry import load_model
-from kvplan.units import MAX_BYTES, check_count, parse_bytes, parse_tokens
+from kvplan.units import MAX_BYTES, MAX_TOKENS, check_count, parse_bytes, parse_tokens
 
 Model = str | os.PathLike | Mapping[str, Any] | ModelArch
 
@@ -109,11 +110,22 @@ def sweep(model: Model, *, context_lens, batch: int = 1, engine: str = DEFAULT_E
     >>> [e.kv_bytes for e in sweep("meta-llama/Llama-3.1-8B", context_lens=[16, 17])] == [2**21, 2**22]
     True
     """
-    contexts = [parse_tokens(c, "context_lens") for c in context_lens]
+    contexts = [c if type(c) is int and 0 < c <= MAX_TOKENS else parse_tokens(c, "context_lens")
+                for c in context_lens]
     if not contexts:
         return []
     arch, mod, first, opts, version = _prepare(model, engine, kv_dtype, contexts[0], batch, tp, pp, options,
                                                engine_version=engine_version)
+    if not (0 < min(contexts) and max(contexts) <= MAX_TOKENS):  # make_request's range check, for all
+        for ctx in contexts:
+            check_count(ctx, "context_len", maximum=MAX_TOKENS)
+    # Validated once; each engine turns its layout into per-context arithmetic (sweep_plan), which
+    # tests/test_sweep.py holds equal to kv_cache at every context. An engine (or layer kind) without
+    # it is swept the slow way, one kv_cache per context.
+    plan = mod.sweep_plan(arch, first, opts) if hasattr(mod, "sweep_plan") else None
+    if plan is not None:
+        version_notes = tuple(mod.VERSIONS.notes(version)) if mod.VERSIONS is not None else ()
+        return evaluate_sweep(plan, contexts, engine_version=str(version), version_notes=version_notes)
     out = []
     for ctx in contexts:
         req = make_request(ctx, batch, first.kv_dtype, tp, pp)

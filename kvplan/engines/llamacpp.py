@@ -9,11 +9,13 @@ This module sizes what is allocated; it knows nothing of offloading or which GPU
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kvplan.dtypes import get_dtype
 from kvplan.engines.common import (
-    Capacity, KindBytes, KVEstimate, Request, cdiv, grouped_stages, largest_true, mamba_state_elems,
+    Capacity, KindBytes, KVEstimate, Request, SweepPlan, cdiv, fixed_fields, grouped_stages, largest_true,
+    mamba_state_elems, merge_row, sweep_stage,
 )
 from kvplan.errors import InvalidInputError
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
@@ -109,20 +111,77 @@ def _mla_layout(opts: Options) -> tuple[bool, bool]:
     return opts.mla_per_head, opts.mla_v_cache
 
 
-def _cells(arch: ModelArch, req: Request, opts: Options) -> tuple[int, int, int, int]:
-    """(n_seq, n_stream, base cells per stream, swa cells per stream)."""
-    n_seq = opts.parallel or req.batch
-    n_ctx = _pad(req.context_len * req.batch, opts.ctx_pad)
+def _streams(batch: int, opts: Options) -> tuple[int, int, bool]:
+    """(n_seq, n_stream, unified)."""
+    n_seq = opts.parallel or batch
     unified = opts.kv_unified or n_seq == 1
-    n_stream = 1 if unified else n_seq
-    base = n_ctx if unified else _pad(n_ctx // n_seq, opts.ctx_pad)
+    return n_seq, 1 if unified else n_seq, unified
+
+
+Cells = Callable[[list[int]], list[int]]
+
+
+def _cell_fns(arch: ModelArch, batch: int, opts: Options) -> tuple[Cells, Cells]:
+    """(base cells per stream, swa cells per stream) for a list of context lengths at once
+    (n_ctx = context × batch padded to ctx_pad; cdiv inlined: a sweep evaluates these 10^5 times)."""
+    n_seq, _, unified = _streams(batch, opts)
+    pad = opts.ctx_pad
+    if unified:
+        def base(lens: list[int]) -> list[int]:
+            return [-(-n * batch // pad) * pad for n in lens]
+    else:
+        def base(lens: list[int]) -> list[int]:
+            return [-(-(-(-n * batch // pad) * pad // n_seq) // pad) * pad for n in lens]
     windows = [s.window if isinstance(s, SlidingWindow) else s.chunk for s, _ in grouped_stages(arch, 1)[0]
                if isinstance(s, (SlidingWindow, ChunkedLocal))]
-    swa = base
-    if windows and not opts.swa_full:
-        n_swa = max(windows)
-        swa = _pad(min(base, n_swa * (n_seq if unified else 1) + opts.ubatch), opts.ctx_pad)
-    return n_seq, n_stream, base, swa
+    if not windows or opts.swa_full:
+        return base, base
+    cap = max(windows) * (n_seq if unified else 1) + opts.ubatch
+    return base, lambda lens: [-(-min(b, cap) // pad) * pad for b in base(lens)]
+
+
+def _cells(arch: ModelArch, req: Request, opts: Options) -> tuple[int, int, int, int]:
+    """(n_seq, n_stream, base cells per stream, swa cells per stream)."""
+    n_seq, n_stream, _ = _streams(req.batch, opts)
+    base, swa = _cell_fns(arch, req.batch, opts)
+    return n_seq, n_stream, base([req.context_len])[0], swa([req.context_len])[0]
+
+
+def _notes_fn(arch: ModelArch, batch: int, n_seq: int, n_stream: int, iswa: bool,
+              opts: Options) -> Callable[[int, int, int], tuple[str, ...]]:
+    """The notes for (context_len, base cells, swa cells); the parts that do not change are built once
+    (a sweep writes them for every context)."""
+    streams = f" -np {n_seq}: {n_stream} stream(s) of "
+    fixed: list[str] = []
+    if arch.windowed and not iswa:
+        why = "this build has no iSWA cache" if not opts.iswa else f"its {arch.model_type} loader sets no SWA pattern"
+        fixed.append(f"llama.cpp caches the window layers at full length ({why})")
+    if _mla_layout(opts)[0] and any(isinstance(s, MLA) for s, _ in grouped_stages(arch, 1)[0]):
+        fixed.append("MLA cached as per-head K and V (before the MLA rework, or ik_llama.cpp -mla 0)")
+    rest = tuple(fixed)
+    if iswa and arch.windowed:
+        full = " (--swa-full)" if opts.swa_full else ""
+        return lambda context_len, base, swa: (f"-c {context_len * batch}{streams}{base:,} cells",
+                                               f"iSWA: sliding layers keep {swa:,} cells{full}", *rest)
+    return lambda context_len, base, swa: (f"-c {context_len * batch}{streams}{base:,} cells", *rest)
+
+
+def _cell_bytes(spec, iswa: bool, type_k: str, type_v: str, per_head: bool,
+                v_latent: bool) -> tuple[str, bool, int, int] | None:
+    """(breakdown kind, in the SWA cache, K bytes, V bytes) of one cell of one attention layer; None for
+    recurrent state and anything else."""
+    if isinstance(spec, FullAttention):
+        sliding = iswa and isinstance(spec, (SlidingWindow, ChunkedLocal))
+        return (spec.kind if sliding else "full", sliding,
+                _row(type_k, spec.num_kv_heads * spec.head_dim, "kv_dtype"),
+                _row(type_v, spec.num_kv_heads * spec.head_dim_v, "type_v"))
+    if isinstance(spec, MLA) and per_head:
+        return ("full", False, _row(type_k, spec.num_heads * (spec.qk_nope_head_dim + spec.rope_dim), "kv_dtype"),
+                _row(type_v, spec.num_heads * spec.v_head_dim, "type_v"))
+    if isinstance(spec, MLA):
+        return ("mla", False, _row(type_k, spec.latent_dim, "kv_dtype"),
+                _row(type_v, spec.kv_lora_rank, "type_v") if v_latent else 0)
+    return None
 
 
 def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
@@ -137,34 +196,18 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     n_seq, n_stream, base, swa = _cells(arch, req, opts)
     if not iswa:
         swa = base
-    notes = [f"-c {req.context_len * req.batch} -np {n_seq}: {n_stream} stream(s) of {base:,} cells"]
-    if iswa and arch.windowed:
-        notes.append(f"iSWA: sliding layers keep {swa:,} cells" + (" (--swa-full)" if opts.swa_full else ""))
-    elif arch.windowed:
-        why = "this build has no iSWA cache" if not opts.iswa else f"its {arch.model_type} loader sets no SWA pattern"
-        notes.append(f"llama.cpp caches the window layers at full length ({why})")
-    if per_head and any(isinstance(s, MLA) for s, _ in grouped_stages(arch, 1)[0]):
-        notes.append("MLA cached as per-head K and V (before the MLA rework, or ik_llama.cpp -mla 0)")
+    notes = _notes_fn(arch, req.batch, n_seq, n_stream, iswa, opts)(req.context_len, base, swa)
 
     best = None
     total = 0
     for stage in grouped_stages(arch, req.pp):
         rows: dict[str, list[int]] = {}  # kind -> [layers, cells, bytes, k, v]
         for spec, n in stage:
-            if isinstance(spec, FullAttention):
-                sliding = iswa and isinstance(spec, (SlidingWindow, ChunkedLocal))
-                kind = spec.kind if sliding else "full"
+            cell = _cell_bytes(spec, iswa, type_k, type_v, per_head, v_latent)
+            if cell is not None:
+                kind, sliding, k_cell, v_cell = cell
                 cells = swa if sliding else base
-                k = _row(type_k, spec.num_kv_heads * spec.head_dim, "kv_dtype") * cells * n_stream
-                v = _row(type_v, spec.num_kv_heads * spec.head_dim_v, "type_v") * cells * n_stream
-            elif isinstance(spec, MLA) and per_head:
-                kind, cells = "full", base
-                k = _row(type_k, spec.num_heads * (spec.qk_nope_head_dim + spec.rope_dim), "kv_dtype") * cells * n_stream
-                v = _row(type_v, spec.num_heads * spec.v_head_dim, "type_v") * cells * n_stream
-            elif isinstance(spec, MLA):
-                kind, cells = "mla", base
-                k = _row(type_k, spec.latent_dim, "kv_dtype") * cells * n_stream
-                v = _row(type_v, spec.kv_lora_rank, "type_v") * cells * n_stream if v_latent else 0
+                k, v = k_cell * cells * n_stream, v_cell * cells * n_stream
             elif isinstance(spec, RecurrentState):
                 # Recurrent state is always F32, whatever -ctk/-ctv say (C.5); one row per sequence.
                 conv, ssm = mamba_state_elems(spec, 1, spec.conv_kernel - 1)
@@ -191,22 +234,52 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     vs = [r.v_bytes for r in breakdown if r.v_bytes is not None]
     per_token = 0
     for spec, n in grouped_stages(arch, 1)[0]:
-        if isinstance(spec, FullAttention) and not (iswa and isinstance(spec, (SlidingWindow, ChunkedLocal))):
-            per_token += n * (_row(type_k, spec.num_kv_heads * spec.head_dim, "kv_dtype")
-                              + _row(type_v, spec.num_kv_heads * spec.head_dim_v, "type_v"))
-        elif isinstance(spec, MLA) and per_head:
-            per_token += n * (_row(type_k, spec.num_heads * (spec.qk_nope_head_dim + spec.rope_dim), "kv_dtype")
-                              + _row(type_v, spec.num_heads * spec.v_head_dim, "type_v"))
-        elif isinstance(spec, MLA):
-            per_token += n * (_row(type_k, spec.latent_dim, "kv_dtype")
-                              + (_row(type_v, spec.kv_lora_rank, "type_v") if v_latent else 0))
+        cell = _cell_bytes(spec, iswa, type_k, type_v, per_head, v_latent)
+        if cell is not None and not cell[1]:
+            per_token += n * (cell[2] + cell[3])
     return KVEstimate(
         model=arch.model_id, engine=NAME, context_len=req.context_len, batch=req.batch,
         kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp, kv_bytes=sum(r.bytes for r in breakdown),
         k_bytes=sum(ks) if ks else None, v_bytes=sum(vs) if vs else None,
         state_bytes=sum(r.bytes for r in breakdown if r.kind == "state"), bytes_per_token=per_token,
-        total_bytes=total, block_size=None, breakdown=tuple(breakdown), notes=tuple(notes),
+        total_bytes=total, block_size=None, breakdown=tuple(breakdown), notes=notes,
     )
+
+
+def sweep_plan(arch: ModelArch, req: Request, opts: Options) -> SweepPlan | None:
+    """kv_cache as arithmetic in the context (see common.SweepPlan): the units are the base and SWA
+    cells per stream; the notes name them. None for a layer kind this does not know."""
+    first = kv_cache(arch, req, opts)  # validates, and fixes the context-free fields
+    type_k = req.kv_dtype
+    type_v = opts.type_v or type_k
+    iswa = opts.iswa and arch.model_type in SWA_MODEL_TYPES
+    per_head, v_latent = _mla_layout(opts)
+    n_seq, n_stream, _ = _streams(req.batch, opts)
+    base, swa = _cell_fns(arch, req.batch, opts)
+    units = (base,) if not iswa or swa is base else (base, swa)
+    swa_i = len(units)
+    stages = []
+    for stage in grouped_stages(arch, req.pp):
+        rows: dict[str, list] = {}
+        for spec, n in stage:
+            cell = _cell_bytes(spec, iswa, type_k, type_v, per_head, v_latent)
+            if cell is not None:
+                kind, sliding, k_cell, v_cell = cell
+                i = swa_i if sliding else 1
+                k, v = k_cell * n_stream * n, v_cell * n_stream * n
+                separate = kind in ("full", "sliding", "chunked")  # the breakdown's K/V columns
+                merge_row(rows, kind, n, ((i, 1),), ((i, k + v),), ((i, k),) if separate else None,
+                          ((i, v),) if separate else None)
+            elif isinstance(spec, RecurrentState):
+                conv, ssm = mamba_state_elems(spec, 1, spec.conv_kernel - 1)
+                merge_row(rows, "state", n, (), ((0, 4 * (conv + ssm) * max(1, n_seq) * n),), None, None)
+            else:
+                return None
+        stages.append(sweep_stage(rows))
+
+    notes = _notes_fn(arch, req.batch, n_seq, n_stream, iswa, opts)
+    return SweepPlan(units, tuple(stages), fixed_fields(first),
+                     notes=lambda contexts, cols: list(map(notes, contexts, cols[1], cols[swa_i])))
 
 
 def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int) -> Capacity:

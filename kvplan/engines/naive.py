@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kvplan.dtypes import DTYPES
-from kvplan.engines.common import Capacity, KindBytes, KVEstimate, Request, cdiv
+from kvplan.engines.common import (Capacity, KindBytes, KVEstimate, Request, SweepPlan, SweepRow, SweepStage, cdiv,
+                                   fixed_fields)
 from kvplan.layers import ModelArch
 
 NAME = "naive"
@@ -56,3 +57,13 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
         max_concurrency=tokens / req.context_len, max_sequences=tokens // req.context_len,
         notes=("textbook formula",),
     )
+
+
+def sweep_plan(arch: ModelArch, req: Request, opts: Options) -> SweepPlan:
+    """kv_cache as arithmetic in the context (see common.SweepPlan): per-GPU bytes, its K half, tokens."""
+    first = kv_cache(arch, req, opts)
+    scale, gpus = _per_token(arch, req) * req.batch, req.tp * req.pp
+    units = (lambda lens: [-(-scale * n // gpus) for n in lens],
+             lambda lens: [-(-scale * n // gpus) // 2 for n in lens], list)
+    row = SweepRow("full", arch.num_layers, ((3, 1),), ((1, 1),), ((2, 1),), ((1, 1), (2, -1)))
+    return SweepPlan(units, (SweepStage((row,)),), fixed_fields(first), total=((3, scale),))

@@ -9,15 +9,16 @@ sequence occupies in the pools; capacity follows `profile_max_num_token`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from kvplan.engines.common import (
-    Capacity, KVEstimate, Request, cdiv, check_tp, grouped_stages, kv_heads_per_rank,
-    estimate_from_rows, mamba_state_elems,
+    Capacity, KVEstimate, Request, SweepPlan, cdiv, check_tp, grouped_stages, kv_heads_per_rank,
+    estimate_from_rows, fixed_fields, mamba_state_elems, merge_row, sweep_stage,
 )
 from kvplan.dtypes import get_dtype
 from kvplan.errors import InvalidInputError
-from kvplan.layers import MLA, ChunkedLocal, ModelArch, RecurrentState, SlidingWindow
+from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
 from kvplan.versions import VersionTable
 
 NAME = "sglang"
@@ -89,6 +90,23 @@ def _state_bytes(spec: RecurrentState, req: Request, opts: Options, model_dtype:
     return conv * conv_b + ssm * get_dtype(spec.ssm_dtype or opts.mamba_ssm_dtype).block_bytes
 
 
+def _window_kind(spec, hybrid: bool) -> tuple[int | None, str]:
+    """(window or None, breakdown kind): window layers keep their window only in the hybrid SWA pool."""
+    if hybrid and isinstance(spec, SlidingWindow):
+        return spec.window, spec.kind
+    if hybrid and isinstance(spec, ChunkedLocal):
+        return spec.chunk, spec.kind
+    return None, "mla" if isinstance(spec, MLA) else "full"
+
+
+def _tokens_fn(window: int | None, page: int) -> Callable[[list[int]], list[int]]:
+    """Tokens a sequence holds in one layer's pool: min(context, window), in whole pages, for a list of
+    context lengths at once (cdiv inlined: a sweep evaluates this 10^5 times)."""
+    if window is not None:
+        return lambda lens: [-(-min(n, window) // page) * page for n in lens]
+    return lambda lens: [-(-n // page) * page for n in lens]
+
+
 def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     check_tp(arch, req.tp)
     attn = _attention(req, opts)
@@ -105,10 +123,8 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
                 r[0] += n
                 r[2] += nbytes
                 continue
-            windowed = hybrid and isinstance(spec, (SlidingWindow, ChunkedLocal))
-            window = (spec.window if isinstance(spec, SlidingWindow) else getattr(spec, "chunk", 0))
-            tokens = cdiv(min(req.context_len, window) if windowed else req.context_len, page) * page
-            kind = spec.kind if windowed else ("mla" if isinstance(spec, MLA) else "full")
+            window, kind = _window_kind(spec, hybrid)
+            tokens = _tokens_fn(window, page)([req.context_len])[0]
             k_tok, v_tok = _per_token(spec, attn)
             k, v = k_tok * tokens * req.batch * n, v_tok * tokens * req.batch * n
             mla = isinstance(spec, MLA)
@@ -187,3 +203,36 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
         num_blocks=tokens // page, bytes_per_block=None, blocks_per_request=per_seq_tokens // page,
         kv_tokens=tokens, max_concurrency=seqs, max_sequences=int(seqs), notes=tuple(notes),
     )
+
+
+def sweep_plan(arch: ModelArch, req: Request, opts: Options) -> SweepPlan | None:
+    """kv_cache as arithmetic in the context (see common.SweepPlan): one unit per distinct window,
+    the tokens a sequence holds in that pool; None for a layer kind this does not know."""
+    first = kv_cache(arch, req, opts)  # validates, and fixes the context-free fields
+    attn = _attention(req, opts)
+    page = _page(opts)
+    hybrid = _hybrid_swa(arch, opts)
+    units: list = []
+    index: dict[int | None, int] = {}
+    stages = []
+    for stage in grouped_stages(arch, req.pp):
+        rows: dict[str, list] = {}
+        for spec, n in stage:
+            scale = req.batch * n
+            if isinstance(spec, RecurrentState):
+                nbytes = _state_bytes(spec, attn, opts, arch.dtype) * scale
+                merge_row(rows, "state", n, (), ((0, nbytes),), None, None)
+                continue
+            if not isinstance(spec, (FullAttention, MLA)):
+                return None
+            window, kind = _window_kind(spec, hybrid)
+            if window not in index:
+                units.append(_tokens_fn(window, page))
+                index[window] = len(units)
+            i = index[window]
+            k_tok, v_tok = _per_token(spec, attn)
+            mla = isinstance(spec, MLA)
+            merge_row(rows, kind, n, ((i, 1),), ((i, (k_tok + v_tok) * scale),),
+                      None if mla else ((i, k_tok * scale),), None if mla else ((i, v_tok * scale),))
+        stages.append(sweep_stage(rows))
+    return SweepPlan(tuple(units), tuple(stages), fixed_fields(first))

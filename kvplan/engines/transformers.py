@@ -10,12 +10,14 @@ Single device only: this is what `model.generate` on one GPU holds after prefill
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from kvplan.dtypes import get_dtype
 from kvplan.engines.common import (
-    Capacity, KindBytes, KVEstimate, Request, grouped_stages, mamba_state_elems,
+    Capacity, KindBytes, KVEstimate, Request, SweepPlan, fixed_fields, grouped_stages, mamba_state_elems,
+    merge_row, sweep_stage,
 )
 from kvplan.errors import InvalidInputError
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
@@ -40,13 +42,20 @@ class Options:
 
 
 def _tokens(spec, num_tokens: int) -> int:
+    return _tokens_fn(spec)([num_tokens])[0]
+
+
+def _tokens_fn(spec) -> Callable[[list[int]], list[int]]:
+    """Tokens one layer keeps after a prefill of `num_tokens`, for a list of lengths at once."""
     if isinstance(spec, SlidingWindow):
-        return min(num_tokens, spec.window - 1)
+        keep = spec.window - 1
+        return lambda lens: [min(n, keep) for n in lens]
     if isinstance(spec, ChunkedLocal):
         # DynamicCache builds chunked layers as sliding layers of window attention_chunk_size (measured on
         # transformers 5.23 by tests/test_validate.py: a 40-token prefill with chunk 16 keeps 15 tokens).
-        return min(num_tokens, spec.chunk - 1)
-    return num_tokens
+        keep = spec.chunk - 1
+        return lambda lens: [min(n, keep) for n in lens]
+    return list
 
 
 def layer_tensors(arch: ModelArch, spec, num_tokens: int, batch: int, kv_dtype: str,
@@ -55,16 +64,24 @@ def layer_tensors(arch: ModelArch, spec, num_tokens: int, batch: int, kv_dtype: 
 
     The validate mode compares these with the tensors a real cache holds.
     """
+    per_token, fixed = _tensor_coefs(spec, batch, kv_dtype, mla_cache)
+    if per_token:
+        t = _tokens(spec, num_tokens)
+        return {name: c * t for name, c in per_token.items()}
+    return fixed
+
+
+def _tensor_coefs(spec, batch: int, kv_dtype: str, mla_cache: str) -> tuple[dict[str, int], dict[str, int]]:
+    """(bytes per kept token, fixed bytes) of each tensor DynamicCache holds for one layer."""
     b = get_dtype(kv_dtype).block_bytes
     if isinstance(spec, FullAttention):
-        t = _tokens(spec, num_tokens)
-        return {"keys": batch * spec.num_kv_heads * t * spec.head_dim * b,
-                "values": batch * spec.num_kv_heads * t * spec.head_dim_v * b}
+        return {"keys": batch * spec.num_kv_heads * spec.head_dim * b,
+                "values": batch * spec.num_kv_heads * spec.head_dim_v * b}, {}
     if isinstance(spec, MLA) and mla_cache == "latent":  # [B, 1, T, kv_lora_rank], [B, 1, T, rope]
-        return {"keys": batch * num_tokens * spec.kv_lora_rank * b, "values": batch * num_tokens * spec.rope_dim * b}
+        return {"keys": batch * spec.kv_lora_rank * b, "values": batch * spec.rope_dim * b}, {}
     if isinstance(spec, MLA):
-        return {"keys": batch * spec.num_heads * num_tokens * (spec.qk_nope_head_dim + spec.rope_dim) * b,
-                "values": batch * spec.num_heads * num_tokens * spec.v_head_dim * b}
+        return {"keys": batch * spec.num_heads * (spec.qk_nope_head_dim + spec.rope_dim) * b,
+                "values": batch * spec.num_heads * spec.v_head_dim * b}, {}
     if isinstance(spec, RecurrentState):
         conv, ssm = mamba_state_elems(spec, 1, spec.conv_kernel)
         # NOTE: Qwen3-Next / Qwen3.5 GDN recurrent states come out of the chunked kernels in fp32, and so
@@ -72,8 +89,8 @@ def layer_tensors(arch: ModelArch, spec, num_tokens: int, batch: int, kv_dtype: 
         # accumulates in fp32 and the cache keeps that dtype (measured by `kvplan validate`).
         ssm_b = 4 if spec.mixer in ("gdn", "mamba1") else \
             get_dtype(spec.ssm_dtype).block_bytes if spec.ssm_dtype else b
-        return {"conv_states": batch * conv * b, "ssm_states": batch * ssm * ssm_b}
-    return {}
+        return {}, {"conv_states": batch * conv * b, "ssm_states": batch * ssm * ssm_b}
+    return {}, {}
 
 
 def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
@@ -127,3 +144,27 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
         kv_tokens=kv_memory_bytes // per_token if per_token else 0,
         max_concurrency=kv_memory_bytes / one if one else 0.0, max_sequences=seqs,
     )
+
+
+def sweep_plan(arch: ModelArch, req: Request, opts: Options) -> SweepPlan | None:
+    """kv_cache as arithmetic in the context (see common.SweepPlan): one unit per distinct window, the
+    tokens a layer keeps; None for a layer kind this does not know."""
+    first = kv_cache(arch, req, opts)  # validates, and fixes the context-free fields
+    units: list = []
+    index: dict[tuple, int] = {}
+    rows: dict[str, list] = {}
+    for spec, n in grouped_stages(arch, 1)[0]:
+        per_token, fixed = _tensor_coefs(spec, req.batch, req.kv_dtype, opts.mla_cache)
+        if isinstance(spec, RecurrentState):
+            merge_row(rows, "state", n, (), ((0, sum(fixed.values()) * n),), None, None)
+            continue
+        if not isinstance(spec, (FullAttention, MLA)):
+            return None
+        key = (type(spec), getattr(spec, "window", 0), getattr(spec, "chunk", 0))
+        if key not in index:
+            units.append(_tokens_fn(spec))
+            index[key] = len(units)
+        i = index[key]
+        merge_row(rows, spec.kind, n, ((i, 1),), ((i, sum(per_token.values()) * n),),
+                  ((i, per_token.get("keys", 0) * n),), ((i, per_token.get("values", 0) * n),))
+    return SweepPlan(tuple(units), (sweep_stage(rows),), fixed_fields(first))

@@ -8,15 +8,16 @@ Mamba-hybrid state size is an estimate (model-dtype conv and SSM states).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kvplan.dtypes import get_dtype
 from kvplan.engines.common import (
-    Capacity, KVEstimate, Request, cdiv, check_tp, grouped_stages, kv_heads_per_rank,
-    estimate_from_rows, mamba_state_elems,
+    Capacity, KVEstimate, Request, SweepPlan, cdiv, check_tp, grouped_stages, kv_heads_per_rank,
+    estimate_from_rows, fixed_fields, mamba_state_elems, merge_row, sweep_stage,
 )
 from kvplan.errors import InvalidInputError
-from kvplan.layers import MLA, ModelArch, RecurrentState, SlidingWindow
+from kvplan.layers import MLA, FullAttention, ModelArch, RecurrentState, SlidingWindow
 from kvplan.versions import VersionTable
 
 NAME = "trtllm"
@@ -52,6 +53,26 @@ def _tok_bytes(spec, req: Request) -> tuple[int, int]:
     return heads * dt.row_bytes(spec.head_dim), heads * dt.row_bytes(spec.head_dim_v)
 
 
+def _window(spec, opts: Options) -> int:
+    """The tokens a layer keeps at most (0 = all): its window, only when max_attention_window is set."""
+    if not opts.max_attention_window:
+        return 0
+    return spec.window if isinstance(spec, SlidingWindow) else getattr(spec, "chunk", 0)
+
+
+def _tokens_fn(window: int, block: int) -> Callable[[list[int]], list[int]]:
+    """Tokens a sequence holds in one layer: min(context, window) (0 = no window), in whole blocks,
+    for a list of context lengths at once (cdiv inlined: a sweep evaluates this 10^5 times)."""
+    if window:
+        return lambda lens: [-(-min(n, window) // block) * block for n in lens]
+    return lambda lens: [-(-n // block) * block for n in lens]
+
+
+def _state_bytes(spec: RecurrentState, arch: ModelArch, req: Request) -> int:
+    conv, ssm = mamba_state_elems(spec, req.tp, spec.conv_kernel - 1)
+    return (conv + ssm) * get_dtype("bf16" if arch.dtype == "fp32" else arch.dtype).block_bytes
+
+
 def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     check_tp(arch, req.tp)
     block = opts.block_size or TOKENS_PER_BLOCK
@@ -61,15 +82,11 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
         stage_rows.append(rows)
         for spec, n in stage:
             if isinstance(spec, RecurrentState):
-                conv, ssm = mamba_state_elems(spec, req.tp, spec.conv_kernel - 1)
-                b = get_dtype("bf16" if arch.dtype == "fp32" else arch.dtype).block_bytes
                 r = rows.setdefault("state", [0, 0, 0, None, None])
                 r[0] += n
-                r[2] += (conv + ssm) * b * req.batch * n
+                r[2] += _state_bytes(spec, arch, req) * req.batch * n
                 continue
-            window = (spec.window if isinstance(spec, SlidingWindow) else getattr(spec, "chunk", 0)) \
-                if opts.max_attention_window else 0
-            tokens = cdiv(min(req.context_len, window) if window else req.context_len, block) * block
+            tokens = _tokens_fn(_window(spec, opts), block)([req.context_len])[0]
             k_tok, v_tok = _tok_bytes(spec, req)
             mla = isinstance(spec, MLA)
             r = rows.setdefault(spec.kind, [0, tokens, 0, None if mla else 0, None if mla else 0])
@@ -110,3 +127,33 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
         notes=("max_tokens counts every layer at full length (VSWA pools not modelled here)",)
         if arch.windowed else (),
     )
+
+
+def sweep_plan(arch: ModelArch, req: Request, opts: Options) -> SweepPlan | None:
+    """kv_cache as arithmetic in the context (see common.SweepPlan): one unit per distinct window,
+    the tokens a sequence holds in those layers; None for a layer kind this does not know."""
+    first = kv_cache(arch, req, opts)  # validates, and fixes the context-free fields
+    block = opts.block_size or TOKENS_PER_BLOCK
+    units: list = []
+    index: dict[int, int] = {}
+    stages = []
+    for stage in grouped_stages(arch, req.pp):
+        rows: dict[str, list] = {}
+        for spec, n in stage:
+            scale = req.batch * n
+            if isinstance(spec, RecurrentState):
+                merge_row(rows, "state", n, (), ((0, _state_bytes(spec, arch, req) * scale),), None, None)
+                continue
+            if not isinstance(spec, (FullAttention, MLA)):
+                return None
+            window = _window(spec, opts)
+            if window not in index:
+                units.append(_tokens_fn(window, block))
+                index[window] = len(units)
+            i = index[window]
+            k_tok, v_tok = _tok_bytes(spec, req)
+            mla = isinstance(spec, MLA)
+            merge_row(rows, spec.kind, n, ((i, 1),), ((i, (k_tok + v_tok) * scale),),
+                      None if mla else ((i, k_tok * scale),), None if mla else ((i, v_tok * scale),))
+        stages.append(sweep_stage(rows))
+    return SweepPlan(tuple(units), tuple(stages), fixed_fields(first))

@@ -9,13 +9,14 @@ This module knows nothing of GPUs or weights: the KV budget is an input.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from kvplan.dtypes import get_dtype
 from kvplan.engines.common import (
-    Capacity, KindBytes, KVEstimate, Request, cdiv, check_tp, grouped_stages, kv_heads_per_rank,
-    mamba_state_elems,
+    Capacity, KindBytes, KVEstimate, Request, SweepPlan, cdiv, check_tp, fixed_fields, grouped_stages,
+    kv_heads_per_rank, mamba_state_elems, sweep_stage,
 )
 from kvplan.errors import InvalidInputError, UnsupportedConfigError
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
@@ -120,13 +121,22 @@ class _Type:
 
     def blocks(self, num_tokens: int, in_flight: int, mode: str) -> int:
         """Blocks one request of `num_tokens` needs (vLLM max_memory_usage_bytes / page)."""
+        f = self.blocks_fn(in_flight, mode)
+        return f if isinstance(f, int) else f([num_tokens])[0]
+
+    def blocks_fn(self, in_flight: int, mode: str) -> Callable[[list[int]], list[int]] | int:
+        """`blocks` for a list of request lengths at once (a sweep's contexts), or an int where the
+        length does not matter. Comprehensions with cdiv inlined: a sweep evaluates them 10^5 times."""
+        block = self.block_size
         if self.kind == "sliding":
-            return cdiv(min(self.window - 1 + in_flight, num_tokens), self.block_size) + 1
+            cap = self.window - 1 + in_flight
+            return lambda lens: [-(-min(cap, n) // block) + 1 for n in lens]
         if self.kind == "chunked":
-            return cdiv(min(self.window + in_flight, num_tokens), self.block_size)
-        if self.kind == "state":
-            return {"none": 1, "align": 2}.get(mode) or cdiv(num_tokens, self.block_size)
-        return cdiv(num_tokens, self.block_size)
+            cap = self.window + in_flight
+            return lambda lens: [-(-min(cap, n) // block) for n in lens]
+        if self.kind == "state" and mode in ("none", "align"):
+            return {"none": 1, "align": 2}[mode]
+        return lambda lens: [-(-n // block) for n in lens]
 
 
 @dataclass
@@ -297,14 +307,72 @@ def _estimate(arch, req, lay, rows, total) -> KVEstimate:
     ks = [r.k_bytes for r in breakdown if r.k_bytes is not None]
     vs = [r.v_bytes for r in breakdown if r.v_bytes is not None]
     state = sum(r.bytes for r in breakdown if r.kind == "state")
-    per_token = sum(t.count * t.tok_bytes for t in lay.types if t.kind in ("full", "mla"))
-    blocks = sorted({t.block_size for t in lay.types if t.kind != "state"}) or [None]
     return KVEstimate(
         model=arch.model_id, engine=NAME, context_len=req.context_len, batch=b, kv_dtype=req.kv_dtype,
         tp=req.tp, pp=req.pp, kv_bytes=sum(r.bytes for r in breakdown), k_bytes=sum(ks) if ks else None,
-        v_bytes=sum(vs) if vs else None, state_bytes=state, bytes_per_token=per_token, total_bytes=total,
-        block_size=blocks[0], breakdown=breakdown, notes=tuple(lay.notes),
+        v_bytes=sum(vs) if vs else None, state_bytes=state, total_bytes=total, breakdown=breakdown,
+        **_layout_fields(lay),
     )
+
+
+def _layout_fields(lay: _Layout) -> dict:
+    """The KVEstimate fields the most-loaded stage's layout fixes, whatever the context."""
+    per_token = sum(t.count * t.tok_bytes for t in lay.types if t.kind in ("full", "mla"))
+    blocks = sorted({t.block_size for t in lay.types if t.kind != "state"}) or [None]
+    return {"bytes_per_token": per_token, "block_size": blocks[0], "notes": tuple(lay.notes)}
+
+
+def sweep_plan(arch: ModelArch, req: Request, opts: Options) -> SweepPlan | None:
+    """kv_cache as arithmetic in the context (see common.SweepPlan): the units are the blocks each
+    layout type's request needs (`_Type.blocks_fn`); rows merge by kind as `_estimate` merges them.
+    None for a layer kind this does not know."""
+    first = kv_cache(arch, req, opts)  # validates, and fixes the context-free fields
+    in_flight = _in_flight(req, opts)
+    b = req.batch
+    units: list = []
+    index: dict[tuple, int] = {}
+    stages = []
+    for stage in grouped_stages(arch, req.pp):
+        if not all(isinstance(s, (FullAttention, MLA, RecurrentState)) for s, _ in stage):
+            return None
+        lay = _layout(stage, req, opts, arch.dtype)
+        rows: dict[str, list] = {}
+
+        def merge(kind, n, tok, byt, k, v):
+            m = rows.get(kind)
+            if m is None:
+                rows[kind] = [n, tok, byt, k, v]
+            else:  # _estimate: layers add, tokens are the larger, bytes add, K/V follow the first row
+                m[0] += n
+                m[1] += tok
+                m[2] += byt
+                if m[3] is not None:
+                    m[3] += k or ()
+                    m[4] += v or ()
+
+        uniform = lay.group_size == 1 and len(lay.types) > 1
+        for t in lay.types:
+            f = t.blocks_fn(in_flight, opts.mamba_cache_mode)
+            if isinstance(f, int):
+                i, per = 0, f
+            else:
+                key = (t.kind if t.kind in ("sliding", "chunked") else "", t.window, t.block_size)
+                if key not in index:
+                    units.append(f)
+                    index[key] = len(units)
+                i, per = index[key], 1
+            n = t.count
+            tok = () if t.kind == "state" else ((i, per * t.block_size),)
+            if t.kind in ("full", "sliding", "chunked"):
+                merge(t.kind, n, tok, ((i, per * n * t.page * b),), ((i, per * n * t.block_size * t.k_tok * b),),
+                      ((i, per * n * t.block_size * t.v_tok * b),))
+            else:
+                merge(t.kind, n, tok, ((i, per * n * t.page * b),), None, None)
+            slots = n if uniform or len(lay.types) == 1 else t.groups * lay.group_size
+            if slots > n:
+                merge("padding", slots - n, tok, ((i, per * (slots - n) * t.page * b),), None, None)
+        stages.append(sweep_stage(rows, **_layout_fields(lay)))
+    return SweepPlan(tuple(units), tuple(stages), fixed_fields(first))
 
 
 def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int) -> Capacity:
