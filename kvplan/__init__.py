@@ -13,7 +13,6 @@ from kvplan.engines import DEFAULT_ENGINE, ENGINE_NAMES, engine_versions, get_en
 from kvplan.engines.common import Capacity, KindBytes, KVEstimate
 from kvplan.errors import (DoesNotFitError, HubError, InvalidInputError, KvplanError, UnknownGPUError,
                            UnknownModelError, UnsupportedConfigError, UnsupportedDtypeError)
-from kvplan.hf_config import parse_config
 from kvplan.layers import (MLA, ChunkedLocal, FullAttention, LayerSpec, ModelArch, NoCache,
                            RecurrentState, SlidingWindow)
 from kvplan.registry import list_models, load_model
@@ -34,6 +33,10 @@ __all__ = [
 def __getattr__(name: str):
     # Imported on first use, so `import kvplan` (and `kvplan size`) stays light: the planner pulls in
     # weights and roofline; `kvplan.validate` needs torch + transformers (requirements-validate.txt).
+    if name == "parse_config":  # pydantic is imported on first use (a cached bundled model needs none)
+        from kvplan.hf_config import parse_config
+
+        return parse_config
     if name in ("plan", "Plan", "min_gpus"):
         from kvplan import planner
 

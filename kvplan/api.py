@@ -12,8 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from kvplan.engines import DEFAULT_ENGINE, resolve_engine
-from kvplan.engines.common import (Capacity, KVEstimate, evaluate_sweep, make_options, make_request,
-                                   resolve_kv_dtype)
+from kvplan.engines.common import Capacity, KVEstimate, make_options, make_request, resolve_kv_dtype
 from kvplan.errors import UnknownModelError
 from kvplan.layers import ModelArch
 from kvplan.registry import load_model
@@ -124,6 +123,8 @@ def sweep(model: Model, *, context_lens, batch: int = 1, engine: str = DEFAULT_E
     # it is swept the slow way, one kv_cache per context.
     plan = mod.sweep_plan(arch, first, opts) if hasattr(mod, "sweep_plan") else None
     if plan is not None:
+        from kvplan.engines.sweep import evaluate_sweep
+
         version_notes = tuple(mod.VERSIONS.notes(version)) if mod.VERSIONS is not None else ()
         return evaluate_sweep(plan, contexts, engine_version=str(version), version_notes=version_notes)
     out = []

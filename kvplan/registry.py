@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from kvplan.errors import UnknownModelError, UnsupportedConfigError
-from kvplan.hf_config import parse_config
 from kvplan.layers import ModelArch
 
 MAX_CONFIG_BYTES = 4 << 20  # the largest real config.json is a few hundred KiB
@@ -100,9 +99,29 @@ def bundled_config(model_id: str) -> dict[str, Any]:
     return read_config_file(specs_dir() / _dir_name(model_id) / "config.json")
 
 
+def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelArch:
+    """kvplan.hf_config.parse_config, imported on first use: pydantic is not needed for a bundled
+    model whose parsed architecture is cached (kvplan.archcache)."""
+    from kvplan.hf_config import parse_config as parse
+
+    return parse(config, model_id)
+
+
 @lru_cache(maxsize=256)
 def _bundled_arch(model_id: str) -> ModelArch:
-    return parse_config(bundled_config(model_id), model_id)
+    if model_id not in list_models():
+        raise UnknownModelError(model_id, suggest(model_id))
+    path = specs_dir() / _dir_name(model_id) / "config.json"
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        return parse_config(bundled_config(model_id), model_id)  # the usual error
+    data = path.read_bytes()
+    from kvplan import archcache
+
+    arch = archcache.load(data, model_id)
+    if arch is None:
+        arch = parse_config(parse_json(data), model_id)
+        archcache.store(data, model_id, arch)
+    return arch
 
 
 def _probe(path: Path) -> tuple[bool, bool]:

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 from kvplan.dtypes import get_dtype
 from kvplan.engines.common import (
-    Capacity, KindBytes, KVEstimate, Request, SweepPlan, cdiv, fixed_fields, grouped_stages, largest_true,
-    mamba_state_elems, merge_row, sweep_stage,
+    Capacity, KindBytes, KVEstimate, Request, cdiv, grouped_stages, largest_true, mamba_state_elems,
 )
 from kvplan.errors import InvalidInputError
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
@@ -246,9 +245,11 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     )
 
 
-def sweep_plan(arch: ModelArch, req: Request, opts: Options) -> SweepPlan | None:
-    """kv_cache as arithmetic in the context (see common.SweepPlan): the units are the base and SWA
+def sweep_plan(arch: ModelArch, req: Request, opts: Options):
+    """kv_cache as arithmetic in the context (see kvplan.engines.sweep): the units are the base and SWA
     cells per stream; the notes name them. None for a layer kind this does not know."""
+    from kvplan.engines.sweep import SweepPlan, fixed_fields, merge_row, sweep_stage
+
     first = kv_cache(arch, req, opts)  # validates, and fixes the context-free fields
     type_k = req.kv_dtype
     type_v = opts.type_v or type_k

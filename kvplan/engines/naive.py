@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kvplan.dtypes import DTYPES
-from kvplan.engines.common import (Capacity, KindBytes, KVEstimate, Request, SweepPlan, SweepRow, SweepStage, cdiv,
-                                   fixed_fields)
+from kvplan.engines.common import Capacity, KindBytes, KVEstimate, Request, cdiv
 from kvplan.layers import ModelArch
 
 NAME = "naive"
@@ -59,8 +58,10 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
     )
 
 
-def sweep_plan(arch: ModelArch, req: Request, opts: Options) -> SweepPlan:
-    """kv_cache as arithmetic in the context (see common.SweepPlan): per-GPU bytes, its K half, tokens."""
+def sweep_plan(arch: ModelArch, req: Request, opts: Options):
+    """kv_cache as arithmetic in the context (see kvplan.engines.sweep): per-GPU bytes, its K half, tokens."""
+    from kvplan.engines.sweep import SweepPlan, SweepRow, SweepStage, fixed_fields
+
     first = kv_cache(arch, req, opts)
     scale, gpus = _per_token(arch, req) * req.batch, req.tp * req.pp
     units = (lambda lens: [-(-scale * n // gpus) for n in lens],

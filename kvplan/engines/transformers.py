@@ -16,8 +16,7 @@ from typing import Literal
 
 from kvplan.dtypes import get_dtype
 from kvplan.engines.common import (
-    Capacity, KindBytes, KVEstimate, Request, SweepPlan, fixed_fields, grouped_stages, mamba_state_elems,
-    merge_row, sweep_stage,
+    Capacity, KindBytes, KVEstimate, Request, grouped_stages, mamba_state_elems,
 )
 from kvplan.errors import InvalidInputError
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
@@ -146,9 +145,11 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
     )
 
 
-def sweep_plan(arch: ModelArch, req: Request, opts: Options) -> SweepPlan | None:
-    """kv_cache as arithmetic in the context (see common.SweepPlan): one unit per distinct window, the
+def sweep_plan(arch: ModelArch, req: Request, opts: Options):
+    """kv_cache as arithmetic in the context (see kvplan.engines.sweep): one unit per distinct window, the
     tokens a layer keeps; None for a layer kind this does not know."""
+    from kvplan.engines.sweep import SweepPlan, fixed_fields, merge_row, sweep_stage
+
     first = kv_cache(arch, req, opts)  # validates, and fixes the context-free fields
     units: list = []
     index: dict[tuple, int] = {}

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from kvplan.dtypes import get_dtype
 from kvplan.engines.common import (
-    Capacity, KVEstimate, Request, SweepPlan, cdiv, check_tp, grouped_stages, kv_heads_per_rank,
-    estimate_from_rows, fixed_fields, mamba_state_elems, merge_row, sweep_stage,
+    Capacity, KVEstimate, Request, cdiv, check_tp, grouped_stages, kv_heads_per_rank, estimate_from_rows,
+    mamba_state_elems,
 )
 from kvplan.errors import InvalidInputError
 from kvplan.layers import MLA, FullAttention, ModelArch, RecurrentState, SlidingWindow
@@ -129,9 +129,11 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
     )
 
 
-def sweep_plan(arch: ModelArch, req: Request, opts: Options) -> SweepPlan | None:
-    """kv_cache as arithmetic in the context (see common.SweepPlan): one unit per distinct window,
+def sweep_plan(arch: ModelArch, req: Request, opts: Options):
+    """kv_cache as arithmetic in the context (see kvplan.engines.sweep): one unit per distinct window,
     the tokens a sequence holds in those layers; None for a layer kind this does not know."""
+    from kvplan.engines.sweep import SweepPlan, fixed_fields, merge_row, sweep_stage
+
     first = kv_cache(arch, req, opts)  # validates, and fixes the context-free fields
     block = opts.block_size or TOKENS_PER_BLOCK
     units: list = []

@@ -15,8 +15,8 @@ from typing import Literal
 
 from kvplan.dtypes import get_dtype
 from kvplan.engines.common import (
-    Capacity, KindBytes, KVEstimate, Request, SweepPlan, cdiv, check_tp, fixed_fields, grouped_stages,
-    kv_heads_per_rank, mamba_state_elems, sweep_stage,
+    Capacity, KindBytes, KVEstimate, Request, cdiv, check_tp, grouped_stages, kv_heads_per_rank,
+    mamba_state_elems,
 )
 from kvplan.errors import InvalidInputError, UnsupportedConfigError
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
@@ -322,10 +322,12 @@ def _layout_fields(lay: _Layout) -> dict:
     return {"bytes_per_token": per_token, "block_size": blocks[0], "notes": tuple(lay.notes)}
 
 
-def sweep_plan(arch: ModelArch, req: Request, opts: Options) -> SweepPlan | None:
-    """kv_cache as arithmetic in the context (see common.SweepPlan): the units are the blocks each
+def sweep_plan(arch: ModelArch, req: Request, opts: Options):
+    """kv_cache as arithmetic in the context (see kvplan.engines.sweep): the units are the blocks each
     layout type's request needs (`_Type.blocks_fn`); rows merge by kind as `_estimate` merges them.
     None for a layer kind this does not know."""
+    from kvplan.engines.sweep import SweepPlan, fixed_fields, sweep_stage
+
     first = kv_cache(arch, req, opts)  # validates, and fixes the context-free fields
     in_flight = _in_flight(req, opts)
     b = req.batch
