@@ -10,6 +10,7 @@
    --help`: import and CLI set-up; a real estimate needs the network) joins the rounds too.
 2. A sweep of every bundled model x every engine x 200 context lengths (target: <= 1.5 us/estimate),
    next to the former way (the engine's kv_cache at each context), interleaved round by round.
+3. The capacity chart's core (kvplan.ui.sweeps.users_vs_context: one plan per context).
 
 Usage: python benchmarks/sizing.py [--rounds 15] [--skip-cold] [--skip-sweep]
 """
@@ -127,6 +128,25 @@ def sweep() -> None:
           f"{statistics.median(ratios):.1f}x (target >= 10x)")
 
 
+def capacity_chart() -> None:
+    """The core of the Plan/Capacity chart: users per GPU at every context of the app's grid."""
+    import kvplan
+    from kvplan.ui import sweeps
+
+    for model_id in ("meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-405B", "deepseek-ai/DeepSeek-V3"):
+        arch = kvplan.load_model(model_id)
+        contexts = sweeps.context_grid(131072)
+        best = min(_timed(lambda: sweeps.users_vs_context(arch, contexts, gpus={"H100": {"gpu": "H100"}},
+                                                          plan_fn=kvplan.plan)) for _ in range(3))
+        print(f"capacity chart ({model_id}, {len(contexts)} contexts on H100): {best * 1000:.0f} ms (best of 3)")
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=15)
@@ -137,6 +157,7 @@ def main() -> None:
         cold(args.rounds)
     if not args.skip_sweep:
         sweep()
+        capacity_chart()
 
 
 if __name__ == "__main__":

@@ -249,8 +249,25 @@ def _vision_params(arch: ModelArch) -> int:
     return w.vision_num_layers * block + patch + projector
 
 
+_TENSORS: dict[int, tuple[ModelArch, tuple]] = {}
+
+
 def _tensors(arch: ModelArch) -> tuple[list[_Tensor], dict[int, list[_Tensor]], list[_Tensor], list[_Tensor]]:
-    """(embedding tensors, per-layer tensors, head tensors (final norm, lm_head), MTP tensors)."""
+    """(embedding tensors, per-layer tensors, head tensors (final norm, lm_head), MTP tensors).
+
+    Cached per model (callers only read them): a plan needs them twice, and the capacity chart plans
+    every context of a sweep, so listing a 126-layer model's tensors was most of each plan's time."""
+    hit = _TENSORS.get(id(arch))
+    if hit is not None and hit[0] is arch:
+        return hit[1]
+    out = _list_tensors(arch)
+    if len(_TENSORS) > 256:
+        _TENSORS.clear()
+    _TENSORS[id(arch)] = (arch, out)  # holding arch keeps its id from being reused while cached
+    return out
+
+
+def _list_tensors(arch: ModelArch) -> tuple[list[_Tensor], dict[int, list[_Tensor]], list[_Tensor], list[_Tensor]]:
     w = arch.weight_dims
     if not w.hidden_size or not w.vocab_size:
         raise InvalidInputError("model", f"{arch.model_id}: the config has no hidden_size/vocab_size, so "

@@ -209,3 +209,14 @@ def test_tp_replicates_kv_projections_past_kv_heads():
     arch = kvplan.load_model("meta-llama/Llama-3.1-8B")  # 8 KV heads
     w8, w16 = weights_bytes(arch, tp=8), weights_bytes(arch, tp=16)
     assert w16 > w8 // 2  # K/V projections stop shrinking at tp > 8
+
+
+def test_tensor_listing_is_cached_per_model_and_unchanged():
+    # Issue 16: the capacity chart plans every context; the tensor listing is built once per model.
+    from kvplan import weights
+
+    for model_id in ("meta-llama/Llama-3.1-8B", "deepseek-ai/DeepSeek-V3", "openai/gpt-oss-20b"):
+        arch = kvplan.load_model(model_id)
+        first = weights._tensors(arch)
+        assert weights._tensors(arch) is first and first == weights._list_tensors(arch)
+        assert weights.weights_bytes(arch) == weights.weights_bytes(arch)
