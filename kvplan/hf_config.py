@@ -154,6 +154,10 @@ class _Fields(BaseModel):
     num_nextn_predict_layers: Int = None
     attention_bias: Optional[bool] = None
     mlp_bias: Optional[bool] = None
+    # DeepSeek Sparse Attention (DeepSeek-V3.2, GLM-5): the lightning indexer's key width per token
+    index_head_dim: PosInt = None
+    index_topk: PosInt = None
+    indexer_types: Optional[list[Any]] = None  # GLM-5.2: "full" layers hold an indexer, "shared" reuse one
     # NAS heterogeneous blocks (Llama-3.1-Nemotron-Ultra-253B, Llama-3.3-Nemotron-Super-49B: DeciLM)
     block_configs: Optional[list[Any]] = None
 
@@ -425,6 +429,23 @@ def _recurrent(f: _Fields, word: str, index: int) -> RecurrentState:
                           num_heads=d_inner, head_dim=1, state_dim=d_state, ssm_dtype=ssm_dtype)
 
 
+def _indexer_layers(f: _Fields, num_layers: int) -> set[int]:
+    """Layers that keep a DSA lightning-indexer key: every MLA layer of a model with `index_topk`
+    (DeepSeek-V3.2, GLM-5), or, where `indexer_types` is given (GLM-5.2), only the "full" ones: a
+    "shared" layer reuses the previous full layer's top-k and allocates no indexer cache
+    (llama.cpp PR #26474, vLLM IndexCache PR #37735)."""
+    if f.index_topk is None or f.index_head_dim is None or f.kv_lora_rank is None:
+        return set()
+    if f.indexer_types is None:
+        return set(range(num_layers))
+    kinds = _flags(f.indexer_types, "indexer_types", num_layers)
+    bad = sorted({repr(k) for k in kinds if k not in ("full", "shared")})
+    if bad:
+        raise UnsupportedConfigError("indexer_types", f"unknown indexer type(s) {', '.join(bad)}; expected "
+                                                      "'full' or 'shared'")
+    return {i for i, k in enumerate(kinds) if k == "full"}
+
+
 def _cross_attention_layers(f: _Fields, num_layers: int) -> set[int]:
     out = set()
     for value in f.cross_attention_layers or ():
@@ -549,6 +570,7 @@ def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelAr
     if "sliding" in plan and not window:
         raise UnsupportedConfigError("sliding_window", "layers are sliding_attention but no window is set")
 
+    indexer = _indexer_layers(f, num_layers)
     cross = _cross_attention_layers(f, num_layers)
     layers: list[LayerSpec] = []
     for i, word in enumerate(plan):
@@ -576,7 +598,8 @@ def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelAr
             nope = f.qk_nope_head_dim if f.qk_nope_head_dim is not None else 0
             v_dim = f.v_head_dim or nope
             layers.append(MLA(i, kv_lora_rank=f.kv_lora_rank, rope_dim=rope, num_heads=heads,
-                              qk_nope_head_dim=nope, v_head_dim=v_dim))
+                              qk_nope_head_dim=nope, v_head_dim=v_dim,
+                              index_head_dim=f.index_head_dim if i in indexer else 0))
         elif word == "none":
             layers.append(NoCache(i, reason="no attention or state in this layer"))
         elif word == "linear":

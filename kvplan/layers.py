@@ -65,11 +65,26 @@ class MLA(LayerSpec):
     num_heads: int = 0
     qk_nope_head_dim: int = 0
     v_head_dim: int = 0
+    index_head_dim: int = 0
+    """DeepSeek Sparse Attention (DeepSeek-V3.2, GLM-5): the lightning indexer's key, one per token
+    beside the latent; 0 = no indexer in this layer (plain MLA, or a GLM-5.2 "shared" indexer layer)."""
     kind: ClassVar[str] = "mla"
 
     @property
     def latent_dim(self) -> int:
         return self.kv_lora_rank + self.rope_dim
+
+    @property
+    def indexer_fp8_bytes(self) -> int:
+        """Bytes of one token's indexer key as vLLM, SGLang and TRT-LLM store it: fp8 values plus one
+        fp32 scale per 128 (128 + 4 = 132 B for index_head_dim 128), whatever the KV dtype."""
+        return self.index_head_dim + self.index_head_dim // 128 * 4
+
+    @property
+    def latent_fp8_ds_bytes(self) -> int:
+        """One token's latent in the fp8 DSA layout (vLLM fp8_ds_mla, SGLang NSA fp8): the no-RoPE part
+        in fp8 with an fp32 scale per 128, the RoPE part in bf16: 512 + 16 + 128 = 656 B for DeepSeek."""
+        return self.kv_lora_rank + self.kv_lora_rank // 128 * 4 + 2 * self.rope_dim
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pytest
 
 import kvplan
 from kvplan.errors import UnsupportedConfigError
-from kvplan.units import MiB
+from kvplan.units import GiB, MiB
 from kvplan.weights import param_counts
 
 LOGS = {r["id"]: r for r in json.loads((Path(__file__).parent / "golden" / "pool_logs.json").read_text())}
@@ -103,3 +103,91 @@ def test_nas_bad_block_configs_are_typed_errors(blocks, field):
     with pytest.raises(UnsupportedConfigError) as err:
         kvplan.parse_config(cfg)
     assert err.value.field == field
+
+
+# --- DeepSeek Sparse Attention: the lightning-indexer key beside the MLA latent -----------------------------
+GLM5 = "QuantTrio/GLM-5-AWQ"
+
+
+def _deepseek_v32() -> kvplan.ModelArch:
+    """LABELLED SYNTHETIC: DeepSeek-V3.2-Exp's config is DeepSeek-V3's plus the indexer fields (no verbatim
+    copy of it was found to bundle): the bundled V3 config with model_type deepseek_v32, index_head_dim
+    128, index_n_heads 64, index_topk 2048 (the values of the DeepSeek-V3.2 model card config)."""
+    from kvplan.registry import read_config_file, specs_dir
+
+    cfg = read_config_file(specs_dir() / "deepseek-ai--DeepSeek-V3" / "config.json")
+    cfg.update(model_type="deepseek_v32", architectures=["DeepseekV32ForCausalLM"], index_head_dim=128,
+               index_n_heads=64, index_topk=2048)
+    return kvplan.parse_config(cfg, "deepseek-ai/DeepSeek-V3.2-Exp")
+
+
+def test_glm5_config_has_an_indexer_in_every_layer():
+    arch = kvplan.load_model(GLM5)
+    assert arch.kind_counts() == {"mla": 78}
+    assert {s.index_head_dim for s in arch.layers} == {128}
+    assert arch.layers[0].indexer_fp8_bytes == 132
+
+
+def test_sglang_nsa_pool_matches_pr11309():
+    """DeepSeek-V3.2-Exp, 8×B200, tp 8 dp 8 with DP attention, fp8 NSA pool, page 64. After the PR the pool
+    of 975,424 tokens is 43.67 GB (latent 656 B + indexer 132 B per token-layer); before it, the budget
+    ignored the indexer: 1,462,784 tokens printed as 54.52 GB of latent, 65.49 GB with the indexer."""
+    exp = _log("sglang-deepseek-v32-exp-nsa-indexer-pool-b200")["expected"]
+    arch = _deepseek_v32()
+    args = dict(engine="sglang", kv_dtype="fp8", tp=8, dp_attention=8)
+    after = kvplan.kv_cache(arch, context_len=exp["with_pr"]["num_tokens"] + 64, **args)
+    assert after.block_size == 64
+    assert round(after.kv_bytes / GiB, 2) == exp["with_pr"]["kv_size_gb"]
+    before = kvplan.kv_cache(arch, context_len=exp["before_pr"]["num_tokens"] + 64, **args)
+    rows = {r.kind: r.bytes for r in before.breakdown}
+    assert round(rows["mla"] / GiB, 2) == exp["before_pr"]["latent_size_gb"]
+    assert round(before.kv_bytes / GiB, 2) == exp["before_pr"]["with_indexer_gb"]
+    # capacity counts the indexer: a budget of exactly 975,424 tokens' worth gives 975,424 tokens
+    cap = kvplan.capacity(arch, kv_memory=975424 * 61 * (656 + 132), max_model_len=8192, **args)
+    assert cap.kv_tokens == 975424
+
+
+def test_llamacpp_dsa_indexer_cache_matches_issue_26382():
+    """llama.cpp's llama_kv_cache_dsa keeps indexer keys in the -ctk type: 78 layers × 65,536 cells × 128
+    q8_0 values = 663.00 MiB (ggml-org/llama.cpp#26382); dsa_indexer=False is the older dense-MLA build."""
+    exp = _log("llamacpp-glm-dsa-indexer-cache-q8-65536")["expected"]
+    est = kvplan.kv_cache(GLM5, engine="llama.cpp", context_len=65536, kv_dtype="q8_0")
+    rows = {r.kind: r for r in est.breakdown}
+    assert rows["indexer"].bytes == exp["indexer_mib_all_layers"] * MiB
+    assert rows["indexer"].num_layers == 78
+    old = kvplan.kv_cache(GLM5, engine="llama.cpp", context_len=65536, kv_dtype="q8_0", dsa_indexer=False)
+    assert old.kv_bytes == est.kv_bytes - rows["indexer"].bytes
+
+
+def test_vllm_pages_indexer_with_latent_in_64_token_blocks():
+    """vLLM: DeepseekV32IndexerCache is an MLAAttentionSpec of one 132-byte head per token; with the latent
+    (576 bf16 values, or 656 B fp8_ds_mla) it forms one UniformType group of 64-token blocks."""
+    est = kvplan.kv_cache(GLM5, context_len=1000)
+    assert est.block_size == 64
+    rows = {r.kind: r for r in est.breakdown}
+    assert rows["indexer"].bytes == 78 * 1024 * 132 and rows["mla"].bytes == 78 * 1024 * 1152
+    assert est.bytes_per_token == 78 * (1152 + 132)
+    cap = kvplan.capacity(GLM5, kv_memory=10 * GiB, max_model_len=8192, kv_dtype="fp8")
+    assert cap.bytes_per_block == 78 * 64 * (656 + 132)
+    assert cap.num_blocks == 10 * GiB // (78 * 64 * 788)
+    forced = kvplan.kv_cache(GLM5, context_len=1000, block_size=16)
+    assert forced.block_size == 64 and any("DEEPSEEK_V32_INDEXER" in n for n in forced.notes)
+
+
+@pytest.mark.parametrize("engine,per_token", [("trtllm", 78 * (1152 + 132)), ("transformers", 78 * (576 + 128) * 2)])
+def test_indexer_in_other_engines(engine, per_token):
+    assert kvplan.kv_cache(GLM5, engine=engine, context_len=64).bytes_per_token == per_token
+
+
+def test_indexer_types_keep_keys_only_in_full_layers():
+    """GLM-5.2 style `indexer_types` (labelled synthetic 4-layer config): "shared" layers reuse top-k."""
+    cfg = {"model_type": "glm_moe_dsa", "num_hidden_layers": 4, "num_attention_heads": 4, "hidden_size": 256,
+           "kv_lora_rank": 64, "qk_rope_head_dim": 16, "qk_nope_head_dim": 32, "v_head_dim": 32,
+           "index_head_dim": 128, "index_topk": 16, "indexer_types": ["full", "shared", "shared", "full"],
+           "torch_dtype": "bfloat16"}
+    arch = kvplan.parse_config(cfg)
+    assert [s.index_head_dim for s in arch.layers] == [128, 0, 0, 128]
+    cfg["indexer_types"] = ["full", "half", "full", "full"]
+    with pytest.raises(UnsupportedConfigError) as err:
+        kvplan.parse_config(cfg)
+    assert err.value.field == "indexer_types"

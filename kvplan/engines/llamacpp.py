@@ -80,6 +80,9 @@ class Options:
     """ik_llama.cpp `-mla N`: 0 per-head K/V, 1 latent + V (kv^T), 2 or 3 latent only."""
     type_v: str | None = None
     """-ctv when it differs from -ctk (the request's kv dtype)."""
+    dsa_indexer: bool = True
+    """DeepSeek-V3.2 / GLM-5 keep lightning-indexer keys in a second cache (llama.cpp PR #23346 and
+    #25407, 2026); False = older builds, which ran these models as dense MLA with no indexer cache."""
 
     def __post_init__(self):
         for name in ("ubatch", "ctx_pad"):
@@ -207,6 +210,13 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
                 kind, sliding, k_cell, v_cell = cell
                 cells = swa if sliding else base
                 k, v = k_cell * cells * n_stream, v_cell * cells * n_stream
+                if isinstance(spec, MLA) and spec.index_head_dim and opts.dsa_indexer:
+                    # llama_kv_cache_dsa: a second cache of lightning-indexer keys in the -ctk type, same cells
+                    ik = _row(type_k, spec.index_head_dim, "kv_dtype") * cells * n_stream
+                    r = rows.setdefault("indexer", [0, cells, 0, 0, 0])
+                    r[0] += n
+                    r[2] += ik * n
+                    r[3] += ik * n
             elif isinstance(spec, RecurrentState):
                 # Recurrent state is always F32, whatever -ctk/-ctv say (C.5); one row per sequence.
                 conv, ssm = mamba_state_elems(spec, 1, spec.conv_kernel - 1)
@@ -236,6 +246,8 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
         cell = _cell_bytes(spec, iswa, type_k, type_v, per_head, v_latent)
         if cell is not None and not cell[1]:
             per_token += n * (cell[2] + cell[3])
+        if isinstance(spec, MLA) and spec.index_head_dim and opts.dsa_indexer:
+            per_token += n * _row(type_k, spec.index_head_dim, "kv_dtype")
     return KVEstimate(
         model=arch.model_id, engine=NAME, context_len=req.context_len, batch=req.batch,
         kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp, kv_bytes=sum(r.bytes for r in breakdown),
@@ -251,6 +263,8 @@ def sweep_plan(arch: ModelArch, req: Request, opts: Options):
     from kvplan.engines.sweep import SweepPlan, fixed_fields, merge_row, sweep_stage
 
     first = kv_cache(arch, req, opts)  # validates, and fixes the context-free fields
+    if opts.dsa_indexer and any(isinstance(s, MLA) and s.index_head_dim for s in arch.layers):
+        return None  # the DSA indexer cache is sized by kv_cache, context by context
     type_k = req.kv_dtype
     type_v = opts.type_v or type_k
     iswa = opts.iswa and arch.model_type in SWA_MODEL_TYPES

@@ -65,8 +65,20 @@ def _attention(req: Request, opts: Options) -> Request:
     return replace(req, tp=req.tp // opts.dp_attention) if opts.dp_attention > 1 else req
 
 
-def _page(opts: Options) -> int:
-    return opts.block_size or 1
+def _page(opts: Options, arch: ModelArch | None = None) -> int:
+    if opts.block_size:
+        return opts.block_size
+    # "Setting page size to 64 for DeepSeek DSA" (server_args): the NSA indexer kernels page by 64.
+    return 64 if arch is not None and _dsa(arch) else 1
+
+
+def _dsa(arch: ModelArch) -> bool:
+    return any(isinstance(s, MLA) and s.index_head_dim for s in arch.layers)
+
+
+def _indexer(spec) -> int:
+    """Bytes per token of the NSA pool's index_k_with_scale buffer in this layer (0 without DSA)."""
+    return spec.indexer_fp8_bytes if isinstance(spec, MLA) and spec.index_head_dim else 0
 
 
 def _hybrid_swa(arch: ModelArch, opts: Options) -> bool:
@@ -79,6 +91,8 @@ def _per_token(spec, req: Request) -> tuple[int, int]:
     """(K, V) bytes per token of one attention layer on one rank; MLA latent is all K."""
     dt = req.dtype
     if isinstance(spec, MLA):
+        if spec.index_head_dim and req.kv_dtype.startswith("fp8"):
+            return spec.latent_fp8_ds_bytes, 0  # NSATokenToKVPool fp8: 512 fp8 + 4 fp32 scales + 64 bf16
         return dt.row_bytes(spec.latent_dim), 0
     heads = kv_heads_per_rank(spec.num_kv_heads, req.tp)
     return heads * dt.row_bytes(spec.head_dim), heads * dt.row_bytes(spec.head_dim_v)
@@ -110,7 +124,7 @@ def _tokens_fn(window: int | None, page: int) -> Callable[[list[int]], list[int]
 def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     check_tp(arch, req.tp)
     attn = _attention(req, opts)
-    page = _page(opts)
+    page = _page(opts, arch)
     hybrid = _hybrid_swa(arch, opts)
     stage_rows = []
     for stage in grouped_stages(arch, req.pp):
@@ -134,7 +148,14 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
             if not mla:
                 r[3] += k
                 r[4] += v
+            if _indexer(spec):
+                r = rows.setdefault("indexer", [0, tokens, 0, None, None])
+                r[0] += n
+                r[2] += _indexer(spec) * tokens * req.batch * n
     notes = []
+    if _dsa(arch):
+        notes.append(f"DSA: NSA pool with page size {page}; each MLA layer also keeps a {_indexer_bytes(arch)} B "
+                     "indexer key per token (fp8 + fp32 scale), counted in the budget since sglang PR #11309")
     if arch.windowed:
         notes.append("hybrid SWA pool: window layers keep only the window" if hybrid else
                      "hybrid SWA memory disabled for this model: window layers are cached at full length")
@@ -155,8 +176,12 @@ def _cell(groups, req: Request, hybrid: bool) -> tuple[int, int]:
         if hybrid and isinstance(spec, (SlidingWindow, ChunkedLocal)):
             swa += (k + v) * n
         else:
-            full += (k + v) * n
+            full += (k + v + _indexer(spec)) * n
     return full, swa
+
+
+def _indexer_bytes(arch: ModelArch) -> int:
+    return max((_indexer(s) for s in arch.layers), default=0)
 
 
 def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int) -> Capacity:
@@ -164,7 +189,7 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
     weights), floored to the page size; the Mamba pool takes r/(1+r) of it on hybrid models."""
     check_tp(arch, req.tp)
     attn = _attention(req, opts)
-    page = _page(opts)
+    page = _page(opts, arch)
     hybrid = _hybrid_swa(arch, opts)
     per_seq_tokens = cdiv(req.context_len, page) * page
     best = None

@@ -76,11 +76,15 @@ def _tensor_coefs(spec, batch: int, kv_dtype: str, mla_cache: str) -> tuple[dict
     if isinstance(spec, FullAttention):
         return {"keys": batch * spec.num_kv_heads * spec.head_dim * b,
                 "values": batch * spec.num_kv_heads * spec.head_dim_v * b}, {}
-    if isinstance(spec, MLA) and mla_cache == "latent":  # [B, 1, T, kv_lora_rank], [B, 1, T, rope]
-        return {"keys": batch * spec.kv_lora_rank * b, "values": batch * spec.rope_dim * b}, {}
     if isinstance(spec, MLA):
-        return {"keys": batch * spec.num_heads * (spec.qk_nope_head_dim + spec.rope_dim) * b,
-                "values": batch * spec.num_heads * spec.v_head_dim * b}, {}
+        if mla_cache == "latent":  # [B, 1, T, kv_lora_rank], [B, 1, T, rope]
+            out = {"keys": batch * spec.kv_lora_rank * b, "values": batch * spec.rope_dim * b}
+        else:
+            out = {"keys": batch * spec.num_heads * (spec.qk_nope_head_dim + spec.rope_dim) * b,
+                   "values": batch * spec.num_heads * spec.v_head_dim * b}
+        if spec.index_head_dim:  # DynamicIndexedLayer: DSA indexer keys [B, T, index_head_dim], model dtype
+            out["indexer_keys"] = batch * spec.index_head_dim * b
+        return out, {}
     if isinstance(spec, RecurrentState):
         conv, ssm = mamba_state_elems(spec, 1, spec.conv_kernel)
         # NOTE: Qwen3-Next / Qwen3.5 GDN recurrent states come out of the chunked kernels in fp32, and so

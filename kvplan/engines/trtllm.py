@@ -95,6 +95,11 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
             if not mla:
                 r[3] += k_tok * tokens * req.batch * n
                 r[4] += v_tok * tokens * req.batch * n
+            if mla and spec.index_head_dim:
+                # DSA indexer K cache (attention_backend/sparse/dsa.py): fp8 keys + an fp32 scale per 128
+                r = rows.setdefault("indexer", [0, tokens, 0, None, None])
+                r[0] += n
+                r[2] += spec.indexer_fp8_bytes * tokens * req.batch * n
     notes = []
     if arch.windowed and opts.max_attention_window:
         notes.append("VSWA: per-window pools; TRT-LLM's split of memory between pools is not verified")
@@ -108,7 +113,8 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
 
 
 def _per_token(groups, req: Request) -> int:
-    return sum(sum(_tok_bytes(s, req)) * n for s, n in groups if not isinstance(s, RecurrentState))
+    return sum((sum(_tok_bytes(s, req)) + (s.indexer_fp8_bytes if isinstance(s, MLA) else 0)) * n
+               for s, n in groups if not isinstance(s, RecurrentState))
 
 
 def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int) -> Capacity:

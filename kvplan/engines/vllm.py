@@ -109,6 +109,7 @@ class _Type:
     """Layers sharing one vLLM KV-cache spec."""
 
     kind: str
+    label: str = ""  # breakdown row name when it differs from `kind` (the DSA "indexer")
     count: int = 0  # layers with this spec
     tok_bytes: int = 0  # bytes per token per layer (attention); 0 for state
     k_tok: int = 0
@@ -177,7 +178,14 @@ def _layout(groups, req: Request, opts: Options, model_dtype: str) -> _Layout:
         elif isinstance(spec, MLA):
             # The latent is one vector, no K/V pair, replicated on every TP rank (A.3).
             tok = dt.row_bytes(spec.latent_dim)
+            if spec.index_head_dim and req.kv_dtype.startswith("fp8"):
+                tok = spec.latent_fp8_ds_bytes  # DeepSeek-V3.2 turns an fp8 cache into fp8_ds_mla (656 B)
             t = types.setdefault(("mla", tok), _Type("mla", tok_bytes=tok))
+            if spec.index_head_dim:
+                # DeepseekV32IndexerCache: its own MLAAttentionSpec (1 head of 132 uint8) per layer, paged
+                # with the latent; both are MLA specs, so one UniformType group holds them.
+                ib = spec.indexer_fp8_bytes
+                types.setdefault(("indexer", ib), _Type("mla", label="indexer", tok_bytes=ib)).count += n
         elif isinstance(spec, RecurrentState):
             conv_elems, ssm_elems = mamba_state_elems(spec, req.tp, spec.conv_kernel - 1)
             conv_b, ssm_b = _state_dtypes(spec, model_dtype, opts)
@@ -196,6 +204,9 @@ def _layout(groups, req: Request, opts: Options, model_dtype: str) -> _Layout:
     state = [t for t in types.values() if t.kind == "state"]
     kernel_min = MLA_BLOCK_SIZE if any(t.kind == "mla" for t in attn) else DEFAULT_BLOCK_SIZE
     block = opts.block_size or kernel_min
+    if any(t.label == "indexer" for t in attn) and block != MLA_BLOCK_SIZE:
+        notes.append(f"block size {block} -> {MLA_BLOCK_SIZE}: vLLM sets it for the DEEPSEEK_V32_INDEXER backend")
+        block = MLA_BLOCK_SIZE
     if attn and state:
         # A.7: raise the attention block so one attention page holds a whole Mamba state page.
         align = max(kernel_min, opts.block_size or 0)
@@ -206,7 +217,8 @@ def _layout(groups, req: Request, opts: Options, model_dtype: str) -> _Layout:
                      f"holds one state ({mamba_page:,} B)")
     for t in attn:
         t.block_size, t.page = block, block * t.tok_bytes
-    if attn:
+    uniform_type = not state and len({(t.kind, t.window) for t in attn}) == 1
+    if attn and not uniform_type:
         max_page = max(t.page for t in attn)
         for t in attn:  # A.7 unify_kv_cache_spec_page_size
             if max_page % t.page:
@@ -259,7 +271,7 @@ def _request_bytes(lay: _Layout, num_tokens: int, in_flight: int, opts: Options)
         if t.kind in ("full", "sliding", "chunked"):
             rows.append(KindBytes(t.kind, n, tokens, real, n * tokens * t.k_tok, n * tokens * t.v_tok))
         else:
-            rows.append(KindBytes(t.kind, n, tokens, real))
+            rows.append(KindBytes(t.label or t.kind, n, tokens, real))
         slots = n if uniform or len(lay.types) == 1 else t.groups * lay.group_size
         if slots > n:
             rows.append(KindBytes("padding", slots - n, tokens, (slots - n) * blocks * t.page))
