@@ -13,7 +13,7 @@ from typing import Any
 
 from kvplan.engines import DEFAULT_ENGINE, resolve_engine
 from kvplan.engines.common import Capacity, KVEstimate, make_options, make_request, resolve_kv_dtype
-from kvplan.errors import UnknownModelError
+from kvplan.errors import InvalidInputError, UnknownModelError
 from kvplan.layers import ModelArch
 from kvplan.registry import load_model
 from kvplan.units import MAX_BYTES, MAX_TOKENS, check_count, parse_bytes, parse_tokens
@@ -40,6 +40,7 @@ def _prepare(model, engine, kv_dtype, context_len, batch, tp, pp, options, conte
              engine_version=None):
     arch = _arch(model)
     mod, version = resolve_engine(engine, engine_version)
+    arch = _with_draft(arch, mod.NAME, options)
     dtype = resolve_kv_dtype(mod.NAME, kv_dtype, arch.dtype, mod.KV_DTYPES,
                              auto_fp32_as="fp32" if mod.NAME == "transformers" else
                              "fp16" if mod.NAME == "llama.cpp" else "bf16")
@@ -48,6 +49,23 @@ def _prepare(model, engine, kv_dtype, context_len, batch, tp, pp, options, conte
     req = make_request(parse_tokens(context_len, context_field), batch, dtype, tp, pp)
     opts = make_options(mod.Options, mod.NAME, options, version, mod.VERSIONS)
     return arch, mod, req, opts, version
+
+
+def _with_draft(arch: ModelArch, engine: str, options: dict[str, Any]) -> ModelArch:
+    """Apply `speculative=` / `draft_model=` (taken out of the engine options): the draft's layers join
+    the target's (see kvplan.speculative)."""
+    method, draft = options.pop("speculative", None), options.pop("draft_model", None)
+    if method is None and draft is None:
+        return arch
+    from kvplan import speculative
+
+    name = speculative.method_name(method, draft)
+    if name is None:
+        return arch
+    if engine in ("transformers", "naive"):
+        raise InvalidInputError("speculative", f"speculative decoding is not modelled for engine {engine}; "
+                                               "use vllm, sglang, llama.cpp or trtllm")
+    return speculative.with_draft(arch, name, _arch(draft) if draft is not None else None)
 
 
 def _versioned(result, mod, version):

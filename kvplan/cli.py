@@ -68,6 +68,9 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
             opts[name] = getattr(args, name)
     if getattr(args, "swa_full", False):
         opts["swa_full"] = True
+    for name in ("speculative", "num_speculative_tokens", "draft_model"):
+        if getattr(args, name, None) is not None:
+            opts[name] = getattr(args, name)
     for item in getattr(args, "set", None) or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -97,6 +100,14 @@ def _add_layout(p: argparse.ArgumentParser, *, llama: bool) -> None:
         p.add_argument("--parallel", type=_int("parallel"),
                        help="llama.cpp -np slots (default: --batch); -c is context × batch")
         p.add_argument("--swa-full", action="store_true", help="llama.cpp --swa-full")
+    p.add_argument("--speculative", metavar="METHOD",
+                   help="speculative decoding: eagle, eagle3, mtp, draft_model or ngram; the draft's layers "
+                        "join the KV pool (EAGLE: one layer shaped like the target's; MTP: num_nextn_predict_layers)")
+    p.add_argument("--num-speculative-tokens", type=_int("num_speculative_tokens"), metavar="K",
+                   help="tokens proposed per step (vLLM hybrid models keep K more conv rows and state blocks)")
+    p.add_argument("--draft-model", metavar="ID",
+                   help="draft model (bundled id, config.json, folder or Hub id) for --speculative draft_model "
+                        "or eagle/eagle3 with a draft of another shape")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any other engine option, e.g. async_scheduling=false, kv_unified=true, "
                         "mamba_cache_mode=none (repeatable)")

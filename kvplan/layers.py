@@ -18,6 +18,8 @@ class LayerSpec:
     """One cache-holding component of decoder layer `index` (a layer may hold two: Falcon-H1)."""
 
     index: int
+    draft: bool = False
+    """A speculative-decoding draft layer (EAGLE, MTP, draft model), sized beside the target's."""
     kind: ClassVar[str] = "none"
 
 

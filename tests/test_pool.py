@@ -191,3 +191,93 @@ def test_indexer_types_keep_keys_only_in_full_layers():
     with pytest.raises(UnsupportedConfigError) as err:
         kvplan.parse_config(cfg)
     assert err.value.field == "indexer_types"
+
+
+# --- Speculative decoding: the draft's layers in the pool ----------------------------------------------------
+def test_vllm_eagle_draft_layer_matches_issue_19996():
+    """Llama-3.1-8B + EAGLE on an H100, vLLM 0.9.1: 51.63 GiB holds 410,128 tokens = 25,633 blocks of 33
+    layers × 4 KiB (the draft's layer shares the pool); the target alone would give 422,944."""
+    exp = _log("vllm-llama31-8b-eagle-h100-19996")["expected"]
+    args = dict(max_model_len=8192, kv_tokens_rule="blocks", speculative="eagle")
+    low = kvplan.capacity("meta-llama/Llama-3.1-8B", kv_memory=int((exp["available_kv_gib"] - 0.005) * GiB), **args)
+    high = kvplan.capacity("meta-llama/Llama-3.1-8B", kv_memory=int((exp["available_kv_gib"] + 0.005) * GiB), **args)
+    blocks = exp["kv_tokens"] // 16
+    assert low.num_blocks <= blocks <= high.num_blocks
+    assert high.bytes_per_block == 33 * 16 * 4096
+    exact = kvplan.capacity("meta-llama/Llama-3.1-8B", kv_memory=blocks * high.bytes_per_block, **args)
+    assert exact.kv_tokens == exp["kv_tokens"]
+    plain = kvplan.capacity("meta-llama/Llama-3.1-8B", kv_memory=int(exp["available_kv_gib"] * GiB),
+                            max_model_len=8192, kv_tokens_rule="blocks")
+    assert plain.kv_tokens == 422944
+    est = kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=16, speculative="eagle3")
+    assert [(r.kind, r.num_layers) for r in est.breakdown] == [("full", 33)]
+
+
+def test_mtp_layers_follow_num_nextn_predict_layers():
+    """DeepSeek-V3's one MTP layer is an MLA layer like the others: 62 latent layers in the pool."""
+    est = kvplan.kv_cache("deepseek-ai/DeepSeek-V3", context_len=64, speculative="mtp", num_speculative_tokens=1)
+    assert est.bytes_per_token == 62 * 576 * 2
+    with pytest.raises(kvplan.InvalidInputError) as err:
+        kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=64, speculative="mtp")
+    assert err.value.field == "speculative"
+
+
+def test_vllm_hybrid_gdn_with_speculative_tokens():
+    """Qwen3-Next (GDN hybrid) + MTP, k = 2, TP 4: the draft's attention layer joins the 12 full layers
+    (13 per group: 3 padding slots), each conv state keeps 3 + k rows, and a request holds 2 + k state
+    blocks (vLLM mamba_utils / MambaSpec.num_speculative_blocks). Arithmetic from the engine's rules."""
+    model = "Qwen/Qwen3-Next-80B-A3B-Thinking"
+    base = kvplan.kv_cache(model, context_len=32768, tp=4)
+    spec = kvplan.kv_cache(model, context_len=32768, tp=4, speculative="mtp", num_speculative_tokens=2)
+    rows = {r.kind: r for r in spec.breakdown}
+    assert rows["full"].num_layers == 13 and rows["padding"].num_layers == 3
+    arch = kvplan.load_model(model)
+    gdn = arch.of_kind("state")[0]
+    conv0 = (gdn.conv_kernel - 1) * gdn.conv_channels // 4 * 2
+    conv2 = (gdn.conv_kernel - 1 + 2) * gdn.conv_channels // 4 * 2
+    ssm = gdn.ssm_elems // 4 * 2
+    page0, page2 = conv0 + ssm, conv2 + ssm
+    # the state page is padded to one attention page; the state row counts 36 layers × blocks × page
+    base_state = {r.kind: r for r in base.breakdown}["state"].bytes
+    assert base_state % (36 * 2) == 0 and base_state // (36 * 2) >= page0
+    assert rows["state"].bytes % (36 * 4) == 0 and rows["state"].bytes // (36 * 4) >= page2
+    assert rows["state"].bytes // (36 * 4) < page2 + 288 * 2 * 2 * 256 // 4 * 2  # within one attention token-page
+
+
+def test_sglang_and_llamacpp_add_draft_layers_and_trtllm_too():
+    for engine in ("sglang", "llama.cpp", "trtllm"):
+        base = kvplan.kv_cache("meta-llama/Llama-3.1-8B", engine=engine, context_len=4096)
+        spec = kvplan.kv_cache("meta-llama/Llama-3.1-8B", engine=engine, context_len=4096, speculative="eagle3")
+        assert spec.kv_bytes * 32 == base.kv_bytes * 33, engine
+
+
+def test_draft_model_brings_its_own_layers():
+    """A separate draft (Llama-3.2-1B for Llama-3.1-8B: 16 layers of 8 × 64) joins vLLM's pool."""
+    est = kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=16, draft_model="meta-llama/Llama-3.2-1B")
+    assert est.bytes_per_token == 32 * 4096 + 16 * 2048
+    assert "Llama-3.2-1B" in est.model
+    with pytest.raises(kvplan.InvalidInputError):
+        kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=16, speculative="draft_model")
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    (dict(speculative="medusa9"), "speculative"),
+    (dict(speculative="eagle", num_speculative_tokens=-1), "num_speculative_tokens"),
+    (dict(speculative="eagle", num_speculative_tokens=1000), "num_speculative_tokens"),
+    (dict(speculative="ngram", draft_model="meta-llama/Llama-3.2-1B"), "draft_model"),
+])
+def test_bad_speculative_inputs_are_typed(kwargs, field):
+    with pytest.raises(kvplan.InvalidInputError) as err:
+        kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=16, **kwargs)
+    assert err.value.field == field
+
+
+def test_speculative_rejected_where_not_modelled():
+    with pytest.raises(kvplan.InvalidInputError) as err:
+        kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=16, engine="transformers", speculative="eagle")
+    assert err.value.field == "speculative"
+
+
+def test_pp_puts_the_draft_on_the_last_stage():
+    two = kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=1024, pp=2, speculative="eagle")
+    assert two.breakdown[0].num_layers == 17  # 16 target layers + the draft on the last stage

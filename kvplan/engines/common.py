@@ -198,7 +198,10 @@ def pp_stages(arch: ModelArch, pp: int) -> list[tuple[LayerSpec, ...]]:
     if pp > arch.num_layers:
         raise InvalidInputError("pp", f"{pp} pipeline stages for {arch.num_layers} layers; use pp <= "
                                       f"{arch.num_layers}")
-    return [tuple(s for s in arch.layers if s.index in r) for r in pp_layer_ranges(arch.num_layers, pp)]
+    stages = [tuple(s for s in arch.layers if s.index in r) for r in pp_layer_ranges(arch.num_layers, pp)]
+    # Speculative-decoding draft layers (numbered after the target's) sit on the last stage with the LM head.
+    stages[-1] += tuple(s for s in arch.layers if s.index >= arch.num_layers)
+    return stages
 
 
 def largest_true(lo: int, hi: int, ok) -> int:

@@ -80,11 +80,17 @@ class Options:
     """ik_llama.cpp `-mla N`: 0 per-head K/V, 1 latent + V (kv^T), 2 or 3 latent only."""
     type_v: str | None = None
     """-ctv when it differs from -ctk (the request's kv dtype)."""
+    num_speculative_tokens: int = 0
+    """Tokens proposed per step by speculative decoding (`--speculative` / `--draft-model` add the draft's
+    layers); on hybrid recurrent models vLLM keeps k more conv rows and k more state blocks per request."""
     dsa_indexer: bool = True
     """DeepSeek-V3.2 / GLM-5 keep lightning-indexer keys in a second cache (llama.cpp PR #23346 and
     #25407, 2026); False = older builds, which ran these models as dense MLA with no indexer cache."""
 
     def __post_init__(self):
+        if type(self.num_speculative_tokens) is not int or not 0 <= self.num_speculative_tokens <= 64:
+            raise InvalidInputError("num_speculative_tokens", f"must be between 0 and 64, got "
+                                                              f"{self.num_speculative_tokens!r}")
         for name in ("ubatch", "ctx_pad"):
             if not 1 <= getattr(self, name) <= 1 << 24:
                 raise InvalidInputError(name, f"must be a positive count, got {getattr(self, name)}")

@@ -43,11 +43,17 @@ class Options:
     mamba_ssm_dtype: str = "fp32"
     """--mamba-ssm-dtype (SGLANG_MAMBA_SSM_DTYPE): float32 by default."""
     mamba_full_memory_ratio: float = 0.9
+    num_speculative_tokens: int = 0
+    """Tokens proposed per step by speculative decoding (`--speculative` / `--draft-model` add the draft's
+    layers); on hybrid recurrent models vLLM keeps k more conv rows and k more state blocks per request."""
     dp_attention: int = 1
     """--enable-dp-attention with --dp-size N: attention (and linear-attention state) runs with TP size
     tp / N, so each rank keeps tp / N-way split KV heads instead of tp-way."""
 
     def __post_init__(self):
+        if type(self.num_speculative_tokens) is not int or not 0 <= self.num_speculative_tokens <= 64:
+            raise InvalidInputError("num_speculative_tokens", f"must be between 0 and 64, got "
+                                                              f"{self.num_speculative_tokens!r}")
         if type(self.dp_attention) is not int or not 1 <= self.dp_attention <= 1 << 16:
             raise InvalidInputError("dp_attention", f"must be a DP size of 1 or more, got {self.dp_attention!r}")
         if self.block_size is not None and not 1 <= self.block_size <= 1 << 16:

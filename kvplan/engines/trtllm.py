@@ -33,6 +33,9 @@ VERSIONS = VersionTable("trtllm", oldest="0.12.0", latest="1.1.0", scheme="semve
 class Options:
     """TRT-LLM knobs that change the bytes."""
 
+    num_speculative_tokens: int = 0
+    """Tokens proposed per step by speculative decoding (`--speculative` / `--draft-model` add the draft's
+    layers); on hybrid recurrent models vLLM keeps k more conv rows and k more state blocks per request."""
     block_size: int | None = None
     """tokens_per_block; None = 32."""
     max_attention_window: bool = False
@@ -41,6 +44,9 @@ class Options:
     default): every layer is sized at the full context, as the 1.1 log's per-token KV size shows."""
 
     def __post_init__(self):
+        if type(self.num_speculative_tokens) is not int or not 0 <= self.num_speculative_tokens <= 64:
+            raise InvalidInputError("num_speculative_tokens", f"must be between 0 and 64, got "
+                                                              f"{self.num_speculative_tokens!r}")
         if self.block_size is not None and not 1 <= self.block_size <= 1 << 16:
             raise InvalidInputError("block_size", f"must be between 1 and 65536, got {self.block_size}")
 

@@ -90,10 +90,16 @@ class Options:
     """State blocks per request: none = 1, align = 2 (prefix caching on, the current default), all."""
     mamba_cache_dtype: str = "auto"
     mamba_ssm_cache_dtype: str = "auto"
+    num_speculative_tokens: int = 0
+    """Tokens proposed per step by speculative decoding (`--speculative` / `--draft-model` add the draft's
+    layers); on hybrid recurrent models vLLM keeps k more conv rows and k more state blocks per request."""
     kv_tokens_rule: Literal["concurrency", "blocks"] = "concurrency"
     """How "GPU KV cache size: N tokens" is computed: newest int(concurrency·len), older blocks·size."""
 
     def __post_init__(self):
+        if type(self.num_speculative_tokens) is not int or not 0 <= self.num_speculative_tokens <= 64:
+            raise InvalidInputError("num_speculative_tokens", f"must be between 0 and 64, got "
+                                                              f"{self.num_speculative_tokens!r}")
         if self.block_size is not None and not (1 <= self.block_size <= 1 << 16):
             raise InvalidInputError("block_size", f"must be between 1 and 65536, got {self.block_size}")
         if not 1 <= self.max_num_batched_tokens <= 1 << 30:
@@ -119,6 +125,7 @@ class _Type:
     block_size: int = 0
     page: int = 0
     groups: int = 1
+    spec_blocks: int = 0  # state only: one more state block per speculative token (MambaSpec.num_speculative_blocks)
 
     def blocks(self, num_tokens: int, in_flight: int, mode: str) -> int:
         """Blocks one request of `num_tokens` needs (vLLM max_memory_usage_bytes / page)."""
@@ -136,7 +143,10 @@ class _Type:
             cap = self.window + in_flight
             return lambda lens: [-(-min(cap, n) // block) for n in lens]
         if self.kind == "state" and mode in ("none", "align"):
-            return {"none": 1, "align": 2}[mode]
+            return {"none": 1, "align": 2}[mode] + self.spec_blocks
+        extra = self.spec_blocks if self.kind == "state" else 0  # one state block per speculative token
+        if extra:
+            return lambda lens: [-(-n // block) + extra for n in lens]
         return lambda lens: [-(-n // block) for n in lens]
 
 
@@ -187,10 +197,12 @@ def _layout(groups, req: Request, opts: Options, model_dtype: str) -> _Layout:
                 ib = spec.indexer_fp8_bytes
                 types.setdefault(("indexer", ib), _Type("mla", label="indexer", tok_bytes=ib)).count += n
         elif isinstance(spec, RecurrentState):
-            conv_elems, ssm_elems = mamba_state_elems(spec, req.tp, spec.conv_kernel - 1)
+            # With k speculative tokens the conv state keeps kernel - 1 + k rows (mamba_utils state shapes)
+            k = opts.num_speculative_tokens
+            conv_elems, ssm_elems = mamba_state_elems(spec, req.tp, spec.conv_kernel - 1 + k)
             conv_b, ssm_b = _state_dtypes(spec, model_dtype, opts)
             page = conv_elems * conv_b + ssm_elems * ssm_b
-            t = types.setdefault(("state", page), _Type("state", state_bytes=page))
+            t = types.setdefault(("state", page), _Type("state", state_bytes=page, spec_blocks=k))
         else:  # pragma: no cover - the parser only makes the kinds above
             raise UnsupportedConfigError("layers", f"vLLM profile cannot size {type(spec).__name__}")
         t.count += n
