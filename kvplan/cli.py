@@ -68,7 +68,8 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
             opts[name] = getattr(args, name)
     if getattr(args, "swa_full", False):
         opts["swa_full"] = True
-    for name in ("speculative", "num_speculative_tokens", "draft_model"):
+    for name in ("speculative", "num_speculative_tokens", "draft_model", "max_loras", "max_lora_rank",
+                 "limit_mm_per_prompt"):
         if getattr(args, name, None) is not None:
             opts[name] = getattr(args, name)
     for item in getattr(args, "set", None) or ():
@@ -178,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "int4/awq/gptq, mxfp4, nvfp4")
     p.add_argument("--prefix-tokens", type=_int("prefix_tokens"), default=0,
                    help="shared system-prompt tokens, cached once across users")
+    p.add_argument("--max-loras", type=_int("max_loras"),
+                   help="LoRA adapter slots (vLLM --max-loras, default 1; SGLang --max-loras-per-batch, default 8)")
+    p.add_argument("--max-lora-rank", type=_int("max_lora_rank"), help="largest LoRA rank (default 16)")
+    p.add_argument("--limit-mm-per-prompt", metavar="MODALITY=N[,...]",
+                   help="vLLM multimodal items per prompt, e.g. image=0,video=0 (text only: no encoder cache "
+                        "or encoder profiling)")
     p.add_argument("--min-gpus", action="store_true",
                    help="search the smallest TP / number of GPUs that fits --users")
     _add_layout(p, llama=False)
@@ -362,6 +369,7 @@ def _cmd_gpu_plan(args) -> int:
     print(f"  per GPU: {fmt_bytes(p.gpu_memory_bytes)}{util}; the engine holds {fmt_bytes(p.requested_bytes)}")
     for label, value in (("weights", p.weights_bytes), ("activation peak", p.activation_bytes),
                          ("non-torch", p.non_torch_bytes), ("CUDA graphs", p.cuda_graph_bytes),
+                         *((k.replace("_", " "), v) for k, v in p.pool_bytes.items()),
                          ("KV budget", p.kv_budget_bytes)):
         print(f"    {label:<16} {fmt_bytes(value):>12}")
     if p.num_blocks is not None:

@@ -58,7 +58,8 @@ CUDA_CONTEXT = GiB // 2
 # Planner knobs accepted through **engine_options (the rest go to the engine's own Options).
 _PLANNER_OPTIONS = ("max_num_seqs", "activation_fit", "vllm_use_v1", "mem_fraction_static", "free_gpu_memory_fraction",
                     "chunked_prefill_size", "cuda_graph_max_bs", "expert_pad", "decode_batch",
-                    "decode_context")
+                    "decode_context", "max_loras", "max_lora_rank", "limit_mm_per_prompt", "mm_profile_bytes",
+                    "encoder_cache_tokens")
 
 
 def vllm_activation_bytes(arch, *, max_num_batched_tokens: int = 8192, max_num_seqs: int = 1024,
@@ -190,6 +191,9 @@ class Plan:
     prefill_ms: float
     notes: tuple[str, ...] = ()
     engine_version: str = ""  # the engine release whose rules and defaults were applied
+    # Other items the engine holds beside weights and KV, each taken out of the KV budget (kvplan.pool):
+    # "draft_weights", "lora", "encoder_cache", "mm_profiling"; {} when none applies.
+    pool_bytes: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -262,6 +266,55 @@ def _hub_checkpoint_bytes(model: Model) -> int | None:
     except Exception:  # noqa: BLE001 - weights info is an improvement; the config already resolved
         return None
     return info.total_bytes if info and info.total_bytes > 0 else None
+
+
+def _pool_lines(arch, engine: str, opts: dict, planner_opts: dict, *, tp: int, max_batched: int,
+                notes: list[str]) -> dict[str, int]:
+    """Budget lines for speculative-decoding draft weights, LoRA slots and the multimodal encoder."""
+    from kvplan import pool
+
+    lines: dict[str, int] = {}
+    method, draft = opts.get("speculative"), opts.get("draft_model")
+    if method is not None or draft is not None:
+        from kvplan import speculative
+
+        name = speculative.method_name(method, draft)
+        if name:
+            draft_arch = _arch(draft) if draft is not None else None
+            b = pool.draft_weight_bytes(arch, name, draft_arch, tp=tp)
+            if b:
+                lines["draft_weights"] = b
+                notes.append(f"speculative decoding ({name}): draft weights {fmt_bytes(b)} per GPU"
+                             + ("" if draft_arch is not None or name == "mtp" else
+                                " (one decoder layer of the target's shape: an estimate)"))
+    loras, rank = planner_opts.get("max_loras"), planner_opts.get("max_lora_rank")
+    if loras is not None or rank is not None:
+        if engine not in ("vllm", "sglang"):
+            raise InvalidInputError("max_loras", f"LoRA slots are modelled for vllm and sglang, not {engine}")
+        loras = (1 if engine == "vllm" else 8) if loras is None else loras  # --max-loras / --max-loras-per-batch
+        rank = 16 if rank is None else rank
+        b = pool.lora_bytes(arch, max_loras=loras, max_lora_rank=rank, tp=tp, dtype_bytes=4 if arch.dtype == "fp32" else 2)
+        if b:
+            lines["lora"] = b
+            notes.append(f"LoRA: {loras} adapter slot(s) of rank {rank}: A/B buffers {fmt_bytes(b)} per GPU")
+    if engine == "vllm" and arch.weight_dims.vision_num_layers:
+        raw = planner_opts.get("limit_mm_per_prompt")
+        limits = pool.parse_mm_limits(raw) if raw is not None else None
+        text_only = bool(limits) and all(v == 0 for v in limits.values())
+        enc = pool.encoder_cache_bytes(arch, budget_tokens=planner_opts.get("encoder_cache_tokens") or max_batched,
+                                       limits=limits)
+        if enc:
+            lines["encoder_cache"] = enc
+        prof = planner_opts.get("mm_profile_bytes")
+        if prof is not None and not text_only:
+            lines["mm_profiling"] = _override(prof, "mm_profile_bytes")
+        if text_only:
+            notes.append("--limit-mm-per-prompt 0: text only, no encoder cache and no encoder profiling run "
+                         "(vllm PR #25631: Qwen2.5-VL-3B's KV went from 5.26 to 25.05 GiB on a 40 GB A100)")
+        elif prof is None:
+            notes.append("multimodal: the encoder's profiling peak (largest dummy image/video) is not estimated "
+                         "and can take GiBs; give mm_profile_bytes, or limit_mm_per_prompt=0 for text only")
+    return lines
 
 
 def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | None = None,
@@ -416,10 +469,13 @@ def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | 
         requested = total
         budget = total - w_bytes - act - ntorch - graphs
 
+    lines = _pool_lines(arch, name, opts, planner_opts, tp=tp,
+                        max_batched=opts.get("max_num_batched_tokens", 8192), notes=notes)
+    budget -= sum(lines.values())
     if kv_memory is not None:
         budget = _override(kv_memory, "kv_memory")
         notes.append("kv_memory given: it replaces the engine's budget")
-    free = total - w_bytes - act - ntorch - graphs - max(0, budget)
+    free = total - w_bytes - act - ntorch - graphs - sum(lines.values()) - max(0, budget)
     if free < 0 and kv_memory is not None:
         notes.append(f"weights + overheads + kv_memory exceed the GPU by {fmt_bytes(-free)}")
 
@@ -512,7 +568,7 @@ def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | 
         prefix_tokens=prefix_tokens, users_with_prefix=users_prefix, decode_batch=batch, decode_context=ctx,
         decode_ms_per_step=roof.step_ms, decode_tokens_per_s_per_user=roof.tokens_per_s_per_user,
         decode_tokens_per_s_per_gpu=roof.tokens_per_s_per_gpu, decode_bound=roof.bound, prefill_ms=prefill,
-        notes=tuple(dict.fromkeys(notes)), engine_version=str(version),
+        notes=tuple(dict.fromkeys(notes)), engine_version=str(version), pool_bytes=lines,
     )
 
 

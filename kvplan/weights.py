@@ -472,10 +472,28 @@ def weights_bytes(arch: ModelArch, dtype: str = "auto", tp: int = 1, pp: int = 1
                          for t in layers[i])
         if stage == 0:
             total += sum(_tensor_bytes(t, tp, dense_bytes, scheme, 0) for t in embed)
-            total += _vision_params(arch) * dense_bytes  # replicated on every TP rank (vLLM ViTs mostly are)
+            # vLLM shards the vision tower's linear layers over TP like the LM's (Llama 4, Pixtral, Qwen-VL)
+            total += cdiv(_vision_params(arch), tp) * dense_bytes
         if stage == pp - 1:
             total += sum(_tensor_bytes(t, tp, dense_bytes, scheme, 0) for t in head)
             if pp > 1 and arch.weight_dims.tie_word_embeddings:
                 total += sum(_tensor_bytes(t, tp, dense_bytes, scheme, 0) for t in embed[:1])
         best = max(best, total)
     return best
+
+
+def lora_linears(arch: ModelArch) -> list[tuple[int, int, str, int]]:
+    """(out_features, in_features, shard, slices) of every linear layer vLLM wraps with LoRA: attention
+    projections and dense / shared-expert MLPs of each decoder layer (not routed experts, routers, state
+    mixers or the LM head). `slices` is 2 for a fused gate_up projection, else 1; `count` is expanded."""
+    _, layers, _, _ = _tensors(arch)
+    out = []
+    for i in range(arch.num_layers):
+        for t in layers.get(i, ()):
+            if not t.linear or t.group not in ("attention", "mlp", "shared_experts"):
+                continue
+            gated = t.group in ("mlp", "shared_experts") and t.shard == "col" and arch.model_type not in _PLAIN_MLP \
+                and arch.model_type != "nemotron_h"
+            slices = 2 if gated else 1
+            out.extend([(t.rows // slices, t.cols, t.shard, slices)] * t.count)
+    return out

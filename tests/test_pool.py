@@ -281,3 +281,74 @@ def test_speculative_rejected_where_not_modelled():
 def test_pp_puts_the_draft_on_the_last_stage():
     two = kvplan.kv_cache("meta-llama/Llama-3.1-8B", context_len=1024, pp=2, speculative="eagle")
     assert two.breakdown[0].num_layers == 17  # 16 target layers + the draft on the last stage
+
+
+# --- Budget lines: draft weights, LoRA slots, multimodal encoder (kvplan.pool, planner) ----------------------
+def test_lora_buffers_follow_vllm_layer_shapes():
+    """Llama-3.1-8B, rank 16, one slot: per layer A = r·(5·4096 + 4096 + 14336) (q, k, v, gate, up take the
+    hidden size in; o and down their own inputs) and B = r·(4096 + 2·1024 + 2·14336 + 4096 + 4096) outputs:
+    r · 81,920 values per layer, 32 layers, bf16 = 80 MiB. Under TP 2 column B and row A halve."""
+    from kvplan import pool
+
+    arch = kvplan.load_model("meta-llama/Llama-3.1-8B")
+    assert pool.lora_bytes(arch, max_loras=1, max_lora_rank=16) == 80 * MiB
+    per_layer_tp2 = 16 * (5 * 4096 + (4096 + 14336) // 2 + (4096 + 2 * 1024 + 2 * 14336) // 2 + 2 * 4096)
+    assert pool.lora_bytes(arch, max_loras=4, max_lora_rank=16, tp=2) == 4 * 32 * per_layer_tp2 * 2
+    assert pool.lora_bytes(arch, max_loras=0, max_lora_rank=16) == 0
+    with pytest.raises(kvplan.InvalidInputError) as err:
+        pool.lora_bytes(arch, max_loras=-1, max_lora_rank=16)
+    assert err.value.field == "max_loras"
+
+
+def test_plan_takes_lora_and_draft_weights_out_of_the_kv_budget():
+    base = kvplan.plan("meta-llama/Llama-3.1-8B", gpu="H100", max_model_len="8k")
+    lora = kvplan.plan("meta-llama/Llama-3.1-8B", gpu="H100", max_model_len="8k", max_loras=4, max_lora_rank=64)
+    assert lora.pool_bytes == {"lora": 4 * 4 * 80 * MiB}
+    assert base.kv_budget_bytes - lora.kv_budget_bytes == lora.pool_bytes["lora"]
+    spec = kvplan.plan("meta-llama/Llama-3.1-8B", gpu="H100", max_model_len="8k", speculative="eagle3")
+    assert spec.pool_bytes["draft_weights"] > 0
+    assert spec.kv_bytes_per_token == 33 * 4096  # the draft layer is in the pool too
+    draft = kvplan.plan("meta-llama/Llama-3.1-8B", gpu="H100", max_model_len="8k",
+                        draft_model="meta-llama/Llama-3.2-1B")
+    from kvplan.weights import weights_bytes
+
+    assert draft.pool_bytes["draft_weights"] == weights_bytes(kvplan.load_model("meta-llama/Llama-3.2-1B"))
+    with pytest.raises(kvplan.InvalidInputError):
+        kvplan.plan("meta-llama/Llama-3.1-8B", gpu="H100", max_model_len="8k", engine="llama.cpp", max_loras=2)
+
+
+def test_multimodal_encoder_cache_and_text_only():
+    """Qwen2.5-VL-7B on vLLM: the encoder cache holds max_num_batched_tokens (8192 on an H100) embeddings
+    of 3584 bf16 values; --limit-mm-per-prompt image=0,video=0 drops it (vllm PR #25631)."""
+    model = "Qwen/Qwen2.5-VL-7B-Instruct"
+    mm = kvplan.plan(model, gpu="H100", max_model_len="8k")
+    assert mm.pool_bytes["encoder_cache"] == 8192 * 3584 * 2
+    assert any("profiling peak" in n for n in mm.notes)
+    text = kvplan.plan(model, gpu="H100", max_model_len="8k", limit_mm_per_prompt="image=0,video=0")
+    assert text.pool_bytes == {}
+    assert text.kv_budget_bytes - mm.kv_budget_bytes == 8192 * 3584 * 2
+    prof = kvplan.plan(model, gpu="H100", max_model_len="8k", mm_profile_bytes="2GiB")
+    assert prof.pool_bytes["mm_profiling"] == 2 * GiB
+    with pytest.raises(kvplan.InvalidInputError):
+        kvplan.plan(model, gpu="H100", max_model_len="8k", limit_mm_per_prompt="image=lots")
+
+
+def test_vision_tower_is_split_under_tp():
+    """vLLM shards the ViT's linear layers over TP: Mistral-Small-3.1's 0.62 GiB Pixtral tower is halved
+    at TP 2 (the w8a8 checkpoint of the llm-d v0.19 campaign logs 24.07 GiB at TP 1, 12.11 at TP 2)."""
+    from kvplan.weights import _vision_params, weights_bytes
+
+    arch = kvplan.load_model("mistralai/Mistral-Small-3.1-24B-Instruct-2503")
+    vision = _vision_params(arch) * 2
+    assert abs(weights_bytes(arch, "auto", 1, 1) - 2 * weights_bytes(arch, "auto", 2, 1)) < vision // 10
+
+
+def test_cli_plan_prints_pool_lines(capsys):
+    from kvplan.cli import main
+
+    assert main(["plan", "meta-llama/Llama-3.1-8B", "--gpu", "H100", "--max-model-len", "8k", "--max-loras", "2",
+                 "--speculative", "eagle3", "--num-speculative-tokens", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["pool_bytes"]) == {"lora", "draft_weights"}
+    assert main(["plan", "meta-llama/Llama-3.1-8B", "--gpu", "H100", "--max-model-len", "8k", "--max-loras", "2"]) == 0
+    assert "lora" in capsys.readouterr().out

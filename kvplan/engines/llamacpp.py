@@ -82,7 +82,8 @@ class Options:
     """-ctv when it differs from -ctk (the request's kv dtype)."""
     num_speculative_tokens: int = 0
     """Tokens proposed per step by speculative decoding (`--speculative` / `--draft-model` add the draft's
-    layers); on hybrid recurrent models vLLM keeps k more conv rows and k more state blocks per request."""
+    layers). Accepted so one command line works on every engine: here the pool changes only by the
+    draft's layers (SGLang's per-draft-token Mamba states for hybrid models are not modelled)."""
     dsa_indexer: bool = True
     """DeepSeek-V3.2 / GLM-5 keep lightning-indexer keys in a second cache (llama.cpp PR #23346 and
     #25407, 2026); False = older builds, which ran these models as dense MLA with no indexer cache."""

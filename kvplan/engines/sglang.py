@@ -45,7 +45,8 @@ class Options:
     mamba_full_memory_ratio: float = 0.9
     num_speculative_tokens: int = 0
     """Tokens proposed per step by speculative decoding (`--speculative` / `--draft-model` add the draft's
-    layers); on hybrid recurrent models vLLM keeps k more conv rows and k more state blocks per request."""
+    layers). Accepted so one command line works on every engine: here the pool changes only by the
+    draft's layers (SGLang's per-draft-token Mamba states for hybrid models are not modelled)."""
     dp_attention: int = 1
     """--enable-dp-attention with --dp-size N: attention (and linear-attention state) runs with TP size
     tp / N, so each rank keeps tp / N-way split KV heads instead of tp-way."""

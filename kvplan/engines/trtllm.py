@@ -35,7 +35,8 @@ class Options:
 
     num_speculative_tokens: int = 0
     """Tokens proposed per step by speculative decoding (`--speculative` / `--draft-model` add the draft's
-    layers); on hybrid recurrent models vLLM keeps k more conv rows and k more state blocks per request."""
+    layers). Accepted so one command line works on every engine: here the pool changes only by the
+    draft's layers (SGLang's per-draft-token Mamba states for hybrid models are not modelled)."""
     block_size: int | None = None
     """tokens_per_block; None = 32."""
     max_attention_window: bool = False
