@@ -157,6 +157,7 @@ class _Fields(BaseModel):
     # DeepSeek Sparse Attention (DeepSeek-V3.2, GLM-5): the lightning indexer's key width per token
     index_head_dim: PosInt = None
     index_topk: PosInt = None
+    index_n_heads: PosInt = None
     indexer_types: Optional[list[Any]] = None  # GLM-5.2: "full" layers hold an indexer, "shared" reuse one
     # NAS heterogeneous blocks (Llama-3.1-Nemotron-Ultra-253B, Llama-3.3-Nemotron-Super-49B: DeciLM)
     block_configs: Optional[list[Any]] = None
@@ -627,7 +628,7 @@ def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelAr
         num_shared_experts=f.n_shared_experts or 0,
         shared_expert_intermediate_size=f.shared_expert_intermediate_size or 0,
         first_k_dense_replace=f.first_k_dense_replace or 0, q_lora_rank=f.q_lora_rank or 0,
-        num_nextn_predict_layers=f.num_nextn_predict_layers or 0,
+        num_nextn_predict_layers=f.num_nextn_predict_layers or 0, index_n_heads=f.index_n_heads or 0,
         attention_bias=bool(f.attention_bias), mlp_bias=bool(f.mlp_bias),
         **_quant(config, text), **_vision(config),
     )

@@ -151,6 +151,7 @@ class WeightDims:
     layer_intermediate_sizes: tuple[int, ...] = ()
     q_lora_rank: int = 0
     num_nextn_predict_layers: int = 0
+    index_n_heads: int = 0  # DSA lightning indexer heads (DeepSeek-V3.2: 64, GLM-5: 32)
     attention_bias: bool = False  # q/k/v/o biases (gpt-oss); Qwen2's q/k/v-only biases follow model_type
     mlp_bias: bool = False
     # The checkpoint's own `quantization_config`, when it has one ("" = none): quant_method as written

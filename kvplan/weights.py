@@ -113,6 +113,13 @@ def _attention_tensors(arch: ModelArch, spec) -> list[_Tensor]:
                 _Tensor("attention", heads * (nope + v), spec.kv_lora_rank, shard="col", linear=True,
                         module="self_attn"),
                 _Tensor("attention", h, heads * v, shard="row", linear=True, module="self_attn")]
+        if spec.index_head_dim and w.index_n_heads:
+            # DSA lightning indexer (vLLM: replicated linears): wq_b from the q latent, wk, its LayerNorm,
+            # and the per-head weights_proj.
+            d, n = spec.index_head_dim, w.index_n_heads
+            out += [_Tensor("attention", n * d, w.q_lora_rank or h, linear=True, module="self_attn"),
+                    _Tensor("attention", d, h, linear=True, module="self_attn"),
+                    _Tensor("norms", 1, 2 * d), _Tensor("attention", n, h, module="indexer")]
         return out
     heads = w.num_attention_heads
     d, dv, hkv = spec.head_dim, spec.head_dim_v, spec.num_kv_heads

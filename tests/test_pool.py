@@ -352,3 +352,29 @@ def test_cli_plan_prints_pool_lines(capsys):
     assert set(out["pool_bytes"]) == {"lora", "draft_weights"}
     assert main(["plan", "meta-llama/Llama-3.1-8B", "--gpu", "H100", "--max-model-len", "8k", "--max-loras", "2"]) == 0
     assert "lora" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("model,engine,kwargs", [
+    ("Qwen/Qwen3-Next-80B-A3B-Thinking", "vllm", dict(speculative="mtp", num_speculative_tokens=2, tp=4)),
+    (GLM5, "vllm", dict(kv_dtype="fp8")), (GLM5, "sglang", dict(kv_dtype="fp8", tp=8)),
+    (GLM5, "llama.cpp", dict(kv_dtype="q8_0")), (GLM5, "trtllm", {}), (GLM5, "transformers", {}),
+    ("meta-llama/Llama-3.1-8B", "sglang", dict(speculative="eagle3", pp=2)),
+    ("meta-llama/Llama-3.1-8B", "llama.cpp", dict(draft_model="meta-llama/Llama-3.2-1B")),
+])
+def test_sweep_agrees_with_kv_cache_on_pool_items(model, engine, kwargs):
+    contexts = [100, 5000, 70000]
+    assert kvplan.sweep(model, context_lens=contexts, engine=engine, **kwargs) == \
+        [kvplan.kv_cache(model, context_len=c, engine=engine, **kwargs) for c in contexts]
+
+
+def test_dsa_indexer_weights_are_counted():
+    """The lightning indexer's linears per MLA layer: wq_b [heads·128, q_lora_rank], wk [128, hidden],
+    a LayerNorm (weight + bias) and weights_proj [heads, hidden]; GLM-5: 32 heads, q_lora_rank 2048."""
+    from kvplan.registry import read_config_file, specs_dir
+
+    arch = kvplan.load_model(GLM5)
+    assert arch.weight_dims.index_n_heads == 32
+    cfg = read_config_file(specs_dir() / "QuantTrio--GLM-5-AWQ" / "config.json")
+    plain = kvplan.parse_config({**cfg, "index_topk": None})
+    per_layer = 32 * 128 * 2048 + 128 * 6144 + 2 * 128 + 32 * 6144
+    assert param_counts(arch).total - param_counts(plain).total == 78 * per_layer

@@ -193,6 +193,13 @@ def _cell_bytes(spec, iswa: bool, type_k: str, type_v: str, per_head: bool,
     return None
 
 
+def _indexer_cell(spec, type_k: str, opts: Options) -> int:
+    """Bytes of one cell of a DSA layer's indexer-key cache (0 for other layers or older builds)."""
+    if isinstance(spec, MLA) and spec.index_head_dim and opts.dsa_indexer:
+        return _row(type_k, spec.index_head_dim, "kv_dtype")
+    return 0
+
+
 def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     if req.tp > 1:
         raise InvalidInputError("tp", "llama.cpp splits layers across GPUs, not heads; use pp instead of tp")
@@ -217,13 +224,6 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
                 kind, sliding, k_cell, v_cell = cell
                 cells = swa if sliding else base
                 k, v = k_cell * cells * n_stream, v_cell * cells * n_stream
-                if isinstance(spec, MLA) and spec.index_head_dim and opts.dsa_indexer:
-                    # llama_kv_cache_dsa: a second cache of lightning-indexer keys in the -ctk type, same cells
-                    ik = _row(type_k, spec.index_head_dim, "kv_dtype") * cells * n_stream
-                    r = rows.setdefault("indexer", [0, cells, 0, 0, 0])
-                    r[0] += n
-                    r[2] += ik * n
-                    r[3] += ik * n
             elif isinstance(spec, RecurrentState):
                 # Recurrent state is always F32, whatever -ctk/-ctv say (C.5); one row per sequence.
                 conv, ssm = mamba_state_elems(spec, 1, spec.conv_kernel - 1)
@@ -235,6 +235,11 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
             r[2] += (k + v) * n
             r[3] += k * n
             r[4] += v * n
+            ik = _indexer_cell(spec, type_k, opts)
+            if ik:  # llama_kv_cache_dsa: a second cache of lightning-indexer keys in the -ctk type, same cells
+                r = rows.setdefault("indexer", [0, cells, 0, 0, 0])
+                r[0] += n
+                r[2] += ik * cells * n_stream * n
         stage_bytes = sum(r[2] for r in rows.values())
         total += stage_bytes
         if best is None or stage_bytes > best[0]:
@@ -253,8 +258,7 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
         cell = _cell_bytes(spec, iswa, type_k, type_v, per_head, v_latent)
         if cell is not None and not cell[1]:
             per_token += n * (cell[2] + cell[3])
-        if isinstance(spec, MLA) and spec.index_head_dim and opts.dsa_indexer:
-            per_token += n * _row(type_k, spec.index_head_dim, "kv_dtype")
+        per_token += n * _indexer_cell(spec, type_k, opts)
     return KVEstimate(
         model=arch.model_id, engine=NAME, context_len=req.context_len, batch=req.batch,
         kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp, kv_bytes=sum(r.bytes for r in breakdown),
@@ -270,8 +274,6 @@ def sweep_plan(arch: ModelArch, req: Request, opts: Options):
     from kvplan.engines.sweep import SweepPlan, fixed_fields, merge_row, sweep_stage
 
     first = kv_cache(arch, req, opts)  # validates, and fixes the context-free fields
-    if opts.dsa_indexer and any(isinstance(s, MLA) and s.index_head_dim for s in arch.layers):
-        return None  # the DSA indexer cache is sized by kv_cache, context by context
     type_k = req.kv_dtype
     type_v = opts.type_v or type_k
     iswa = opts.iswa and arch.model_type in SWA_MODEL_TYPES
@@ -292,6 +294,9 @@ def sweep_plan(arch: ModelArch, req: Request, opts: Options):
                 separate = kind in ("full", "sliding", "chunked")  # the breakdown's K/V columns
                 merge_row(rows, kind, n, ((i, 1),), ((i, k + v),), ((i, k),) if separate else None,
                           ((i, v),) if separate else None)
+                ik = _indexer_cell(spec, type_k, opts)
+                if ik:
+                    merge_row(rows, "indexer", n, ((i, 1),), ((i, ik * n_stream * n),), None, None)
             elif isinstance(spec, RecurrentState):
                 conv, ssm = mamba_state_elems(spec, 1, spec.conv_kernel - 1)
                 merge_row(rows, "state", n, (), ((0, 4 * (conv + ssm) * max(1, n_seq) * n),), None, None)

@@ -244,7 +244,7 @@ def sweep_plan(arch: ModelArch, req: Request, opts: Options):
 
     first = kv_cache(arch, req, opts)  # validates, and fixes the context-free fields
     attn = _attention(req, opts)
-    page = _page(opts)
+    page = _page(opts, arch)
     hybrid = _hybrid_swa(arch, opts)
     units: list = []
     index: dict[int | None, int] = {}
@@ -268,5 +268,7 @@ def sweep_plan(arch: ModelArch, req: Request, opts: Options):
             mla = isinstance(spec, MLA)
             merge_row(rows, kind, n, ((i, 1),), ((i, (k_tok + v_tok) * scale),),
                       None if mla else ((i, k_tok * scale),), None if mla else ((i, v_tok * scale),))
+            if _indexer(spec):
+                merge_row(rows, "indexer", n, ((i, 1),), ((i, _indexer(spec) * scale),), None, None)
         stages.append(sweep_stage(rows))
     return SweepPlan(tuple(units), tuple(stages), fixed_fields(first))

@@ -170,5 +170,7 @@ def sweep_plan(arch: ModelArch, req: Request, opts: Options):
             mla = isinstance(spec, MLA)
             merge_row(rows, spec.kind, n, ((i, 1),), ((i, (k_tok + v_tok) * scale),),
                       None if mla else ((i, k_tok * scale),), None if mla else ((i, v_tok * scale),))
+            if mla and spec.index_head_dim:
+                merge_row(rows, "indexer", n, ((i, 1),), ((i, spec.indexer_fp8_bytes * scale),), None, None)
         stages.append(sweep_stage(rows))
     return SweepPlan(tuple(units), tuple(stages), fixed_fields(first))

@@ -393,7 +393,7 @@ def sweep_plan(arch: ModelArch, req: Request, opts: Options):
                 merge(t.kind, n, tok, ((i, per * n * t.page * b),), ((i, per * n * t.block_size * t.k_tok * b),),
                       ((i, per * n * t.block_size * t.v_tok * b),))
             else:
-                merge(t.kind, n, tok, ((i, per * n * t.page * b),), None, None)
+                merge(t.label or t.kind, n, tok, ((i, per * n * t.page * b),), None, None)
             slots = n if uniform or len(lay.types) == 1 else t.groups * lay.group_size
             if slots > n:
                 merge("padding", slots - n, tok, ((i, per * (slots - n) * t.page * b),), None, None)
