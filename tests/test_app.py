@@ -44,8 +44,14 @@ def _charts(at: AppTest) -> int:
     return len(at.get("plotly_chart"))
 
 
+def _plain(elements) -> list[str]:
+    """What messages say on screen (the app escapes user text: kvplan.ui.text)."""
+    from kvplan.ui.text import unescape_md
+    return [unescape_md(e.value) for e in elements]
+
+
 def _errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
+    return _plain(at.error)
 
 
 # --- Size (default page) ---------------------------------------------------------------------
@@ -79,7 +85,7 @@ def test_size_page_inputs_change_the_view():
     _ok(at)
     assert _charts(at) == 2
     # vLLM cannot store q8_0: that line is skipped with an inline warning, not an exception.
-    assert any("q8_0" in w.value for w in at.warning)
+    assert any("q8_0" in w for w in _plain(at.warning))
     at.number_input(key="size_batch").set_value(4).run()
     _ok(at)
     assert at.metric[0].value == "16.00 GiB"
@@ -158,7 +164,7 @@ def test_capacity_default_render():
     at = _page("capacity")
     assert _charts(at) == 2
     # newest vLLM defaults (gpu_memory_utilization 0.92, CUDA-graph estimate in the budget)
-    assert at.success and "Fits" in at.success[0].value and "13.72" in at.success[0].value
+    assert at.success and "Fits" in _plain(at.success)[0] and "13.72" in _plain(at.success)[0]
 
 
 def test_capacity_inputs():
@@ -215,7 +221,7 @@ def test_compare_inputs():
 
 def test_compare_unsupported_dtype_is_a_warning():
     at = _page("compare", kv_dtype="q4_0")
-    assert any("q4_0" in w.value for w in at.warning)  # vLLM cannot store q4_0; llama.cpp can
+    assert any("q4_0" in w for w in _plain(at.warning))  # vLLM cannot store q4_0; llama.cpp can
 
 
 # --- Validate ----------------------------------------------------------------------------------

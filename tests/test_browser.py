@@ -8,6 +8,7 @@ Playwright is a failure, not a skip.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -44,11 +46,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@contextlib.contextmanager
+def _serve(log: Path, env_extra: dict[str, str]):
+    """`streamlit run app.py` on a free port; yields its URL; no traceback may reach its log."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
-    env = {**os.environ, "KVPLAN_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "KVPLAN_OFFLINE": "1", "HF_HUB_OFFLINE": "1", **env_extra}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
@@ -77,6 +79,12 @@ def server(tmp_path_factory):
                 proc.kill()
     server_log = log.read_text(errors="replace")
     assert "Traceback" not in server_log, server_log
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with _serve(tmp_path_factory.mktemp("streamlit") / "server.log", {}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -208,3 +216,133 @@ def test_uploaded_config_and_broken_upload(server, browser_page, tmp_path):
     assert browser_page.locator('[data-testid="stException"]').count() == 0
     assert browser_page.get_by_text("not valid JSON").count() >= 1
     assert not _errors(browser_page)
+
+
+# --- Security: a crafted link or upload shows only what kvplan computed ----------------------------
+
+# A link to a host nobody runs (port 9, "discard"): every request the browser makes for it is recorded
+# below, whether or not it could connect. Markdown image / link / raw HTML / bare-URL / www / e-mail
+# forms, Streamlit's own :material: and :red[] directives, and Plotly's <a href>.
+PWN = "kvplan-pwn"
+PAYLOAD = (f"![x](http://127.0.0.1:9/{PWN}.png) [Session expired: sign in again](http://127.0.0.1:9/{PWN}-login)"
+           f" <img src=http://127.0.0.1:9/{PWN}-raw.png> <a href=http://127.0.0.1:9/{PWN}-a>a</a>"
+           f" http://127.0.0.1:9/{PWN}-bare www.{PWN}.example me@{PWN}.example :red[{PWN}] :material/home:")
+# What a browser may upload: no "/" in a file name, so the link targets are relative to the app.
+FILE_PAYLOAD = (f"![x]({PWN}.png) [Session expired sign in]({PWN}-login) <img src={PWN}-raw.png>"
+                f" <a href=\"{PWN}-a\">click")
+
+
+def _injected(page) -> list[str]:
+    """<img> / <a> / <iframe> elements whose source or target comes from the payload."""
+    return page.evaluate(
+        """(pwn) => [...document.querySelectorAll('img, a, iframe, image, object, embed')]
+             .map(e => e.outerHTML)
+             .filter(h => h.includes(pwn))""", PWN)
+
+
+def _assert_inert(page, requests: list[str], name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"security_{name}.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0, f"{name}: a Streamlit exception"
+    assert not _injected(page), f"{name}: elements built from input: {_injected(page)}"
+    # SVG (Plotly) links: <a> in the svg namespace carry xlink:href
+    svg_links = page.evaluate("(pwn) => [...document.querySelectorAll('svg a')].map(a => a.outerHTML)"
+                              ".filter(h => h.includes(pwn))", PWN)
+    assert not svg_links, f"{name}: chart links from input: {svg_links}"
+    # Plotly turns `<a href=...>` in a title into a styled link even where it drops the href: a chart
+    # text that shows the payload must show its tags as text.
+    chart_texts = page.evaluate("(pwn) => [...document.querySelectorAll('.js-plotly-plot text')]"
+                                ".map(t => t.textContent).filter(t => t.includes(pwn))", PWN)
+    assert all("<a " in t for t in chart_texts), f"{name}: chart text parsed as HTML: {chart_texts}"
+    fetched = [u for u in requests if PWN in (lambda p: p.netloc + p.path)(urllib.parse.urlsplit(u))]
+    assert not fetched, f"{name}: the browser fetched {fetched}"
+
+
+@pytest.fixture(scope="module")
+def hostile_hub():
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from fake_hub import FakeHub, FakeRepo
+    base = {"model_type": "llama", "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 2,
+            "hidden_size": 512, "torch_dtype": "bfloat16", "max_position_embeddings": 4096}
+    repos = {
+        "pwn/dtype": {**base, "torch_dtype": PAYLOAD},
+        "pwn/layers": {**base, "layer_types": [PAYLOAD] * 4},
+        "pwn/quant": {**base, "quantization_config": {"quant_method": PAYLOAD, "bits": PAYLOAD}},
+        "pwn/ok": base,
+    }
+    hub = FakeHub({name: FakeRepo({"config.json": json.dumps(cfg).encode()}) for name, cfg in repos.items()})
+    hub.start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="module")
+def hostile_server(tmp_path_factory, hostile_hub):
+    env = {"HF_ENDPOINT": hostile_hub.url, "HF_HUB_OFFLINE": "0", "KVPLAN_OFFLINE": "",
+           "HF_HUB_CACHE": str(tmp_path_factory.mktemp("hf-cache"))}
+    with _serve(tmp_path_factory.mktemp("streamlit-hostile") / "server.log", env) as url:
+        yield url
+
+
+def _quote(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+HOSTILE_LINKS = [
+    ("ctx", "", {"ctx": PAYLOAD}),
+    ("gpu_mem", "", {"gpu": "custom", "gpu_mem": PAYLOAD}),
+    ("hub_id", "", {"src": "Hub", "hub": PAYLOAD}),
+    ("numbers", "", {"window": PAYLOAD, "max_ctx": PAYLOAD, "size_batch": PAYLOAD}),
+    ("hub_dtype", "", {"src": "Hub", "hub": "pwn/dtype"}),
+    ("hub_layers", "", {"src": "Hub", "hub": "pwn/layers"}),
+    ("hub_quant_capacity", "capacity", {"src": "Hub", "hub": "pwn/quant"}),
+    ("hub_ok_compare", "compare", {"src": "Hub", "hub": "pwn/ok", "cmp_models": PAYLOAD}),
+    ("capacity_numbers", "capacity", {"cap_users": PAYLOAD, "cap_tp": PAYLOAD, "ctx": PAYLOAD}),
+    ("why_numbers", "why", {"why_gen": PAYLOAD, "why_prompt": PAYLOAD}),
+]
+
+
+@pytest.mark.parametrize("name,path,params", HOSTILE_LINKS, ids=[h[0] for h in HOSTILE_LINKS])
+def test_crafted_link_renders_no_image_or_link(hostile_server, browser_page, name, path, params):
+    requests: list[str] = []
+
+    def handler(r):
+        requests.append(r.url)
+    browser_page.on("request", handler)
+    try:
+        query = "&".join(f"{k}={_quote(v)}" for k, v in params.items())
+        _open(browser_page, f"{hostile_server}/{path}?{query}")
+        _settle(browser_page, 0)
+        alerts = browser_page.locator('[data-testid="stAlert"]').count()
+        _assert_inert(browser_page, requests, name)
+        _errors(browser_page)
+        if name.startswith(("ctx", "gpu_mem", "hub_", "numbers")) and name != "hub_ok_compare":
+            assert alerts >= 1, f"{name}: the bad value must be reported inline"
+        if name in ("hub_dtype", "hub_layers", "ctx"):
+            # The payload is shown, as text: the user sees what was wrong.
+            assert browser_page.get_by_text("Session expired: sign in again", exact=False).count() >= 1
+    finally:
+        browser_page.remove_listener("request", handler)
+
+
+def test_crafted_upload_name_renders_no_image_or_link(hostile_server, browser_page, tmp_path):
+    from kvplan.registry import bundled_config
+    requests: list[str] = []
+
+    def handler(r):
+        requests.append(r.url)
+    browser_page.on("request", handler)
+    _open(browser_page, f"{hostile_server}/?src=Upload")
+    _settle(browser_page, 0)
+    good = tmp_path / f"{FILE_PAYLOAD}.json"
+    good.write_text(json.dumps(bundled_config("Qwen/Qwen3-8B")))
+    upload = browser_page.locator('[data-testid="stSidebar"] [data-testid="stFileUploaderDropzoneInput"]')
+    upload.set_input_files(str(good))
+    _settle(browser_page, 2)
+    _assert_inert(browser_page, requests, "upload_name_size")
+    assert browser_page.get_by_text("Session expired sign in", exact=False).count() >= 1  # shown as text
+    for path in ("why",):
+        browser_page.locator('[data-testid="stSidebarNav"] a', has_text="Why").click()
+        _settle(browser_page, 1)
+        _assert_inert(browser_page, requests, f"upload_name_{path}")
+    _errors(browser_page)
+    browser_page.remove_listener("request", handler)

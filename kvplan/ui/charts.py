@@ -1,5 +1,8 @@
 """Pure plotly figure builders: rows in (from `kvplan.ui.sweeps`), a `go.Figure` out.
 
+Every string given to a builder is plain text (a title with a Hub model id, an uploaded report's
+name) and goes into the figure through `text.plot_text`, so Plotly's HTML subset never comes from input.
+
 No streamlit here, so every chart can be built and inspected in a plain test. Bytes are plotted in
 GiB (2^30) and the axis says so.
 """
@@ -12,6 +15,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from kvplan.ui.text import plot_text
 from kvplan.units import GiB
 
 GIB = float(GiB)
@@ -24,11 +28,11 @@ Rows = list[dict[str, Any]]
 
 
 def _layout(fig: go.Figure, title: str, *, x_title: str, y_title: str, log_x: bool = False) -> go.Figure:
-    fig.update_layout(title=dict(text=title, y=0.98, yanchor="top"), margin=dict(l=10, r=10, t=40, b=10),
+    fig.update_layout(title=dict(text=plot_text(title), y=0.98, yanchor="top"), margin=dict(l=10, r=10, t=40, b=10),
                       height=440, legend=dict(orientation="h", yanchor="top", y=-0.18, x=0),
                       hovermode="x unified", template="plotly_white")
-    fig.update_xaxes(title=x_title, type="log" if log_x else "-")  # "-": plotly infers (category bars)
-    fig.update_yaxes(title=y_title, rangemode="tozero")
+    fig.update_xaxes(title=plot_text(x_title), type="log" if log_x else "-")  # "-": plotly infers (category bars)
+    fig.update_yaxes(title=plot_text(y_title), rangemode="tozero")
     return fig
 
 
@@ -55,7 +59,7 @@ def memory_by_kind(rows: Rows, *, title: str) -> go.Figure:
     fig = go.Figure()
     for kind, rs in _series(rows, "kind").items():
         fig.add_trace(go.Scatter(x=[r["context_len"] for r in rs], y=[r["bytes"] / GIB for r in rs],
-                                 name=kind, stackgroup="kv", mode="lines",
+                                 name=plot_text(kind), stackgroup="kv", mode="lines",
                                  line=dict(color=KIND_COLORS.get(kind)),
                                  hovertemplate="%{y:.3f} GiB"))
     _layout(fig, title, x_title="context (tokens)", y_title="KV cache per sequence (GiB)", log_x=True)
@@ -68,7 +72,7 @@ def memory_lines(rows: Rows, *, title: str, mark_context: int | None = None) -> 
     fig = go.Figure()
     for name, rs in _series(rows, "series").items():
         fig.add_trace(go.Scatter(x=[r["context_len"] for r in rs], y=[r["kv_bytes"] / GIB for r in rs],
-                                 name=name, mode="lines", hovertemplate="%{y:.3f} GiB"))
+                                 name=plot_text(name), mode="lines", hovertemplate="%{y:.3f} GiB"))
     _layout(fig, title, x_title="context (tokens)", y_title="KV cache per sequence (GiB)", log_x=True)
     _context_ticks(fig, sorted({r["context_len"] for r in rows}))
     if mark_context:
@@ -81,7 +85,7 @@ def users_lines(rows: Rows, *, title: str, mark_context: int | None = None) -> g
     fig = go.Figure()
     for gpu, rs in _series(rows, "gpu").items():
         fig.add_trace(go.Scatter(x=[r["context_len"] for r in rs], y=[r["users_per_gpu"] for r in rs],
-                                 name=gpu, mode="lines", hovertemplate="%{y:.2f} users"))
+                                 name=plot_text(gpu), mode="lines", hovertemplate="%{y:.2f} users"))
     _layout(fig, title, x_title="context per user (tokens)", y_title="concurrent users per GPU",
             log_x=True)
     fig.update_yaxes(type="log", dtick="D2")  # label 1, 2, 5 per decade, not every minor tick
@@ -95,7 +99,8 @@ def memory_bars(rows: Rows, *, title: str) -> go.Figure:
     """Per-GPU memory split (weights / KV / activations / overhead / free), one bar per GPU."""
     fig = go.Figure()
     for part, rs in _series(rows, "part").items():
-        fig.add_trace(go.Bar(y=[r["gpu"] for r in rs], x=[r["bytes"] / GIB for r in rs], name=part,
+        fig.add_trace(go.Bar(y=[plot_text(r["gpu"]) for r in rs], x=[r["bytes"] / GIB for r in rs],
+                             name=plot_text(part),
                              orientation="h", marker_color=PART_COLORS.get(part),
                              hovertemplate="%{x:.2f} GiB"))
     _layout(fig, f"{title} (GiB)", x_title="", y_title="")
@@ -108,8 +113,9 @@ def compare_bars(rows: Rows, *, value: str, title: str, y_title: str, scale: flo
     """Grouped bars: models on x, one bar per engine."""
     fig = go.Figure()
     for engine, rs in _series(rows, "engine").items():
-        fig.add_trace(go.Bar(x=[r["model"] for r in rs],
-                             y=[None if r[value] is None else r[value] / scale for r in rs], name=engine))
+        fig.add_trace(go.Bar(x=[plot_text(r["model"]) for r in rs],
+                             y=[None if r[value] is None else r[value] / scale for r in rs],
+                             name=plot_text(engine)))
     _layout(fig, title, x_title="", y_title=y_title)
     fig.update_layout(barmode="group", hovermode="closest")
     return fig
@@ -122,9 +128,9 @@ def validation_chart(rows: Rows, *, title: str) -> go.Figure:
         rs = sorted(rs, key=lambda r: r["context_len"])
         x = [r["context_len"] for r in rs]
         fig.add_trace(go.Scatter(x=x, y=[(r["predicted_bytes"] or 0) / GIB for r in rs],
-                                 name=f"{report} predicted", mode="lines+markers", line=dict(dash="dash")))
+                                 name=plot_text(f"{report} predicted"), mode="lines+markers", line=dict(dash="dash")))
         fig.add_trace(go.Scatter(x=x, y=[(r["measured_bytes"] or 0) / GIB for r in rs],
-                                 name=f"{report} measured", mode="markers", marker=dict(size=10)))
+                                 name=plot_text(f"{report} measured"), mode="markers", marker=dict(size=10)))
     _layout(fig, title, x_title="context (tokens)", y_title="KV cache (GiB)", log_x=True)
     contexts = sorted({r["context_len"] for r in rows if r["context_len"] > 0})
     if contexts:

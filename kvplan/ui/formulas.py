@@ -11,6 +11,7 @@ from __future__ import annotations
 from kvplan.dtypes import get_dtype
 from kvplan.engines.common import KVEstimate, kv_heads_per_rank
 from kvplan.layers import MLA, FullAttention, ModelArch, RecurrentState
+from kvplan.ui.text import escape_md
 
 ENGINE_RULES = {
     "vllm": "paged blocks of `block_size` tokens per layer; tokens rounded up to whole blocks; sliding "
@@ -64,7 +65,7 @@ def _per_token_terms(arch: ModelArch, kind: str, est: KVEstimate) -> tuple[str, 
 
 def engine_math(arch: ModelArch, est: KVEstimate) -> str:
     """Markdown lines deriving `est.kv_bytes` from the model's numbers for one engine."""
-    lines = [f"**{est.engine}** ({est.kv_dtype}, T = {_n(est.context_len)} tokens, batch {est.batch}"
+    lines = [f"**{escape_md(est.engine)}** ({escape_md(est.kv_dtype)}, T = {_n(est.context_len)} tokens, batch {est.batch}"
              + (f", block {est.block_size}" if est.block_size else "") + f"): {ENGINE_RULES.get(est.engine, '')}",
              ""]
     for kb in est.breakdown:
@@ -74,7 +75,7 @@ def engine_math(arch: ModelArch, est: KVEstimate) -> str:
         if kb.kind == "state":
             states = [s for s in arch.layers if isinstance(s, RecurrentState)]
             mixer = states[0].mixer if states else "state"
-            lines.append(f"- recurrent state ({mixer}): {kb.num_layers} layers × a fixed per-sequence "
+            lines.append(f"- recurrent state ({escape_md(mixer)}): {kb.num_layers} layers × a fixed per-sequence "
                          f"state = {_n(kb.bytes)} B, whatever T is")
             continue
         terms = _per_token_terms(arch, kb.kind, est)
@@ -92,5 +93,5 @@ def engine_math(arch: ModelArch, est: KVEstimate) -> str:
         lines.append(line)
     lines.append(f"- **total: {_n(est.kv_bytes)} B** per GPU; bytes per token {_n(est.bytes_per_token)}")
     for note in est.notes:
-        lines.append(f"- _{note}_")
+        lines.append(f"- _{escape_md(note)}_")
     return "\n".join(lines)

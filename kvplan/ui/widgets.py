@@ -26,6 +26,7 @@ from kvplan.gpus import list_gpus
 from kvplan.hf_config import parse_config
 from kvplan.layers import ModelArch
 from kvplan.registry import bundled_config, list_models, parse_json
+from kvplan.ui import text
 from kvplan.ui.whatif import ATTENTION_CHOICES, WhatIf, apply
 from kvplan.units import parse_bytes, parse_tokens
 
@@ -60,6 +61,100 @@ class Selection:
         return {"gpu": self.gpu} if self.gpu else {"gpu_memory": self.gpu_memory}
 
 
+# The app's label for each API / CLI field name an error may carry, so messages name what the user sees.
+LABELS = {"context": "Context length", "context_len": "Context length", "max_model_len": "Context length",
+          "gpu_memory": "GPU memory", "window": "Sliding window", "max_context": "Max context",
+          "attention": "Attention", "batch": "Batch (sequences)", "tp": "TP (tensor parallel)",
+          "num_gpus": "GPUs", "users": "Target users", "prefix_tokens": "Shared prefix tokens",
+          "gpu_memory_utilization": "Memory fraction", "kv_dtype": "KV cache dtype", "engine": "Engine",
+          "gpu": "GPU"}
+
+
+def describe(err: BaseException, label: str | None = None) -> str:
+    """One line for an error, with the app's label in place of the API field name (plain text: show
+    it with `text.error`)."""
+    msg = str(err)
+    field_name = getattr(err, "field", None)
+    shown = label or LABELS.get(field_name or "")
+    if isinstance(err, InvalidInputError) and field_name and shown and msg.startswith(f"{field_name}: "):
+        return f"{shown}: {msg[len(field_name) + 2:]}"
+    if shown and label:
+        return f"{shown}: {msg}"
+    return msg
+
+
+def _url_number_problem(raw: Any, lo: float, hi: float, integer: bool) -> str | None:
+    """Why a URL value cannot seed a number input (None if it can): Streamlit's own parser turns
+    `?window=1e999` into `int(inf)` and raises outside the app's error handling."""
+    value = raw[-1] if isinstance(raw, list) and raw else raw
+    s = str(value).strip()
+    if len(s) > 40:
+        return "is not a number in range"
+    try:
+        x = float(s)
+    except ValueError:
+        return "is not a number"
+    if x != x or x in (float("inf"), float("-inf")):
+        return "is not a finite number"
+    if integer and x != int(x):
+        return "is not a whole number"
+    if not lo <= x <= hi:
+        return f"must be between {lo:,} and {hi:,}"
+    return None
+
+
+def _initial_url_value(key: str) -> list[str] | None:
+    """The value the page's URL gave `key` (what a bound widget is seeded from), or None."""
+    try:
+        from streamlit.runtime.state.session_state_proxy import get_session_state
+        with get_session_state().query_params() as qp:
+            v = qp.get_initial_value(key)
+    except (AttributeError, ImportError):  # another Streamlit: the current URL is the next best thing
+        v = st.query_params.get_all(key) if key in st.query_params else None
+    if v is None:
+        return None
+    return [v] if isinstance(v, str) else list(v)
+
+
+def _drop_url_value(key: str) -> None:
+    """Forget a bad URL value, so the bound widget starts from its default instead of parsing it."""
+    try:
+        from streamlit.runtime.state.session_state_proxy import get_session_state
+        with get_session_state().query_params() as qp:
+            getattr(qp, "_initial_query_params", {}).pop(key, None)
+    except (AttributeError, ImportError):
+        pass
+    if key in st.query_params:
+        del st.query_params[key]
+
+
+def number_input(where: Any, label: str, *, key: str, min_value: int | float, max_value: int | float,
+                 value: int | float, step: int | float | None = None, help: str | None = None,
+                 format: str | None = None) -> int | float:
+    """`st.number_input` bound to the URL, whose URL value is checked first: a value that is not a
+    finite number in range is dropped (the default is used) with a one-line message naming `label`."""
+    integer = isinstance(value, int) and not isinstance(value, bool)
+    raw = _initial_url_value(key)
+    if raw:
+        problem = _url_number_problem(raw, min_value, max_value, integer)
+        if problem:
+            _drop_url_value(key)
+            shown = str(raw[-1])
+            shown = shown if len(shown) <= 40 else shown[:40] + "…"
+            msg = f"{label}: the link's value {shown!r} {problem}; using {value:,}."
+            if where is st:
+                text.warning(msg)
+            else:
+                with where:
+                    text.warning(msg)
+    kwargs = {"step": step} if step is not None else {}
+    if format:
+        kwargs["format"] = format
+    out = where.number_input(label, min_value=min_value, max_value=max_value, value=value, key=key, bind=QP,
+                             help=help, **kwargs)
+    return int(out) if integer else float(out)
+
+
 @st.cache_data(show_spinner=False)
 def _bundled(model_id: str) -> dict[str, Any]:
     return bundled_config(model_id)
@@ -81,7 +176,7 @@ def _load_model(src: str, prefix: str = "") -> ModelArch | None:
                              help="Any public (or token-accessible) Hugging Face model id. Only "
                                   "config.json is fetched; no model code is ever run.").strip()
         if not repo:
-            st.info("Type a Hub model id, e.g. `Qwen/Qwen3-8B`.")
+            st.info("Type a Hub model id, e.g. `Qwen/Qwen3-8B`.")  # kvplan's own text: Markdown
             return None
         try:
             return _hub(repo)
@@ -94,6 +189,7 @@ def _load_model(src: str, prefix: str = "") -> ModelArch | None:
         if up is None:
             st.info("Upload a model's `config.json`.")
             return None
+        # The file name becomes the model id: shown only through text.escape_md / charts' plot_text.
         name = up.name.removesuffix(".json")
         return parse_config(parse_json(up.getvalue()), "uploaded" if name == "config" else name)
     models = list_models()
@@ -106,6 +202,19 @@ def _load_model(src: str, prefix: str = "") -> ModelArch | None:
 def sidebar() -> Selection:
     """Draw the shared sidebar and remember its result for the page (see `selection()`)."""
     sel = Selection()
+    try:
+        _sidebar(sel)
+    except Exception as err:  # noqa: BLE001 - (st.stop / rerun are not Exceptions) never a traceback
+        log.error("sidebar failed:\n%s", traceback.format_exc())
+        sel.arch = None
+        sel.errors.append(f"Sidebar: {type(err).__name__}: {err}")
+        with st.sidebar:
+            text.error(sel.errors[-1])
+    st.session_state[_STATE_KEY] = sel
+    return sel
+
+
+def _sidebar(sel: Selection) -> None:
     with st.sidebar:
         src = st.radio("Model source", SOURCES, key="src", bind=QP, horizontal=True,
                        help="A bundled config (offline), any Hugging Face Hub id, or your config.json.")
@@ -113,12 +222,12 @@ def sidebar() -> Selection:
         try:
             base = _load_model(src)
         except KvplanError as err:
-            sel.errors.append(f"Model: {err}")
-            st.error(str(err))
+            sel.errors.append(f"Model: {describe(err)}")
+            text.error(sel.errors[-1])
         except Exception as err:  # noqa: BLE001 - a broken upload must never show a traceback
             log.warning("model load failed:\n%s", traceback.format_exc())
-            sel.errors.append(f"Model: {type(err).__name__}: {err}")
-            st.error(f"Could not load the model: {err}")
+            sel.errors.append(f"Model: could not be read ({type(err).__name__}: {err})")
+            text.error(sel.errors[-1])
         sel.engine = st.selectbox("Engine", ENGINE_NAMES, key="engine", bind=QP,
                                   help="Whose allocation rules to apply (naive = textbook formula).")
         sel.kv_dtype = st.selectbox("KV cache dtype", KV_DTYPE_NAMES, key="kv_dtype", bind=QP,
@@ -135,7 +244,7 @@ def sidebar() -> Selection:
                     raise ValueError
             except (KvplanError, ValueError):
                 sel.errors.append(f"GPU memory: cannot read {mem!r}; write e.g. 80GB or 48GiB")
-                st.error(sel.errors[-1])
+                text.error(sel.errors[-1])
                 sel.gpu_memory = None
         else:
             sel.gpu = gpu
@@ -147,27 +256,25 @@ def sidebar() -> Selection:
                 raise InvalidInputError("context", f"must be between 1 and {1 << 34:,} tokens")
         except KvplanError as err:
             sel.context_len = None
-            sel.errors.append(str(err))
-            st.error(str(err))
+            sel.errors.append(describe(err, "Context length"))
+            text.error(sel.errors[-1])
         with st.expander("What-if edits", expanded=False):
             attn = st.selectbox("Attention", ATTENTION_CHOICES, key="attn", bind=QP,
                                 help="MHA: one KV head per attention head; MQA: a single KV head.")
-            window = st.number_input("Sliding window (0 = as configured)", min_value=0, max_value=1 << 24,
-                                     value=0, step=512, key="window", bind=QP)
-            max_ctx = st.number_input("Max context (0 = as configured)", min_value=0, max_value=1 << 34,
-                                      value=0, step=8192, key="max_ctx", bind=QP)
+            window = number_input(st, "Sliding window (0 = as configured)", min_value=0, max_value=1 << 24,
+                                  value=0, step=512, key="window")
+            max_ctx = number_input(st, "Max context (0 = as configured)", min_value=0, max_value=1 << 34,
+                                   value=0, step=8192, key="max_ctx")
             sel.whatif = WhatIf(attn, int(window), int(max_ctx))
         if base is not None:
             try:
                 sel.arch = apply(base, sel.whatif)
             except KvplanError as err:
-                sel.errors.append(f"What-if: {err}")
-                st.error(f"What-if: {err}")
+                sel.errors.append(f"What-if: {describe(err)}")
+                text.error(sel.errors[-1])
         if sel.arch is not None:
-            st.caption(f"**{sel.arch.model_id}** · {sel.arch.label()} · {sel.arch.dtype} · max context "
-                       f"{sel.arch.max_position_embeddings:,}")
-    st.session_state[_STATE_KEY] = sel
-    return sel
+            st.caption(text.md("**{}** · {} · {} · max context {:,}", sel.arch.model_id, sel.arch.label(),
+                               sel.arch.dtype, sel.arch.max_position_embeddings or 0))
 
 
 def selection() -> Selection:
@@ -181,7 +288,7 @@ def require_model(sel: Selection) -> ModelArch:
     if sel.arch is None:
         if sel.errors:
             for msg in sel.errors:
-                st.error(msg)
+                text.error(msg)
         else:
             st.info("Choose a model in the sidebar.")
         st.stop()
@@ -200,17 +307,18 @@ def run_page(body: Callable[[], None]) -> None:
     try:
         body()
     except KvplanError as err:
-        st.error(str(err))
+        text.error(describe(err))
     except Exception as err:  # noqa: BLE001 - the UI never shows a traceback
         log.error("page failed:\n%s", traceback.format_exc())
-        st.error(f"Something went wrong: {type(err).__name__}: {err}")
+        text.error(f"Something went wrong: {type(err).__name__}: {err}")
 
 
 def show_errors(errors: list[str], *, limit: int = 6) -> None:
+    errors = list(dict.fromkeys(errors))  # the same message once
     for msg in errors[:limit]:
-        st.warning(msg)
+        text.warning(msg)
     if len(errors) > limit:
-        st.warning(f"… and {len(errors) - limit} more")
+        text.warning(f"… and {len(errors) - limit} more")
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

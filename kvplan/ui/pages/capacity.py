@@ -5,7 +5,7 @@ import streamlit as st
 
 from kvplan.errors import DoesNotFitError, KvplanError
 from kvplan.gpus import list_gpus
-from kvplan.ui import charts, sweeps, widgets
+from kvplan.ui import charts, sweeps, text, widgets
 from kvplan.units import fmt_auto
 
 QP = widgets.QP
@@ -45,15 +45,15 @@ def body() -> None:
     catalog = [g.name for g in list_gpus()]
     extra = c[0].multiselect("Also compare GPUs", catalog, key="cap_gpus", bind=QP,
                              help="One line per GPU; the sidebar's GPU is always first.")
-    num_gpus = int(c[1].number_input("GPUs", min_value=1, max_value=1024, value=1, key="cap_num", bind=QP))
-    tp = int(c[2].number_input("TP", min_value=1, max_value=1024, value=1, key="cap_tp", bind=QP))
-    util = c[3].number_input("Utilization (0 = engine default)", min_value=0.0, max_value=1.0, value=0.0,
-                             step=0.05, format="%.2f", key="cap_util", bind=QP)
-    prefix = int(c[4].number_input("Shared prefix tokens", min_value=0, max_value=1 << 24, value=0, step=512,
-                                   key="cap_prefix", bind=QP,
-                                   help="A system prompt every user shares, cached once (prefix caching)."))
-    users = int(c[5].number_input("Target users (0 = none)", min_value=0, max_value=1_000_000, value=0,
-                                  key="cap_users", bind=QP))
+    num_gpus = widgets.number_input(c[1], "GPUs", min_value=1, max_value=1024, value=1, key="cap_num")
+    tp = widgets.number_input(c[2], "TP", min_value=1, max_value=1024, value=1, key="cap_tp")
+    util = widgets.number_input(c[3], "Utilization (0 = engine default)", min_value=0.0, max_value=1.0,
+                                value=0.0, step=0.05, format="%.2f", key="cap_util")
+    prefix = widgets.number_input(c[4], "Shared prefix tokens", min_value=0, max_value=1 << 24, value=0,
+                                  step=512, key="cap_prefix",
+                                  help="A system prompt every user shares, cached once (prefix caching).")
+    users = widgets.number_input(c[5], "Target users (0 = none)", min_value=0, max_value=1_000_000, value=0,
+                                 key="cap_users")
 
     gpus = {}
     if sel.gpu:
@@ -76,7 +76,7 @@ def body() -> None:
             p = plan(arch, max_model_len=ctx, users=users or None, **gargs, **common)
         except KvplanError as err:
             if label == first_label:
-                st.error(f"{label}: {err}")
+                text.error(f"{label}: {widgets.describe(err)}")
             else:
                 errors.append(f"{label}: {err}")
             continue
@@ -109,9 +109,9 @@ def _what_fits(arch, gargs: dict, common: dict, ctx: int, users: int) -> str:
     try:
         m = min_gpus(arch, max_model_len=ctx, users=users or 1, **gargs, **kw)
     except KvplanError:
-        return " Not even 8-way TP of this GPU holds one request: pick a larger GPU or fp8 weights/KV."
-    return (f" **What would fit:** {m.num_gpus}× this GPU at TP {m.tp}"
-            f" ({m.users_per_gpu:,.2f} users per GPU at {ctx:,} tokens).")
+        return text.md(" Not even 8-way TP of this GPU holds one request: pick a larger GPU or fp8 weights/KV.")
+    return text.md(" **What would fit:** {}× this GPU at TP {} ({:,.2f} users per GPU at {:,} tokens).",
+                   m.num_gpus, m.tp, m.users_per_gpu, ctx)
 
 
 def _banner(p, label: str, ctx: int, users: int, num_gpus: int, prefix: int, what_fits) -> None:
@@ -121,18 +121,18 @@ def _banner(p, label: str, ctx: int, users: int, num_gpus: int, prefix: int, wha
         try:
             p.check()
         except DoesNotFitError as err:
-            st.error(f"**Does not fit** on {where}: {err}{what_fits()}")
+            st.error(text.md("**Does not fit** on {}: {}", where, err) + what_fits())
         return
-    msg = (f"**Fits** on {where}: **{p.users_per_gpu:,.2f} concurrent {ctx:,}-token users per GPU** "
-           f"({p.total_sequences:,} full-length sequences in all) — KV budget {fmt_auto(p.kv_budget_bytes)}"
-           f" per GPU, {p.kv_tokens:,} tokens.")
+    msg = text.md("**Fits** on {}: **{:,.2f} concurrent {:,}-token users per GPU** ({:,} full-length "
+                  "sequences in all) — KV budget {} per GPU, {:,} tokens.", where, p.users_per_gpu, ctx,
+                  p.total_sequences, fmt_auto(p.kv_budget_bytes), p.kv_tokens)
     if prefix:
-        msg += f" With a {prefix:,}-token shared prefix cached once: {p.users_with_prefix:,} users."
+        msg += text.md(" With a {:,}-token shared prefix cached once: {:,} users.", prefix, p.users_with_prefix)
     if users and p.max_context_for_users:
-        msg += f" {users:,} users fit up to {p.max_context_for_users:,} tokens each."
+        msg += text.md(" {:,} users fit up to {:,} tokens each.", users, p.max_context_for_users)
     st.success(msg)
     for note in p.notes:
-        st.caption(note)
+        text.caption(note)
 
 
 widgets.run_page(body)

@@ -6,7 +6,7 @@ import kvplan
 from kvplan.engines import ENGINE_NAMES
 from kvplan.errors import KvplanError
 from kvplan.registry import list_models
-from kvplan.ui import charts, sweeps, widgets
+from kvplan.ui import charts, sweeps, text, widgets
 
 QP = widgets.QP
 DEFAULT_MODELS = ["meta-llama/Llama-3.1-8B", "Qwen/Qwen3-8B", "google/gemma-2-9b", "deepseek-ai/DeepSeek-V3"]
@@ -25,15 +25,15 @@ def body() -> None:
     engines = c[1].multiselect("Engines", ENGINE_NAMES, default=["vllm", "llama.cpp"], key="cmp_engines",
                                bind=QP)
     gpu_label = sel.gpu or f"custom {sel.gpu_memory or 0:,} B"
-    st.caption(f"At {ctx:,} tokens per sequence, KV dtype `{sel.kv_dtype}`, users per GPU on "
-               f"{gpu_label} (sidebar). Bytes per sequence on one GPU; GiB = 2³⁰ bytes.")
+    st.caption(text.md("At {:,} tokens per sequence, KV dtype {}, users per GPU on {} (sidebar). Bytes per "
+                       "sequence on one GPU; GiB = 2³⁰ bytes.", ctx, sel.kv_dtype, gpu_label))
 
     archs, errors = [], []
     for m in chosen:
         try:
             archs.append(kvplan.load_model(m))
         except KvplanError as err:
-            errors.append(f"{m}: {err}")
+            errors.append(f"{m}: {widgets.describe(err)}")
     if sel.arch is not None and sel.arch.model_id not in chosen:
         archs.insert(0, sel.arch)
     if not archs or not engines:

@@ -4,7 +4,7 @@ import streamlit as st
 
 from kvplan.dtypes import KV_DTYPE_NAMES
 from kvplan.engines import ENGINE_NAMES
-from kvplan.ui import charts, formulas, sweeps, widgets
+from kvplan.ui import charts, formulas, sweeps, text, widgets
 from kvplan.units import fmt_auto
 
 QP = widgets.QP
@@ -16,15 +16,15 @@ def body() -> None:
     st.title("KV cache size")
     arch = widgets.require_model(sel)
     ctx = widgets.require_context(sel)
-    st.caption(f"{arch.model_id} — {arch.label()}. Bytes per sequence on one GPU; GiB = 2³⁰ bytes.")
+    st.caption(text.md("{} — {}. Bytes per sequence on one GPU; GiB = 2³⁰ bytes.", arch.model_id, arch.label()))
 
     top = st.columns([2, 2, 1])
     engines = top[0].multiselect("Engines (lines)", ENGINE_NAMES, default=DEFAULT_ENGINES,
                                  key="size_engines", bind=QP)
     extra = top[1].multiselect("More KV dtypes (lines)", [d for d in KV_DTYPE_NAMES if d != "auto"],
                                key="size_dtypes", bind=QP)
-    batch = top[2].number_input("Batch (sequences)", min_value=1, max_value=1_000_000, value=1,
-                                key="size_batch", bind=QP)
+    batch = widgets.number_input(top[2], "Batch (sequences)", min_value=1, max_value=1_000_000, value=1,
+                                 key="size_batch")
 
     hi = sweeps.max_context(arch, ctx)
     contexts = sweeps.context_grid(hi)
@@ -35,11 +35,11 @@ def body() -> None:
     main = ests.get((sel.engine, sel.kv_dtype))
     m = st.columns(4)
     if main is not None:
-        m[0].metric(f"KV at {ctx:,} tokens ({sel.engine})", fmt_auto(main.kv_bytes),
+        m[0].metric(text.md("KV at {:,} tokens ({})", ctx, sel.engine), fmt_auto(main.kv_bytes),
                     help=f"{main.kv_bytes:,} bytes for batch {int(batch)}")
         m[1].metric("Bytes per token", f"{main.bytes_per_token:,}",
                     help="What one more token of context costs, per sequence, before block rounding.")
-        m[2].metric("KV dtype", main.kv_dtype)
+        m[2].metric("KV dtype", text.escape_md(main.kv_dtype))
         m[3].metric("Layers with a cache", f"{sum(k.num_layers for k in main.breakdown if k.kind != 'padding')}")
 
     left, right = st.columns(2)

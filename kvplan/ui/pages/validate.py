@@ -7,7 +7,7 @@ import streamlit as st
 
 from kvplan.errors import KvplanError
 from kvplan.registry import parse_json
-from kvplan.ui import charts, sweeps, widgets
+from kvplan.ui import charts, sweeps, text, widgets
 
 REPORTS = Path(__file__).resolve().parents[3] / "docs" / "validation"
 MAX_REPORT_MB = 8
@@ -35,7 +35,7 @@ def body() -> None:
         try:
             reports = [*reports, (f"uploaded: {up.name}", parse_json(up.getvalue()))]
         except KvplanError as err:
-            st.error(f"{up.name}: {err}")
+            text.error(f"{up.name}: {err}")
     if not reports:
         st.info("No committed reports in docs/validation/ yet. Run `kvplan validate` on a GPU box and "
                 "upload its JSON here.")

@@ -19,10 +19,10 @@ def body() -> None:
         "token's K/V once (p + n tokens, **O(n)**) and keeps them in GPU memory instead. That memory is "
         "what this tool sizes.")
     c = st.columns(2)
-    prompt = c[0].number_input("Prompt tokens", min_value=0, max_value=1 << 22, value=1024, step=256,
-                               key="why_prompt", bind=QP)
-    gen = c[1].number_input("Generated tokens", min_value=16, max_value=1 << 20, value=4096, step=256,
-                            key="why_gen", bind=QP)
+    prompt = widgets.number_input(c[0], "Prompt tokens", min_value=0, max_value=1 << 22, value=1024, step=256,
+                                  key="why_prompt")
+    gen = widgets.number_input(c[1], "Generated tokens", min_value=16, max_value=1 << 20, value=4096, step=256,
+                               key="why_gen")
     prompt, gen = int(prompt), int(gen)
     gens = sorted({max(1, gen * i // 40) for i in range(1, 41)})
     out = sweeps.cache_tradeoff(arch, prompt_len=prompt, gen_lens=gens, engine=sel.engine,
