@@ -212,6 +212,12 @@ class Plan:
             if self.max_context_for_users:
                 msg += f"At {self.users} users the longest context that fits is {self.max_context_for_users:,}. "
             msg += "Add GPUs (`min_gpus`), use fp8 KV, or lower max_model_len."
+        elif self.kv_budget_bytes <= 0:
+            need = self.kv_bytes_per_sequence
+            # A shorter context or a higher memory fraction cannot help when nothing is left for KV.
+            msg = (f"the weights ({fmt_bytes(self.weights_bytes)} per GPU) and the engine's overheads leave no "
+                   f"memory for the KV cache (budget {fmt_bytes(self.kv_budget_bytes)}); no context length fits. "
+                   "Split the model over more GPUs (tp), use lower-precision weights, or a larger GPU.")
         else:
             need = self.kv_bytes_per_sequence
             msg = (f"one {self.max_model_len:,}-token request needs {fmt_bytes(need)} of KV per GPU but "

@@ -150,7 +150,7 @@ def _check(page, name: str, min_charts: int) -> None:
     assert not errors, f"{name}: console errors {errors}"
 
 
-PAGES = [("size", "", 2), ("compare", "compare", 2), ("why", "why", 1)]
+PAGES = [("size", "", 2), ("compare", "compare", 3), ("why", "why_a_kv_cache", 1)]
 
 
 @pytest.mark.parametrize("name,path,charts", PAGES, ids=[p[0] for p in PAGES])
@@ -166,8 +166,8 @@ def test_capacity_page(server, browser_page):
     _check(browser_page, "capacity", charts)
 
 
-def test_validate_page_with_uploaded_report(server, browser_page, tmp_path):
-    _open(browser_page, f"{server}/validate")
+def test_accuracy_page_with_uploaded_report(server, browser_page, tmp_path):
+    _open(browser_page, f"{server}/accuracy")
     _settle(browser_page, 0)
     report = {"model": "meta-llama/Llama-3.2-1B", "engine": "transformers", "device": "cuda",
               "results": [{"context_len": n, "predicted_bytes": 32768 * n, "measured_bytes": 32768 * n + 4096,
@@ -175,7 +175,7 @@ def test_validate_page_with_uploaded_report(server, browser_page, tmp_path):
     path = tmp_path / "report.json"
     path.write_text(json.dumps(report))
     browser_page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
-    _check(browser_page, "validate", 1)
+    _check(browser_page, "accuracy", 1)
 
 
 def test_shared_link_reproduces_the_view(server, browser_page):
@@ -297,7 +297,7 @@ HOSTILE_LINKS = [
     ("hub_quant_capacity", "capacity", {"src": "Hub", "hub": "pwn/quant"}),
     ("hub_ok_compare", "compare", {"src": "Hub", "hub": "pwn/ok", "cmp_models": PAYLOAD}),
     ("capacity_numbers", "capacity", {"cap_users": PAYLOAD, "cap_tp": PAYLOAD, "ctx": PAYLOAD}),
-    ("why_numbers", "why", {"why_gen": PAYLOAD, "why_prompt": PAYLOAD}),
+    ("why_numbers", "why_a_kv_cache", {"why_gen": PAYLOAD, "why_prompt": PAYLOAD}),
 ]
 
 
@@ -346,3 +346,39 @@ def test_crafted_upload_name_renders_no_image_or_link(hostile_server, browser_pa
         _assert_inert(browser_page, requests, f"upload_name_{path}")
     _errors(browser_page)
     browser_page.remove_listener("request", handler)
+
+
+# --- Desktop and phone: every existing page at 1440 × 900 and 390 px wide --------------------------
+
+VIEWS = [("size", "", 2), ("capacity", "capacity", 2), ("compare", "compare", 3), ("accuracy", "accuracy", 1),
+         ("why", "why_a_kv_cache", 1)]
+
+
+@pytest.mark.parametrize("width,height", [(1440, 900), (390, 844)], ids=["desktop", "phone"])
+def test_pages_at_desktop_and_phone_width(server, tmp_path_factory, width, height):
+    """Each page renders with no exception or console error; on a phone (sidebar collapsed) the page
+    says which inputs it shows and where to change them. Screenshots: test-artifacts/screenshots."""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        ctx = browser.new_context(viewport={"width": width, "height": height})
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            for name, path, charts in VIEWS:
+                page.goto(f"{server}/{path}")
+                _settle(page, charts)
+                page.screenshot(path=str(SHOTS / f"{name}_{width}px.png"), full_page=True)
+                assert page.locator('[data-testid="stException"]').count() == 0, f"{name} at {width}px"
+                assert page.locator(".js-plotly-plot").count() >= charts, f"{name} at {width}px"
+                if name != "accuracy":
+                    assert page.get_by_text("change them in the sidebar", exact=False).count() == 1
+                # .streamlit/config.toml (toolbarMode minimal): no "Deploy" button in a tool's toolbar
+                assert page.get_by_role("button", name="Deploy").count() == 0
+                if width < 500:  # nothing wider than the phone: no sideways scrolling of the page
+                    overflow = page.evaluate("(document.querySelector('[data-testid=\"stMain\"]') || document.body).scrollWidth")
+                    assert overflow <= width + 2, f"{name}: {overflow}px wide on a {width}px screen"
+        finally:
+            ctx.close()
+            browser.close()
+    assert not errors, errors

@@ -22,8 +22,8 @@ def main() -> None:
         st.Page(PAGES / "size.py", title="Size", default=True),
         st.Page(PAGES / "capacity.py", title="Capacity"),
         st.Page(PAGES / "compare.py", title="Compare"),
-        st.Page(PAGES / "validate.py", title="Validate"),
-        st.Page(PAGES / "why.py", title="Why a KV cache"),
+        st.Page(PAGES / "accuracy.py", title="Accuracy"),
+        st.Page(PAGES / "why.py", title="Why a KV cache", url_path="why_a_kv_cache"),
     ])
     widgets.sidebar()
     nav.run()

@@ -54,41 +54,104 @@ def _context_ticks(fig: go.Figure, contexts: list[int]) -> None:
     fig.update_xaxes(tickvals=ticks, ticktext=text, range=[lo - pad, hi + pad])
 
 
-def memory_by_kind(rows: Rows, *, title: str) -> go.Figure:
-    """KV memory vs context (log x), stacked by layer kind."""
+def memory_by_kind(rows: Rows, *, title: str, log_x: bool = True, log_y: bool = False,
+                   y_title: str = "KV cache per sequence (GiB)") -> go.Figure:
+    """KV memory vs context (log x unless `log_x=False`), stacked by layer kind."""
     fig = go.Figure()
     for kind, rs in _series(rows, "kind").items():
         fig.add_trace(go.Scatter(x=[r["context_len"] for r in rs], y=[r["bytes"] / GIB for r in rs],
                                  name=plot_text(kind), stackgroup="kv", mode="lines",
                                  line=dict(color=KIND_COLORS.get(kind)),
                                  hovertemplate="%{y:.3f} GiB"))
-    _layout(fig, title, x_title="context (tokens)", y_title="KV cache per sequence (GiB)", log_x=True)
-    _context_ticks(fig, sorted({r["context_len"] for r in rows}))
+    _layout(fig, title, x_title="context (tokens)", y_title=y_title, log_x=log_x)
+    if log_x:
+        _context_ticks(fig, sorted({r["context_len"] for r in rows}))
+    else:
+        fig.update_xaxes(tickformat="~s")
+    if log_y:
+        fig.update_yaxes(type="log", exponentformat="none", tickformat=",.3~g")
     return fig
 
 
-def memory_lines(rows: Rows, *, title: str, mark_context: int | None = None) -> go.Figure:
-    """Total KV memory vs context, one line per engine · dtype."""
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
+def _count_ticks(hi: float) -> tuple[list[float], list[str]]:
+    """Log-axis ticks at 1, 2, 5 × 10^k up to `hi`, written as integers (1k for 1,000)."""
+    vals, k = [], 0
+    while True:
+        for m in (1, 2, 5):
+            v = m * 10 ** k
+            if v > hi * 1.6:
+                return vals, [f"{v // 1000:,}k" if v >= 1000 and v % 1000 == 0 else f"{v:,}" for v in vals]
+            vals.append(v)
+        k += 1
+
+
+def memory_lines(rows: Rows, *, title: str, mark_context: int | None = None, log_y: bool = False, log_x: bool = True,
+                 gpu_line: tuple[str, int] | None = None, y_title: str = "KV cache per sequence (GiB)"
+                 ) -> go.Figure:
+    """Total KV memory vs context, one line per engine · dtype (distinct dashes, so lines that lie close
+    stay visible); `gpu_line` = (label, bytes) draws the GPU's memory as a horizontal line."""
     fig = go.Figure()
-    for name, rs in _series(rows, "series").items():
+    for i, (name, rs) in enumerate(_series(rows, "series").items()):
         fig.add_trace(go.Scatter(x=[r["context_len"] for r in rs], y=[r["kv_bytes"] / GIB for r in rs],
-                                 name=plot_text(name), mode="lines", hovertemplate="%{y:.3f} GiB"))
-    _layout(fig, title, x_title="context (tokens)", y_title="KV cache per sequence (GiB)", log_x=True)
-    _context_ticks(fig, sorted({r["context_len"] for r in rows}))
+                                 name=plot_text(name), mode="lines", line=dict(dash=DASHES[i % len(DASHES)],
+                                 width=2.5 if i == 0 else 2), hovertemplate="%{y:,.3f} GiB"))
+    _layout(fig, title, x_title="context (tokens)", y_title=y_title, log_x=log_x)
+    if log_x:
+        _context_ticks(fig, sorted({r["context_len"] for r in rows}))
+    else:
+        fig.update_xaxes(tickformat="~s")
+    if log_y:
+        fig.update_yaxes(type="log", exponentformat="none", tickformat=",.3~g")
     if mark_context:
         fig.add_vline(x=mark_context, line_dash="dot", line_color="#888")
+    if gpu_line:
+        label, num_bytes = gpu_line
+        fig.add_hline(y=num_bytes / GIB, line_dash="dash", line_color="#d62728",
+                      annotation_text=plot_text(f"{label}: {num_bytes / GIB:,.1f} GiB"),
+                      annotation_position="top left")
+        if not log_y:
+            top = max([r["kv_bytes"] / GIB for r in rows] + [num_bytes / GIB])
+            fig.update_yaxes(range=[0, top * 1.08])
     return fig
 
 
-def users_lines(rows: Rows, *, title: str, mark_context: int | None = None) -> go.Figure:
-    """Concurrent full-length users per GPU vs context, one line per GPU choice."""
+def users_lines(rows: Rows, *, title: str, mark_context: int | None = None, target_users: int = 0,
+                longest: dict[str, int] | None = None, y_title: str = "concurrent users (whole sequences)"
+                ) -> go.Figure:
+    """Concurrent full-length users of the deployment vs context, one line per GPU choice.
+
+    Log y with integer ticks (1, 2, 5, 10 ...); the band below 1 user is shaded "does not fit" and a
+    context where nothing fits is drawn inside it (at 0.5), so a layout whose weights alone overflow
+    still shows a line. `longest` marks each GPU's longest context that fits; `target_users` is a line.
+    """
     fig = go.Figure()
+    floor = 0.5
+    top = max([r["users"] for r in rows] + [target_users, 2])
     for gpu, rs in _series(rows, "gpu").items():
-        fig.add_trace(go.Scatter(x=[r["context_len"] for r in rs], y=[r["users_per_gpu"] for r in rs],
-                                 name=plot_text(gpu), mode="lines", hovertemplate="%{y:.2f} users"))
-    _layout(fig, title, x_title="context per user (tokens)", y_title="concurrent users per GPU",
-            log_x=True)
-    fig.update_yaxes(type="log", dtick="D2")  # label 1, 2, 5 per decade, not every minor tick
+        fig.add_trace(go.Scatter(
+            x=[r["context_len"] for r in rs], y=[r["users"] if r["users"] >= 1 else floor for r in rs],
+            customdata=[r["users"] for r in rs], name=plot_text(gpu), mode="lines", line_shape="hv",
+            hovertemplate="%{customdata:,} users at %{x:,} tokens"))
+        at = (longest or {}).get(gpu)
+        if at:
+            users = next(r["users"] for r in rs if r["context_len"] == at)
+            fig.add_trace(go.Scatter(x=[at], y=[users], mode="markers+text", showlegend=False,
+                                     marker=dict(size=10, symbol="diamond"), text=[f"{at:,} tokens"],
+                                     textposition="top left", hovertemplate="longest that fits: %{x:,} tokens"))
+    _layout(fig, title, x_title="context per user (tokens)", y_title=y_title, log_x=True)
+    vals, text = _count_ticks(top)
+    fig.update_yaxes(type="log", tickvals=vals, ticktext=text, range=[math.log10(0.35), math.log10(top * 1.6)],
+                     rangemode="normal")
+    fig.add_hrect(y0=0.35, y1=1, fillcolor="#d62728", opacity=0.08, line_width=0)
+    fig.add_annotation(x=0.01, xref="paper", y=math.log10(0.6), yref="y", text="does not fit", showarrow=False,
+                       xanchor="left", font=dict(color="#d62728"))
+    fig.add_hline(y=1, line_color="#d62728", line_width=1)
+    if target_users:
+        fig.add_hline(y=target_users, line_dash="dash", line_color="#2ca02c",
+                      annotation_text=plot_text(f"target: {target_users:,} users"), annotation_position="top left")
     _context_ticks(fig, sorted({r["context_len"] for r in rows}))
     if mark_context:
         fig.add_vline(x=mark_context, line_dash="dot", line_color="#888")
@@ -109,15 +172,21 @@ def memory_bars(rows: Rows, *, title: str) -> go.Figure:
     return fig
 
 
-def compare_bars(rows: Rows, *, value: str, title: str, y_title: str, scale: float = 1.0) -> go.Figure:
-    """Grouped bars: models on x, one bar per engine."""
+def compare_bars(rows: Rows, *, value: str, title: str, y_title: str, scale: float = 1.0,
+                 label: str = "model") -> go.Figure:
+    """Grouped horizontal bars: one row per model (names read left of the bars, never under the
+    legend), one bar per engine; the legend sits above the plot."""
     fig = go.Figure()
+    models = list(dict.fromkeys(r[label] for r in rows))
     for engine, rs in _series(rows, "engine").items():
-        fig.add_trace(go.Bar(x=[plot_text(r["model"]) for r in rs],
-                             y=[None if r[value] is None else r[value] / scale for r in rs],
-                             name=plot_text(engine)))
-    _layout(fig, title, x_title="", y_title=y_title)
-    fig.update_layout(barmode="group", hovermode="closest")
+        fig.add_trace(go.Bar(y=[plot_text(r[label]) for r in rs], orientation="h",
+                             x=[None if r[value] is None else r[value] / scale for r in rs],
+                             name=plot_text(engine), hovertemplate="%{x:,.3~f}"))
+    _layout(fig, title, x_title=y_title, y_title="")
+    fig.update_layout(barmode="group", hovermode="closest", height=max(300, 120 + 26 * len(models) *
+                      max(1, len({r["engine"] for r in rows}))),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), margin=dict(t=70))
+    fig.update_yaxes(autorange="reversed", automargin=True)
     return fig
 
 
@@ -149,8 +218,8 @@ def cache_tradeoff(rows: Rows, *, title: str) -> go.Figure:
                              "(O(n))", mode="lines", line=dict(color="#00cc96")))
     fig.add_trace(go.Scatter(x=x, y=[r["cache_bytes"] / GIB for r in rows], name="cache memory (GiB)",
                              mode="lines", line=dict(color="#636efa", dash="dot"), yaxis="y2"))
-    _layout(fig, title, x_title="generated tokens", y_title="FLOPs to compute K/V (log)")
-    fig.update_yaxes(type="log")
+    _layout(fig, title, x_title="generated tokens", y_title="FLOPs to compute K/V (log scale)")
+    fig.update_yaxes(type="log", exponentformat="power", dtick=1, showexponent="all")
     fig.update_layout(yaxis2=dict(title="cache memory (GiB)", overlaying="y", side="right",
                                   rangemode="tozero", showgrid=False, tickformat=".2f", tickmode="auto"))
     return fig

@@ -96,6 +96,22 @@ def plot_text(value: Any) -> str:
     return "".join(_PLOT.get(ch, ch) for ch in _clip(str(value)))
 
 
+def plural(count: int, word: str, plural_form: str | None = None) -> str:
+    """"1 user", "2 users", "1,000 users" (`plural_form` for irregular words)."""
+    return f"{count:,} {word if count == 1 else (plural_form or word + 's')}"
+
+
+_SUP = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def sci(value: float, digits: int = 2) -> str:
+    """7.6e15 as "7.6 × 10¹⁵" (numbers below 10,000 as they are)."""
+    if value == 0 or abs(value) < 1e4:
+        return f"{value:,.6g}"
+    mant, exp = f"{value:.{digits - 1}e}".split("e")
+    return f"{mant} × 10{str(int(exp)).translate(_SUP)}"
+
+
 # --- Streamlit display of plain text (lazy streamlit import: the functions above stay pure) ---------
 
 def _st():

@@ -19,14 +19,13 @@ from typing import Any
 
 import streamlit as st
 
-from kvplan.dtypes import KV_DTYPE_NAMES
 from kvplan.engines import DEFAULT_ENGINE, ENGINE_NAMES
 from kvplan.errors import InvalidInputError, KvplanError
-from kvplan.gpus import list_gpus
+from kvplan.gpus import get_gpu, list_gpus
 from kvplan.hf_config import parse_config
 from kvplan.layers import ModelArch
 from kvplan.registry import bundled_config, list_models, parse_json
-from kvplan.ui import text
+from kvplan.ui import sweeps, tables, text
 from kvplan.ui.whatif import ATTENTION_CHOICES, WhatIf, apply
 from kvplan.units import parse_bytes, parse_tokens
 
@@ -49,22 +48,45 @@ class Selection:
 
     arch: ModelArch | None = None
     engine: str = DEFAULT_ENGINE
+    engine_spec: str = DEFAULT_ENGINE  # the engine with its version ("vllm@0.19"): what the core is given
     kv_dtype: str = "auto"
     gpu: str | None = DEFAULT_GPU  # a catalog name, or None for a custom GPU (see gpu_memory)
     gpu_memory: int | None = None
-    context_len: int | None = None
+    context_len: int | None = None  # what to size: the typed context, capped at the model's maximum
+    asked_context: int | None = None  # what was typed
+    tp: int = 1
     whatif: WhatIf = field(default_factory=WhatIf)
     errors: list[str] = field(default_factory=list)
+    error_fields: list[str] = field(default_factory=list)  # the sidebar labels with a problem
 
     def plan_gpu(self) -> dict[str, Any]:
         """The GPU arguments of `kvplan.plan` for the sidebar's GPU."""
         return {"gpu": self.gpu} if self.gpu else {"gpu_memory": self.gpu_memory}
 
+    def gpu_label(self) -> str:
+        return self.gpu or (f"custom {self.gpu_memory / 2**30:,.1f} GiB GPU" if self.gpu_memory else "no GPU")
+
+    def gpu_memory_bytes(self) -> int | None:
+        """Total memory of the sidebar's GPU (bytes), None when there is none."""
+        if self.gpu:
+            try:
+                return get_gpu(self.gpu).memory_bytes
+            except KvplanError:
+                return None
+        return self.gpu_memory
+
+    def fail(self, label: str, message: str) -> None:
+        """Record a problem with the sidebar input `label` and show `message` (plain text) there."""
+        self.errors.append(message)
+        if label not in self.error_fields:
+            self.error_fields.append(label)
+        text.error(message)
+
 
 # The app's label for each API / CLI field name an error may carry, so messages name what the user sees.
 LABELS = {"context": "Context length", "context_len": "Context length", "max_model_len": "Context length",
           "gpu_memory": "GPU memory", "window": "Sliding window", "max_context": "Max context",
-          "attention": "Attention", "batch": "Batch (sequences)", "tp": "TP (tensor parallel)",
+          "attention": "Attention", "batch": "Batch (sequences)", "tp": "GPUs per instance (TP)", "pp": "GPUs per instance (layer split)",
           "num_gpus": "GPUs", "users": "Target users", "prefix_tokens": "Shared prefix tokens",
           "gpu_memory_utilization": "Memory fraction", "kv_dtype": "KV cache dtype", "engine": "Engine",
           "gpu": "GPU"}
@@ -76,7 +98,7 @@ def describe(err: BaseException, label: str | None = None) -> str:
     msg = str(err)
     field_name = getattr(err, "field", None)
     shown = label or LABELS.get(field_name or "")
-    if isinstance(err, InvalidInputError) and field_name and shown and msg.startswith(f"{field_name}: "):
+    if isinstance(err, KvplanError) and field_name and shown and msg.startswith(f"{field_name}: "):
         return f"{shown}: {msg[len(field_name) + 2:]}"
     if shown and label:
         return f"{shown}: {msg}"
@@ -129,8 +151,8 @@ def _drop_url_value(key: str) -> None:
 
 
 def number_input(where: Any, label: str, *, key: str, min_value: int | float, max_value: int | float,
-                 value: int | float, step: int | float | None = None, help: str | None = None,
-                 format: str | None = None) -> int | float:
+                 value: int | float | None, step: int | float | None = None, help: str | None = None,
+                 format: str | None = None, placeholder: str | None = None) -> Any:
     """`st.number_input` bound to the URL, whose URL value is checked first: a value that is not a
     finite number in range is dropped (the default is used) with a one-line message naming `label`."""
     integer = isinstance(value, int) and not isinstance(value, bool)
@@ -141,7 +163,8 @@ def number_input(where: Any, label: str, *, key: str, min_value: int | float, ma
             _drop_url_value(key)
             shown = str(raw[-1])
             shown = shown if len(shown) <= 40 else shown[:40] + "…"
-            msg = f"{label}: the link's value {shown!r} {problem}; using {value:,}."
+            default = "the default" if value is None else f"{value:,}"
+            msg = f"{label}: the link's value {shown!r} {problem}; using {default}."
             if where is st:
                 text.warning(msg)
             else:
@@ -150,8 +173,12 @@ def number_input(where: Any, label: str, *, key: str, min_value: int | float, ma
     kwargs = {"step": step} if step is not None else {}
     if format:
         kwargs["format"] = format
+    if placeholder:
+        kwargs["placeholder"] = placeholder
     out = where.number_input(label, min_value=min_value, max_value=max_value, value=value, key=key, bind=QP,
                              help=help, **kwargs)
+    if out is None:
+        return None
     return int(out) if integer else float(out)
 
 
@@ -199,6 +226,19 @@ def _load_model(src: str, prefix: str = "") -> ModelArch | None:
     return parse_config(_bundled(model), model)
 
 
+def _has_versions(engine: str) -> bool:
+    try:
+        from kvplan.engines import engine_versions
+        return bool(engine_versions(engine).get("versions"))
+    except (ImportError, KvplanError):
+        return False
+
+
+def _newest(engine: str) -> str:
+    from kvplan.engines import engine_versions
+    return str(engine_versions(engine).get("default") or "")
+
+
 def sidebar() -> Selection:
     """Draw the shared sidebar and remember its result for the page (see `selection()`)."""
     sel = Selection()
@@ -222,16 +262,34 @@ def _sidebar(sel: Selection) -> None:
         try:
             base = _load_model(src)
         except KvplanError as err:
-            sel.errors.append(f"Model: {describe(err)}")
-            text.error(sel.errors[-1])
+            sel.fail("Model", f"Model: {describe(err)}")
         except Exception as err:  # noqa: BLE001 - a broken upload must never show a traceback
             log.warning("model load failed:\n%s", traceback.format_exc())
-            sel.errors.append(f"Model: could not be read ({type(err).__name__}: {err})")
-            text.error(sel.errors[-1])
+            sel.fail("Model", f"Model: could not be read ({type(err).__name__}: {err})")
         sel.engine = st.selectbox("Engine", ENGINE_NAMES, key="engine", bind=QP,
                                   help="Whose allocation rules to apply (naive = textbook formula).")
-        sel.kv_dtype = st.selectbox("KV cache dtype", KV_DTYPE_NAMES, key="kv_dtype", bind=QP,
-                                    help="auto = the model's dtype (llama.cpp: f16).")
+        sel.engine_spec = sel.engine
+        if _has_versions(sel.engine):
+            newest = _newest(sel.engine)
+            version = st.text_input("Engine version", "", key="engine_version", bind=QP,
+                                    placeholder=f"newest modelled: {newest}",
+                                    help="The release whose allocation rules to apply, e.g. 0.19 or 0.20.2 "
+                                         "(llama.cpp: b4905); empty = the newest kvplan models. The Accuracy "
+                                         "page lists every rule that changes between versions.").strip()
+            if version:
+                try:
+                    from kvplan.engines import resolve_engine
+                    resolve_engine(sel.engine, version)
+                    sel.engine_spec = f"{sel.engine}@{version}"
+                except KvplanError as err:
+                    sel.fail("Engine version", describe(err, "Engine version")
+                             .replace("Engine version: engine_version: ", "Engine version: "))
+        dtypes = sweeps.kv_dtype_choices(sel.engine)
+        if st.session_state.get("kv_dtype") not in (None, *dtypes):
+            st.session_state["kv_dtype"] = "auto"  # the engine changed and cannot store the old dtype
+        sel.kv_dtype = st.selectbox("KV cache dtype", dtypes, key="kv_dtype", bind=QP,
+                                    help="The dtypes this engine can store; auto = the model's dtype "
+                                         "(llama.cpp: f16).")
         names = [g.name for g in list_gpus()] + [CUSTOM_GPU]
         gpu = st.selectbox("GPU", names, index=names.index(DEFAULT_GPU), key="gpu", bind=QP)
         if gpu == CUSTOM_GPU:
@@ -243,21 +301,19 @@ def _sidebar(sel: Selection) -> None:
                 if sel.gpu_memory <= 0:
                     raise ValueError
             except (KvplanError, ValueError):
-                sel.errors.append(f"GPU memory: cannot read {mem!r}; write e.g. 80GB or 48GiB")
-                text.error(sel.errors[-1])
                 sel.gpu_memory = None
+                sel.fail("GPU memory", f"GPU memory: cannot read {mem!r}; write e.g. 80GB or 48GiB")
         else:
             sel.gpu = gpu
         ctx = st.text_input("Context length", DEFAULT_CONTEXT, key="ctx", bind=QP,
                             help="Tokens per sequence: 8192, 32k, 128K, 1M.")
         try:
-            sel.context_len = parse_tokens(ctx, "context")
-            if not 1 <= sel.context_len <= 1 << 34:
+            sel.asked_context = parse_tokens(ctx, "context")
+            if not 1 <= sel.asked_context <= 1 << 34:
                 raise InvalidInputError("context", f"must be between 1 and {1 << 34:,} tokens")
         except KvplanError as err:
-            sel.context_len = None
-            sel.errors.append(describe(err, "Context length"))
-            text.error(sel.errors[-1])
+            sel.asked_context = None
+            sel.fail("Context length", describe(err, "Context length"))
         with st.expander("What-if edits", expanded=False):
             attn = st.selectbox("Attention", ATTENTION_CHOICES, key="attn", bind=QP,
                                 help="MHA: one KV head per attention head; MQA: a single KV head.")
@@ -270,11 +326,28 @@ def _sidebar(sel: Selection) -> None:
             try:
                 sel.arch = apply(base, sel.whatif)
             except KvplanError as err:
-                sel.errors.append(f"What-if: {describe(err)}")
-                text.error(sel.errors[-1])
+                sel.fail("What-if edits", f"What-if: {describe(err)}")
         if sel.arch is not None:
+            tps = sweeps.tp_choices(sel.arch)
+            if st.session_state.get("tp") not in (None, *tps):
+                st.session_state["tp"] = 1
+            sel.tp = st.selectbox("GPUs per instance (TP)", tps, key="tp", bind=QP,
+                                  help="GPUs one model instance is split over: tensor parallel (llama.cpp "
+                                       "splits layers instead). Only sizes that divide this model's heads "
+                                       "are offered.")
             st.caption(text.md("**{}** · {} · {} · max context {:,}", sel.arch.model_id, sel.arch.label(),
                                sel.arch.dtype, sel.arch.max_position_embeddings or 0))
+        if sel.asked_context is not None:
+            sel.context_len = sel.asked_context
+            if sel.arch is not None and sel.arch.max_position_embeddings \
+                    and sel.asked_context > sel.arch.max_position_embeddings:
+                allow = st.checkbox("Allow beyond the model's maximum", key="allow_long", bind=QP,
+                                    help="Size contexts past max_position_embeddings, as an engine override "
+                                         "would (quality past the trained length is unknown).")
+                sel.context_len, warn = sweeps.context_limit(sel.arch, sel.asked_context, engine=sel.engine,
+                                                             allow_beyond=allow)
+                if warn:
+                    text.warning(warn)
 
 
 def selection() -> Selection:
@@ -283,12 +356,17 @@ def selection() -> Selection:
     return sel if isinstance(sel, Selection) else sidebar()
 
 
+def _fix_sidebar(sel: Selection) -> None:
+    fields = ", ".join(sel.error_fields) or "the inputs"
+    text.warning(f"Fix {fields} in the sidebar (the message is shown there; on a phone open it with the "
+                 f"arrow at the top left).")
+
+
 def require_model(sel: Selection) -> ModelArch:
-    """The model, or an inline message and a stop when there is none (errors already named)."""
+    """The model, or an inline message and a stop when there is none (the error itself is in the sidebar)."""
     if sel.arch is None:
         if sel.errors:
-            for msg in sel.errors:
-                text.error(msg)
+            _fix_sidebar(sel)
         else:
             st.info("Choose a model in the sidebar.")
         st.stop()
@@ -297,9 +375,23 @@ def require_model(sel: Selection) -> ModelArch:
 
 def require_context(sel: Selection) -> int:
     if sel.context_len is None:
-        st.error("Fix the context length in the sidebar (e.g. 32k).")
+        _fix_sidebar(sel)
         st.stop()
     return sel.context_len
+
+
+def summary(sel: Selection, *, gpu: bool = True, context: bool = True) -> None:
+    """One line under the title with the sidebar's inputs, so a phone user (sidebar collapsed) knows
+    what the page shows and where to change it."""
+    parts = [sel.arch.model_id if sel.arch else "no model", sel.engine_spec,
+             f"KV {sel.kv_dtype}"]
+    if sel.tp > 1:
+        parts.append(f"TP {sel.tp}")
+    if gpu:
+        parts.append(sel.gpu_label())
+    if context and sel.context_len:
+        parts.append(f"{sel.context_len:,} tokens")
+    st.caption(text.md("{} — change them in the sidebar (» at the top left on a phone).", " · ".join(parts)))
 
 
 def run_page(body: Callable[[], None]) -> None:
@@ -330,15 +422,17 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def table(rows: list[dict[str, Any]], name: str, *, gib: tuple[str, ...] = ()) -> None:
-    """Show rows as a table (with GiB columns for display) and offer CSV and JSON downloads."""
+def table(rows: list[dict[str, Any]], name: str, columns: dict[str, tuple[str, str]]) -> None:
+    """Show rows as a readable table (`columns`: key -> (label, kind), see kvplan.ui.tables) and offer
+    the raw rows as CSV and JSON downloads."""
     if not rows:
         return
-    shown = [{**r, **{f"{k} (GiB)": None if r.get(k) is None else round(r[k] / 2**30, 3) for k in gib}}
-             for r in rows]
-    st.dataframe(shown, hide_index=True)
+    shown = tables.display_rows(rows, columns)
+    config = {label: st.column_config.TextColumn(label, alignment="right")
+              for label in tables.numeric_labels(columns)}
+    st.dataframe(shown, hide_index=True, column_config=config)
     left, right, _ = st.columns([1, 1, 4])
     left.download_button("CSV", _csv(rows), f"{name}.csv", "text/csv", key=f"dl_csv_{name}", on_click="ignore",
                          icon=":material/download:")
-    right.download_button("JSON", json.dumps(rows, indent=2), f"{name}.json", "application/json",
+    right.download_button("JSON", json.dumps(rows, indent=2, default=str), f"{name}.json", "application/json",
                           key=f"dl_json_{name}", on_click="ignore", icon=":material/download:")
