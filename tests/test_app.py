@@ -292,3 +292,11 @@ def test_whatif_errors_name_the_field():
     assert mha.layers[0].num_kv_heads == 32 and "[MHA]" in mha.model_id
     with pytest.raises(InvalidInputError, match="window"):
         apply(arch, WhatIf(window=4096))
+
+
+def test_hub_box_offline_uses_the_bundled_copy(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    at = _ok(_app(src="Hub", hub="Qwen/Qwen3-8B"))
+    assert not _errors(at), _errors(at)
+    assert any("bundled copy" in i for i in _plain(at.info))
+    assert _charts(at) == 2

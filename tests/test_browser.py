@@ -183,7 +183,8 @@ def test_shared_link_reproduces_the_view(server, browser_page):
     _check(browser_page, "size_shared_link", 2)
     sidebar = browser_page.locator('[data-testid="stSidebar"]').inner_text()
     assert "google/gemma-2-9b · 21 sliding, 21 full" in sidebar
-    assert browser_page.get_by_text("KV at 8,192 tokens (llama.cpp)").count() == 1
+    assert browser_page.get_by_text("KV at 8,192 tokens", exact=True).count() == 1
+    assert browser_page.get_by_text("google/gemma-2-9b · llama.cpp · KV auto", exact=False).count() == 1
     assert browser_page.get_by_text("At 8,192 tokens", exact=True).count() == 1
 
 

@@ -73,6 +73,10 @@ def memory_by_kind(rows: Rows, *, title: str, log_x: bool = True, log_y: bool = 
     return fig
 
 
+def text_users(n: int) -> str:
+    return f"{n:,} user" if n == 1 else f"{n:,} users"
+
+
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
 
@@ -150,8 +154,11 @@ def users_lines(rows: Rows, *, title: str, mark_context: int | None = None, targ
                        xanchor="left", font=dict(color="#d62728"))
     fig.add_hline(y=1, line_color="#d62728", line_width=1)
     if target_users:
-        fig.add_hline(y=target_users, line_dash="dash", line_color="#2ca02c",
-                      annotation_text=plot_text(f"target: {target_users:,} users"), annotation_position="top left")
+        fig.add_hline(y=target_users, line_dash="dash", line_color="#2ca02c")
+        # On a log axis an annotation's y is log10 of the value (add_hline's own label lands off the chart).
+        fig.add_annotation(x=0.01, xref="paper", y=math.log10(target_users), yref="y", yanchor="bottom",
+                           xanchor="left", showarrow=False, font=dict(color="#2ca02c"),
+                           text=plot_text(f"target: {text_users(target_users)}"))
     _context_ticks(fig, sorted({r["context_len"] for r in rows}))
     if mark_context:
         fig.add_vline(x=mark_context, line_dash="dot", line_color="#888")

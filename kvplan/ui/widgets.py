@@ -25,7 +25,7 @@ from kvplan.gpus import get_gpu, list_gpus
 from kvplan.hf_config import parse_config
 from kvplan.layers import ModelArch
 from kvplan.registry import bundled_config, list_models, parse_json
-from kvplan.ui import sweeps, tables, text
+from kvplan.ui import cached, sweeps, tables, text
 from kvplan.ui.whatif import ATTENTION_CHOICES, WhatIf, apply
 from kvplan.units import parse_bytes, parse_tokens
 
@@ -208,9 +208,19 @@ def _load_model(src: str, prefix: str = "") -> ModelArch | None:
         try:
             return _hub(repo)
         except ImportError:
+            if repo in list_models():
+                text.info(f"Hub support is not installed: using kvplan's bundled copy of {repo}.")
+                return parse_config(_bundled(repo), repo)
             st.error("Hub support not installed (`pip install huggingface_hub`); bundled and uploaded "
                      "models still work.")
             return None
+        except KvplanError:
+            # Offline or the Hub failing: a bundled id still works (its config.json is kept verbatim),
+            # where the Hub's message would advise environment variables a browser user cannot set.
+            if repo in list_models():
+                text.info(f"The Hub could not be reached: using kvplan's bundled copy of {repo}'s config.json.")
+                return parse_config(_bundled(repo), repo)
+            raise
     if src == "Upload":
         up = st.file_uploader("config.json", type=["json"], key=f"{prefix}upload", max_upload_size=MAX_UPLOAD_MB)
         if up is None:
@@ -328,7 +338,7 @@ def _sidebar(sel: Selection) -> None:
             except KvplanError as err:
                 sel.fail("What-if edits", f"What-if: {describe(err)}")
         if sel.arch is not None:
-            tps = sweeps.tp_choices(sel.arch)
+            tps = cached.tp_choices(sel.arch)
             if st.session_state.get("tp") not in (None, *tps):
                 st.session_state["tp"] = 1
             sel.tp = st.selectbox("GPUs per instance (TP)", tps, key="tp", bind=QP,

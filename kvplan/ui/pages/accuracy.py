@@ -59,11 +59,6 @@ def body() -> None:
 def _engine_logs() -> None:
     st.header("Engine logs")
     logs = _golden()
-    summary = accuracy.summary_rows()
-    if summary:
-        st.caption("Per engine and attention kind: the logged quantities, those kvplan predicts, and those it "
-                   "reproduces within the log's printing precision.")
-        widgets.table(summary, "accuracy_summary", SUMMARY_COLUMNS)
     if logs.rows:
         within = sum(1 for r in logs.rows if r["within"])
         predicted = sum(1 for r in logs.rows if r["predicted"] not in (None, "", "—"))
@@ -71,6 +66,12 @@ def _engine_logs() -> None:
         c[0].metric("Public logs", len({r["id"] for r in logs.rows}))
         c[1].metric("Logged quantities kvplan predicts", f"{predicted:,} of {len(logs.rows):,}")
         c[2].metric("Within the log's printing precision", f"{within:,}")
+    summary = accuracy.summary_rows()
+    if summary:
+        st.caption("Per engine and attention kind: the logged quantities, those kvplan predicts, and those it "
+                   "reproduces within the log's printing precision.")
+        widgets.table(summary, "accuracy_summary", SUMMARY_COLUMNS)
+    if logs.rows:
         st.caption("Each row is one number an engine printed at startup (KV budget, blocks, tokens, cache "
                    "size) against kvplan's prediction with the same settings; the source link is the public "
                    "issue or repository the log was pasted in.")
