@@ -130,7 +130,7 @@ def _open(page, url: str) -> None:
 
 
 def _settle(page, min_charts: int) -> None:
-    page.wait_for_selector('[data-testid="stSidebar"]', timeout=30_000)
+    page.wait_for_selector('[data-testid="stSidebar"]', state="attached", timeout=30_000)  # hidden on a phone
     page.wait_for_selector('h1', timeout=30_000)
     if min_charts:
         page.wait_for_function(
@@ -356,30 +356,28 @@ VIEWS = [("size", "", 2), ("capacity", "capacity", 2), ("compare", "compare", 3)
 
 
 @pytest.mark.parametrize("width,height", [(1440, 900), (390, 844)], ids=["desktop", "phone"])
-def test_pages_at_desktop_and_phone_width(server, tmp_path_factory, width, height):
-    """Each page renders with no exception or console error; on a phone (sidebar collapsed) the page
+def test_pages_at_desktop_and_phone_width(server, browser_page, width, height):
+    """Each page renders with no exception or page error; on a phone (sidebar collapsed) the page
     says which inputs it shows and where to change them. Screenshots: test-artifacts/screenshots."""
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        ctx = browser.new_context(viewport={"width": width, "height": height})
-        page = ctx.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        try:
-            for name, path, charts in VIEWS:
-                page.goto(f"{server}/{path}")
-                _settle(page, charts)
-                page.screenshot(path=str(SHOTS / f"{name}_{width}px.png"), full_page=True)
-                assert page.locator('[data-testid="stException"]').count() == 0, f"{name} at {width}px"
-                assert page.locator(".js-plotly-plot").count() >= charts, f"{name} at {width}px"
-                if name != "accuracy":
-                    assert page.get_by_text("change them in the sidebar", exact=False).count() == 1
-                # .streamlit/config.toml (toolbarMode minimal): no "Deploy" button in a tool's toolbar
-                assert page.get_by_role("button", name="Deploy").count() == 0
-                if width < 500:  # nothing wider than the phone: no sideways scrolling of the page
-                    overflow = page.evaluate("(document.querySelector('[data-testid=\"stMain\"]') || document.body).scrollWidth")
-                    assert overflow <= width + 2, f"{name}: {overflow}px wide on a {width}px screen"
-        finally:
-            ctx.close()
-            browser.close()
+    page = browser_page.context.new_page()  # one Playwright per module: a new tab at this size
+    page.set_viewport_size({"width": width, "height": height})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        for name, path, charts in VIEWS:
+            page.goto(f"{server}/{path}")
+            _settle(page, charts)
+            page.screenshot(path=str(SHOTS / f"{name}_{width}px.png"), full_page=True)
+            assert page.locator('[data-testid="stException"]').count() == 0, f"{name} at {width}px"
+            assert page.locator(".js-plotly-plot").count() >= charts, f"{name} at {width}px"
+            if name != "accuracy":
+                assert page.get_by_text("change them in the sidebar", exact=False).count() == 1
+            # .streamlit/config.toml (toolbarMode minimal): no "Deploy" button in a tool's toolbar
+            assert page.get_by_role("button", name="Deploy").count() == 0
+            if width < 500:  # nothing wider than the phone: no sideways scrolling of the page
+                overflow = page.evaluate("(document.querySelector('[data-testid=\"stMain\"]') || "
+                                         "document.body).scrollWidth")
+                assert overflow <= width + 2, f"{name}: {overflow}px wide on a {width}px screen"
+    finally:
+        page.close()
     assert not errors, errors

@@ -181,3 +181,8 @@ def test_negative_budget_gets_advice_that_can_help():
         p.check()
     msg = str(err.value)
     assert "no context length fits" in msg and "decreas" not in msg and "more GPUs" in msg
+
+
+def test_golden_rows_without_the_repository(tmp_path):
+    t = accuracy.golden_log_rows(tmp_path / "engine_logs.json")
+    assert not t.rows and "not part of this install" in t.errors[0]
