@@ -52,50 +52,93 @@ VLLM_NON_TORCH_TP = 207 * GiB // 100
 # v0.19 logged estimates of 0.81-1.13 GiB on H100 (median 0.84). Before 0.21 graphs came out of the
 # 1 − utilization headroom: pass cuda_graph_bytes=0 to model those versions.
 VLLM_CUDA_GRAPH = 84 * GiB // 100
+# At TP >= 2 the v0.19 estimates spread 0.57-1.82 GiB (12 llm-d v0.19 logs, median 1.30): custom
+# all-reduce graphs add to each capture. The median is used; pass cuda_graph_bytes to pin it.
+VLLM_CUDA_GRAPH_TP = 130 * GiB // 100
+# Pipeline stages (TP=1) log 0.07 GiB non-torch (llm-d v0.19 PP=2 and PP=4, both stages), and the last
+# stage, which binds the pool, holds two T×H hidden-state buffers on top of the sampler peak (2.01 vs
+# 1.89 GiB on both logs). Granite (model_type granite) logs 0.46 GiB non-torch at TP=1 on all three
+# llm-d v0.19 Granite logs (3.1-2b, 3.1-8b, 3.3-8b) where other models log 0.24-0.27.
+VLLM_NON_TORCH_PP = 7 * GiB // 100
+VLLM_NON_TORCH_GRANITE = 46 * GiB // 100
 # Memory in use before weights load (CUDA context), for engines that size from "free at start".
 CUDA_CONTEXT = GiB // 2
 
 # Planner knobs accepted through **engine_options (the rest go to the engine's own Options).
-_PLANNER_OPTIONS = ("max_num_seqs", "activation_fit", "vllm_use_v1", "mem_fraction_static", "free_gpu_memory_fraction",
+_PLANNER_OPTIONS = ("max_num_seqs", "activation_fit", "vllm_use_v1", "allow_long_max_model_len", "mem_fraction_static", "free_gpu_memory_fraction",
                     "chunked_prefill_size", "cuda_graph_max_bs", "expert_pad", "decode_batch",
                     "decode_context", "max_loras", "max_lora_rank", "limit_mm_per_prompt", "mm_profile_bytes",
                     "encoder_cache_tokens")
 
 
 def vllm_activation_bytes(arch, *, max_num_batched_tokens: int = 8192, max_num_seqs: int = 1024,
-                          tp: int = 1, fit: str = "v0.17+") -> int:
+                          tp: int = 1, fit: str = "v0.17+", dtype_bytes: int = 2) -> int:
     """vLLM's profiled torch activation peak ("torch peak memory increase"), estimated.
 
     The peak is the larger of the sampler dry run, which holds fp32 logits for `max_num_seqs`
     requests over the whole vocabulary on every TP rank (S·V·4 bytes), and the dummy forward pass
-    of `max_num_batched_tokens` tokens, dominated by the MLP intermediate (T·I/tp·2 bytes):
+    of T = `max_num_batched_tokens` tokens (MLP intermediate I/tp and hidden H, `dtype_bytes` each):
 
-        v0.17+ : max(3.615 · S·V·4 + 0.119 GiB, 4.84 · T·I/tp·2)
-        ≤ v0.16: max(9.67 · S·V·4,              4.84 · T·I/tp·2)
+        v0.17+ : max(3.628·S·V·4 + 4.762·S·H·4 + 0.037 GiB [+ MoE workspace], T·(3.68·I/tp + 2.43·H)·b)
+        ≤ v0.16: max(9.67 · S·V·4,                             same forward term)
+        V0     : max(S·V·4, 3.83 · T·I/tp·2)
 
-    Fitted on the vLLM logs in tests/golden/startup_logs.json. Sampler term, v0.17+: v0.19.0 H100 logs
-    of Llama-3.1-8B (1.89 GiB), gemma-2-9b-it (3.65), gemma-2-27b-it (3.66), Qwen2.5-7B (2.21),
-    gpt-oss-20b TP=2 (2.87) and the v0.17.0 Qwen3-14B row (2.23): max error 0.022 GiB. Forward term:
-    CodeLlama-7b (0.77 GiB, v0.19.0) and the Llama-3.1-8B PP=2/PP=4 first stages (1.10, 1.05): max
-    error 0.043 GiB. ≤ v0.16 sampler factor: Qwen3-14B/32B v0.15-16 (5.64), Llama-3.1-8B (4.76),
-    gpt-oss-120b/20b (7.38) from llm-d-benchmark: max error 0.041 GiB. TP does not shrink the
-    sampler term (TP=2/TP=4 logs show the same 1.89 GiB).
+    MoE models (fused_moe kernels) keep their workspace, T·k·(3·I_moe/tp + H)·2 bytes × 0.85, in the
+    allocator when the sampler runs, so it adds to the sampler term (mxfp4 MoE kernels excluded).
+
+    Fitted on public vLLM logs. Sampler term, v0.17+ (least squares, three constants): the llm-d v0.19.0
+    H100 logs of Llama-3.1-8B (1.89 GiB), Llama-3.3-70B (1.96), gemma-2-2b/9b/27b-it (3.62, 3.65, 3.66),
+    Qwen2.5-7B (2.21), Qwen3-8B (2.21), Qwen2.5-72B (2.29), phi-2 (0.79), phi-4 (1.52), gpt-oss-20b
+    TP=2 (2.87): max error 0.005 GiB; the v0.17.0 Qwen3-14B row (2.23) is predicted at 2.233. Forward term: CodeLlama-7b (0.77 GiB) and
+    Mistral-Small-3.1-24B TP=1 (2.03 GiB), both llm-d v0.19.0 (two logs, two constants). MoE factor
+    0.85: Qwen3-30B-A3B (2.68 GiB), Qwen1.5-MoE-A2.7B (2.47) and Mixtral-8x7B TP=2 (1.21), llm-d
+    v0.19.0. ≤ v0.16 sampler factor: Qwen3-14B/32B v0.15-16 (5.64), Llama-3.1-8B (4.76), gpt-oss-120b/20b
+    (7.38) from llm-d-benchmark: max error 0.041 GiB. V0: vllm#10517 (Llama-3.1-8B at 20,000 and 29,000
+    tokens: 2.07 and 2.99 GiB). TP does not shrink the sampler term (TP=2/TP=4 logs show 1.89 GiB).
     """
     w = arch.weight_dims
     sampler = max_num_seqs * w.vocab_size * 4
-    inter = max(w.intermediate_size if not w.num_experts else 0,
-                (w.moe_intermediate_size or w.intermediate_size) * max(1, w.num_experts_per_tok)
-                if w.num_experts else 0)
-    forward = max_num_batched_tokens * cdiv(inter, tp) * 2 * 484 // 100
+    moe = bool(w.num_experts)
     if fit == "v0":
-        # V0 profiled one batch of max_num_batched_tokens tokens; fitted on vllm#10517 (Llama-3.1-8B, RTX
-        # 3090, 20,000 and 29,000 tokens: 2.07 and 2.99 GiB torch peak above the weights).
+        inter = (w.moe_intermediate_size or w.intermediate_size) * max(1, w.num_experts_per_tok) if moe \
+            else w.intermediate_size
         return max(sampler, max_num_batched_tokens * cdiv(inter, tp) * 2 * 383 // 100)
+    dense_inter = 0 if moe else w.intermediate_size
+    forward = max_num_batched_tokens * (368 * cdiv(dense_inter, tp) + 243 * w.hidden_size) // 100 * dtype_bytes
+    workspace = 0
+    if moe and w.quant_format != "mxfp4":
+        m_inter = cdiv(w.moe_intermediate_size or w.intermediate_size, tp)
+        workspace = max_num_batched_tokens * max(1, w.num_experts_per_tok) * (3 * m_inter + w.hidden_size) \
+            * 2 * 85 // 100
     if fit in ("v0.17+", "new"):
-        return max(sampler * 3615 // 1000 + 119 * GiB // 1000, forward)
+        hidden = max_num_seqs * w.hidden_size * 4
+        return max(sampler * 3628 // 1000 + hidden * 4762 // 1000 + 37 * GiB // 1000 + workspace, forward)
     if fit in ("v0.16", "old"):
-        return max(sampler * 967 // 100, forward)
+        return max(sampler * 967 // 100 + workspace, forward)
     raise InvalidInputError("activation_fit", f"choose 'v0.17+', 'v0.16' or 'v0', got {fit!r}")
+
+
+def _vllm_sampler_warmup_note(arch, total: int, util: float, act: int, graphs: int, max_num_seqs: int,
+                              tp: int) -> str | None:
+    """A warning when vLLM will likely size its cache and then run out of memory warming up the sampler.
+
+    After the KV cache is allocated, the sampler warm-up (max_num_seqs dummy requests) and the CUDA
+    graphs must fit in the 1 − gpu_memory_utilization headroom. With mxfp4 MoE kernels (gpt-oss) the
+    profiled peak misses the kernels' own buffers, and the warm-up needs about the profiled peak plus
+    the graphs plus one more fp32 logits tensor. Fitted on llm-d v0.19 gpt-oss-20b: util 0.95 fails at
+    TP=1 and TP=2 ("CUDA out of memory occurred when warming up sampler with 1024 dummy requests"), 0.90
+    at TP=2 starts. Other models are not flagged: at 0.95 every other v0.19 run started.
+    """
+    w = arch.weight_dims
+    if w.quant_format != "mxfp4" or not w.num_experts:
+        return None
+    headroom = total - math.ceil(total * util)
+    need = act + graphs + max_num_seqs * w.vocab_size * 4
+    if headroom >= need:
+        return None
+    return (f"warning: after the KV cache is allocated only {fmt_bytes(headroom)} is left for the sampler warm-up "
+            f"and CUDA graphs, which need about {fmt_bytes(need)}: vLLM is likely to run out of memory while "
+            f"warming up the sampler; lower gpu_memory_utilization (e.g. 0.90) or max_num_seqs")
 
 
 def _sglang_defaults(gpu_mem_mib: int, tp: int) -> tuple[int, int]:
@@ -379,6 +422,13 @@ def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | 
     big_gpu = dev.memory_bytes >= 70 * GiB and "A100" not in dev.name.upper()
     v0 = False
     if name == "vllm":
+        limit = arch.max_position_embeddings
+        if limit and length > limit and not planner_opts.get("allow_long_max_model_len"):
+            # vLLM (ModelConfig max_model_len check) refuses to start; its override is an env var.
+            raise InvalidInputError("max_model_len", f"{length:,} is above this model's maximum ({limit:,}, "
+                                                     "max_position_embeddings); vLLM refuses it. To override as vLLM "
+                                                     "does (VLLM_ALLOW_LONG_MAX_MODEL_LEN=1) pass "
+                                                     "allow_long_max_model_len=true")
         use_v1 = planner_opts.get("vllm_use_v1")
         v0 = rule("engine_core") == "v0" if use_v1 is None else not use_v1
         if v0 and version.at_least("0.11.0"):
@@ -433,12 +483,22 @@ def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | 
                          + (" (chunked prefill off: max(max_model_len, 2048))" if length <= 32768 else ""))
         if act is None:
             act = vllm_activation_bytes(arch, max_num_batched_tokens=profile_tokens,
-                                        max_num_seqs=max_num_seqs, tp=tp, fit=fit)
+                                        max_num_seqs=max_num_seqs, tp=tp, fit=fit,
+                                        dtype_bytes=4 if dense == "fp32" else 2)
+            if pp > 1:  # the last stage binds the pool: its sampler peak plus two hidden-state buffers
+                act += 2 * profile_tokens * arch.weight_dims.hidden_size * 2
         if ntorch is None:
             ntorch = rule("non_torch_tp") if tp > 1 else rule("non_torch_tp1")
+            if tp == 1 and pp > 1 and version.at_least("0.18.0"):
+                ntorch = VLLM_NON_TORCH_PP
+            elif tp == 1 and arch.model_type == "granite" and version.at_least("0.18.0"):
+                ntorch = VLLM_NON_TORCH_GRANITE
         if graphs is None:
-            graphs = VLLM_CUDA_GRAPH if rule("cuda_graphs_in_budget") else 0
+            graphs = (VLLM_CUDA_GRAPH_TP if tp > 1 else VLLM_CUDA_GRAPH) if rule("cuda_graphs_in_budget") else 0
         budget = requested - w_bytes - act - ntorch - graphs
+        warm = _vllm_sampler_warmup_note(arch, total, util, act, graphs or VLLM_CUDA_GRAPH, max_num_seqs, tp)
+        if warm:
+            notes.append(warm)
     elif name == "sglang":
         ntorch = CUDA_CONTEXT if ntorch is None else ntorch
         free_at_start = total - ntorch

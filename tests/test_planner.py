@@ -19,8 +19,10 @@ from test_weights import _llama2_with_vocab
 GOLDEN = Path(__file__).parent / "golden"
 LOGS = {row["id"]: row for row in json.loads((GOLDEN / "startup_logs.json").read_text())}
 H100 = dict(gpu="H100")
-V019 = dict(cuda_graph_bytes=0)  # v0.19 only *estimates* graphs (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=False)
-OLD = dict(cuda_graph_bytes=0, activation_fit="v0.16")  # pre-v0.17 activation profile
+# The version alone selects each release's rules: v0.19 only *estimates* graphs
+# (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=False), pre-0.17 had the older activation profile.
+V019 = dict(engine_version="0.19.0")
+OLD = dict(engine_version="0.16.0")
 
 
 def _model(name):
@@ -37,8 +39,10 @@ BUDGET_ROWS = [
      dict(max_model_len=8192, gpu_memory_utilization=0.95, **V019), 54.12, 20.6),
     ("vllm-gemma2-27b-it-h100-tp1-8k-v0190", "google/gemma-2-27b-it",
      dict(max_model_len=8192, gpu_memory_utilization=0.95, **V019), 20.59, 7.16),
+    # CodeLlama-7b is Llama-2-7B geometry with vocab 32016; its own config allows 16,384 positions (the
+    # Llama-2 config used here says 4,096), hence the override of vLLM's max_model_len check
     ("vllm-codellama-7b-h100-tp1-8k-v0190", "codellama",
-     dict(max_model_len=8192, gpu_memory_utilization=0.95, **V019), 61.66, 15.41),
+     dict(max_model_len=8192, gpu_memory_utilization=0.95, allow_long_max_model_len=True, **V019), 61.66, 15.41),
     ("vllm-qwen25-7b-instruct-h100-tp1-8k-v0190-report", "Qwen/Qwen2.5-7B",
      dict(max_model_len=8192, gpu_memory_utilization=0.95, **V019), 58.53, None),
     ("vllm-qwen25-7b-w8a8-h100-tp1-8k-v0190", "Qwen/Qwen2.5-7B",
@@ -47,9 +51,9 @@ BUDGET_ROWS = [
      dict(max_model_len=8192, tp=2, gpu_memory_utilization=0.9, **V019), 59.32, 316.07),
     # v0.17/v0.15 rows of the version sweep: non-torch 0.13 GiB as logged in those versions.
     ("vllm-qwen3-14b-h100-tp1-8k-version-sweep-report/v0.17.0", "Qwen/Qwen3-14B",
-     dict(max_model_len=8192, gpu_memory_utilization=0.95, non_torch_bytes=13 * GiB // 100, **V019), 45.34, 36.27),
+     dict(max_model_len=8192, gpu_memory_utilization=0.95, engine_version="0.17.0"), 45.34, 36.27),
     ("vllm-qwen3-14b-h100-tp1-8k-version-sweep-report/v0.15.0", "Qwen/Qwen3-14B",
-     dict(max_model_len=8192, gpu_memory_utilization=0.95, non_torch_bytes=13 * GiB // 100, **OLD), 41.94, 33.55),
+     dict(max_model_len=8192, gpu_memory_utilization=0.95, engine_version="0.15.0"), 41.94, 33.55),
     # llm-d-benchmark (older vLLM, block 128): non-torch as logged (0.13 / 0.14 / 0.54 GiB).
     ("vllm-llama31-8b-instruct-h100-tp1-16k-gmu09-llmd-bench-report", "meta-llama/Llama-3.1-8B-Instruct",
      dict(max_model_len=16000, gpu_memory_utilization=0.9, non_torch_bytes=13 * GiB // 100, block_size=128, **OLD),
