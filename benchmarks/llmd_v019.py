@@ -52,6 +52,8 @@ SAME_GEOMETRY = {
     "RedHatAI/Qwen2.5-7B-Instruct-fp8-dynamic": "Qwen/Qwen2.5-7B",
     "RedHatAI/Qwen2.5-7B-Instruct-quantized.w8a8": "Qwen/Qwen2.5-7B",
 }
+# Configs the project keeps for its own tests (tests/golden/configs), by the campaign's model id.
+PROJECT_CONFIGS = {"deepseek-ai/DeepSeek-V2-Lite-Chat": "deepseek-ai--DeepSeek-V2-Lite"}
 # Weight formats of the quantized checkpoints (their names say it; the logs print the method).
 WEIGHTS = {"fp8-dynamic": "fp8", "w8a8": "int8", "w4a16": "int4"}
 
@@ -71,9 +73,10 @@ def _model(logs: Path, model_id: str):
     target = SAME_GEOMETRY.get(model_id, model_id)
     if target in list_models():
         return target, target
-    cfg = logs / "configs" / model_id.replace("/", "--") / "config.json"
-    if cfg.exists():
-        return str(cfg), model_id
+    for cfg in (logs / "configs" / model_id.replace("/", "--") / "config.json",
+                ROOT / "tests" / "golden" / "configs" / PROJECT_CONFIGS.get(model_id, "-") / "config.json"):
+        if cfg.exists():
+            return str(cfg), model_id
     return None, model_id
 
 

@@ -595,6 +595,14 @@ def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | 
     if not fits_one:
         notes.append(f"does not fit: one {length:,}-token request needs {fmt_bytes(per_seq)} of KV per GPU, "
                      f"the budget is {fmt_bytes(budget)}; the estimated maximum model length is {max_len_fit:,}")
+        if name == "vllm":
+            # vLLM's own error ("X GiB KV cache is needed, which is larger than the available KV cache
+            # memory") counts hybrid group padding slots only from 0.26.
+            padding = sum(r.bytes for r in one.breakdown if r.kind == "padding")
+            needed = per_seq if rule("needed_includes_padding") else per_seq - padding
+            notes.append(f"vLLM {version} reports {needed / GiB:.2f} GiB KV cache is needed for one request"
+                         + ("" if not padding else " (with group padding)" if rule("needed_includes_padding")
+                            else " (without group padding)"))
     if name == "llama.cpp" and not fits:
         need = (users or 1) * per_seq - max(0, budget)
         notes.append(f"llama.cpp: offload about {fmt_bytes(need)} (fewer --n-gpu-layers or KV on CPU) to fit")

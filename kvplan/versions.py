@@ -112,13 +112,19 @@ class VersionTable:
         return EngineVersion("", release, text)
 
     def value(self, key: str, version: EngineVersion) -> Any:
+        """The value of `key` at `version`: a fork's own value, else the newest rule for `key` that has
+        started by then (a key may change more than once: its rules chain in `since` order)."""
         for fork, k, v in self.fork_values:
             if version.fork == fork and k == key:
                 return v
-        for rule in self.rules:
-            if rule.key == key:
-                return rule.value(version)
-        raise KeyError(key)  # pragma: no cover - a profile asks only for its own keys
+        chain = sorted((r for r in self.rules if r.key == key), key=lambda r: _release_of(r.since))
+        if not chain:
+            raise KeyError(key)  # pragma: no cover - a profile asks only for its own keys
+        value = chain[0].before
+        for rule in chain:
+            if version.at_least(rule.since):
+                value = rule.after
+        return value
 
     def notes(self, version: EngineVersion) -> list[str]:
         """One line when the version is newer than anything modelled (its newest rules are assumed)."""

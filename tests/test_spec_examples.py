@@ -117,10 +117,12 @@ def test_g3_mla_is_per_gpu_not_divided_by_tp():
     assert eight.kv_bytes == one.kv_bytes and eight.total_bytes == 8 * one.kv_bytes
 
 
-@pytest.mark.parametrize("block,page", [(None, 73_728), (128, 147_456)])
-def test_g3_mla_block_pages(block, page):
-    est = kvplan.kv_cache("deepseek-ai/DeepSeek-V3", context_len=1, block_size=block)
-    assert est.kv_bytes == 61 * page  # FlashMLA block 64 by default; CUTLASS MLA 128
+@pytest.mark.parametrize("block,version,page", [(None, "0.10", 73_728), (128, None, 147_456), (None, None, 18_432)])
+def test_g3_mla_block_pages(block, version, page):
+    # FlashMLA's 64-token blocks were the Hopper default from 0.8 to 0.11.0 (the spec's example); from
+    # 0.11.1 FlashAttention-MLA (16) is preferred (vllm PR #27363; llm-d v0.19 logs); CUTLASS MLA 128.
+    est = kvplan.kv_cache("deepseek-ai/DeepSeek-V3", context_len=1, block_size=block, engine_version=version)
+    assert est.kv_bytes == 61 * page
 
 
 # --- G.4 gpt-oss-120b --------------------------------------------------------------------------------

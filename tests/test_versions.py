@@ -181,3 +181,56 @@ def test_trtllm_sizes_sliding_layers_at_full_length_unless_windows_are_set():
     assert full.kv_bytes == 73728 * 8192
     windows = kvplan.kv_cache("openai/gpt-oss-120b", context_len=8192, engine="trtllm@1.1", max_attention_window=True)
     assert windows.kv_bytes < full.kv_bytes
+
+
+def test_vllm_019_mla_block_16_matches_deepseek_v2_lite_log():
+    """vLLM v0.19.0 picks FLASH_ATTN_MLA on H100 (16-token blocks): DeepSeek-V2-Lite-Chat logs 43.61 GiB
+    available, "GPU KV cache size: 1,505,552 tokens" and "Maximum concurrency for 8,192 tokens per
+    request: 183.78x" (94,097 blocks of 16). FlashMLA's 64-token blocks (0.8-0.11.0) would not.
+    https://github.com/llm-d-incubation/llm-d-planner/blob/d3121e059da88662db39a926a3ead964be97359b/accuracy/results/v0.19.0/logs/deepseek-ai-deepseek-v2---h100-80gb--tp1pp1dp1--8192.log"""
+    from pathlib import Path
+
+    cfg = Path(__file__).parent / "golden" / "configs" / "deepseek-ai--DeepSeek-V2-Lite" / "config.json"
+    kw = dict(max_model_len=8192, engine="vllm@0.19.0")
+    lo = kvplan.capacity(str(cfg), kv_memory=int(43.605 * GiB), **kw)
+    hi = kvplan.capacity(str(cfg), kv_memory=int(43.615 * GiB), **kw)
+    assert lo.block_size == 16 and lo.num_blocks <= 94097 <= hi.num_blocks
+    exact = kvplan.capacity(str(cfg), kv_memory=94097 * lo.bytes_per_block, **kw)
+    assert exact.kv_tokens == 1505552 and round(exact.max_concurrency, 2) == 183.78
+    old = kvplan.capacity(str(cfg), kv_memory=94097 * lo.bytes_per_block, max_model_len=8192, engine="vllm@0.10")
+    assert old.block_size == 64 and old.kv_tokens != 1505552
+
+
+def test_readme_version_table_is_what_kvplan_computes():
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        import version_table
+    finally:
+        sys.path.pop(0)
+    assert version_table.markdown() in (root / "README.md").read_text()
+
+
+def test_vllm_max_model_len_above_the_model_is_refused_like_vllm():
+    """llm-d v0.19: phi-2 at max_model_len 8,192 (its config says 2,048) fails with "User-specified
+    max_model_len (8192) is greater than the derived max_model_len ... set the env var
+    VLLM_ALLOW_LONG_MAX_MODEL_LEN=1"."""
+    with pytest.raises(InvalidInputError) as err:
+        plan("microsoft/phi-2", gpu="H100", max_model_len=8192)
+    assert err.value.field == "max_model_len" and "allow_long_max_model_len" in str(err.value)
+    assert plan("microsoft/phi-2", gpu="H100", max_model_len=8192, allow_long_max_model_len=True).fits
+
+
+def test_gpt_oss_sampler_warmup_warning():
+    """llm-d v0.19 gpt-oss-20b: util 0.95 sizes the cache, then "CUDA out of memory occurred when warming
+    up sampler with 1024 dummy requests" (TP=1 and TP=2); util 0.90 at TP=2 starts."""
+    def warned(**kw):
+        p = plan("openai/gpt-oss-20b", gpu="H100", max_model_len=8192, engine_version="0.19.0", **kw)
+        return any(n.startswith("warning:") and "sampler" in n for n in p.notes)
+    assert warned(gpu_memory_utilization=0.95) and warned(gpu_memory_utilization=0.95, tp=2)
+    assert not warned(gpu_memory_utilization=0.9, tp=2)
+    assert not any(n.startswith("warning:") for n in plan("google/gemma-2-9b", gpu="H100", max_model_len=8192,
+                                                         gpu_memory_utilization=0.95).notes)

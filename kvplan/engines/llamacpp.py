@@ -38,8 +38,8 @@ VERSIONS = VersionTable("llama.cpp", oldest="b1000", latest="b8200", scheme="bui
     VersionRule("mla_per_head", "b5145", True, False,
                 "DeepSeek (deepseek2 arch) before the MLA rework cached per-head K (heads × 192) and V "
                 "(heads × 128) per token per layer; after, the latent (kv_lora_rank + rope = 576)",
-                f"{_LCPP}/pull/12801 (merged 2025-04-15); per-head log at build 4905: "
-                "https://github.com/ikawrakow/ik_llama.cpp/discussions (see tests/golden)"),
+                f"{_LCPP}/pull/12801 (merged 2025-04-15); per-head K/V logged by mainline build 4905 in "
+                "https://github.com/ikawrakow/ik_llama.cpp/issues/285"),
     VersionRule("iswa", "b5440", False, True,
                 "interleaved sliding-window models (Gemma 2/3, Cohere2, gpt-oss, Llama 4) get a second, small "
                 "cache of window·n_seq + n_ubatch cells for their sliding layers; before, every layer was "

@@ -25,7 +25,7 @@ from kvplan.versions import VersionRule, VersionTable
 NAME = "vllm"
 KV_DTYPES = ("bf16", "fp16", "fp32", "fp8", "fp8_e4m3", "fp8_e5m2", "nvfp4")
 DEFAULT_BLOCK_SIZE = 16  # vllm/config/cache.py
-MLA_BLOCK_SIZE = 64  # FlashMLA on Hopper (A.5); CUTLASS MLA on Blackwell uses 128: pass block_size
+MLA_BLOCK_SIZE = 64  # FlashMLA (A.5), the default MLA backend of 0.8-0.11.0; see VERSIONS mla_block_size
 
 
 _VLLM = "https://github.com/vllm-project/vllm"
@@ -67,10 +67,20 @@ VERSIONS = VersionTable("vllm", oldest="0.4.0", latest="0.28.0", scheme="semver"
                 "docs and LLM(); the exact release of the change is not pinned here, kvplan switches with 0.21",
                 "https://docs.vllm.ai/en/v0.6.4/models/engine_args.html (0.9), "
                 "https://docs.vllm.ai/en/stable/cli/serve/ (0.92)"),
+    VersionRule("mla_block_size", "0.8.0", 16, 64,
+                "MLA models on Hopper: FlashMLA became the default MLA backend (64-token blocks); before, Triton "
+                "MLA with 16-token blocks",
+                f"{_VLLM}/pull/14451 (Default to FlashMLA backend for MLA, 2025-03)"),
+    VersionRule("mla_block_size", "0.11.1", 64, 16,
+                "FlashAttention-MLA preferred over FlashMLA on Hopper: 16-token blocks again (v0.19.0 logs "
+                "'Using FLASH_ATTN_MLA attention backend out of potential backends: [FLASH_ATTN_MLA, FLASHMLA, "
+                "TRITON_MLA]' and 94,097 blocks of 16 for DeepSeek-V2-Lite, llm-d v0.19)",
+                f"{_VLLM}/pull/27363 (Prefer FlashAttention MLA as default over FlashMLA, 2025-10)"),
     VersionRule("needed_includes_padding", "0.26.0", False, True,
                 "\"X GiB KV cache is needed\" (the one-request check) counts hybrid group padding slots "
                 "from 0.26; before, only real layers",
-                f"{_VLLM}/releases/tag/v0.26.0 (kv_cache_utils check_enough_kv_cache_memory)"),
+                "reported from v0.26 startup errors in kvplan issue 13; the vLLM commit is not pinned here "
+                f"(padding slots: {_VLLM}/issues/46462)"),
 ))
 
 
@@ -79,7 +89,10 @@ class Options:
     """vLLM knobs that change the bytes. Defaults are the current `vllm serve` behaviour."""
 
     block_size: int | None = None
-    """Tokens per block; None = the attention backend's choice (16, or 64 for MLA)."""
+    """Tokens per block; None = the attention backend's choice (16; MLA: `mla_block_size`)."""
+    mla_block_size: int = 16
+    """Block size of the default MLA backend on Hopper: 16 (FlashAttention-MLA, from 0.11.1; Triton MLA
+    before 0.8), 64 (FlashMLA, 0.8-0.11.0). CUTLASS MLA on Blackwell uses 128: pass block_size."""
     max_num_batched_tokens: int = 8192
     """Scheduler token budget (`vllm serve` on >= 70 GiB GPUs); enters the sliding-window count."""
     async_scheduling: bool = True
@@ -214,7 +227,7 @@ def _layout(groups, req: Request, opts: Options, model_dtype: str) -> _Layout:
 
     attn = [t for t in types.values() if t.kind != "state"]
     state = [t for t in types.values() if t.kind == "state"]
-    kernel_min = MLA_BLOCK_SIZE if any(t.kind == "mla" for t in attn) else DEFAULT_BLOCK_SIZE
+    kernel_min = opts.mla_block_size if any(t.kind == "mla" for t in attn) else DEFAULT_BLOCK_SIZE
     block = opts.block_size or kernel_min
     if any(t.label == "indexer" for t in attn) and block != MLA_BLOCK_SIZE:
         notes.append(f"block size {block} -> {MLA_BLOCK_SIZE}: vLLM sets it for the DEEPSEEK_V32_INDEXER backend")
