@@ -255,7 +255,10 @@ def compare_models(archs: list[ModelArch], *, context_len: int, engines: list[st
                    "users_per_gpu": None, "fits": None}
             if has_gpu:
                 try:
+                    # The comparison is of KV memory at one context for every model: vLLM's refusal of a
+                    # max_model_len above the model's maximum is not what is compared here.
                     p = fitting_plan(arch, context_len=context_len, engine=engine, kv_dtype=dtype, plan_fn=plan_fn,
+                                     allow_long_max_model_len=True,
                                      **same_fraction_gpu(engine, gpu=gpu, gpu_memory=gpu_memory,
                                                          gpu_memory_bytes=gpu_memory_bytes, fraction=fraction))
                     fits = p.max_sequences >= 1
