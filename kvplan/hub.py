@@ -30,6 +30,7 @@ from typing import Any, Callable, TypeVar
 
 from kvplan.errors import (GatedModelError, HubError, HubModelNotFoundError, HubUnavailableError,
                            InvalidInputError, KvplanError, UnsupportedConfigError)
+from kvplan.files import read_limited
 from kvplan.hf_config import parse_config
 from kvplan.layers import ModelArch
 from kvplan.registry import MAX_CONFIG_BYTES, parse_json, suggest
@@ -261,11 +262,7 @@ def fetch_config(repo_id: str, *, revision: str | None = None, token: str | None
     tok = _token(token)
     timeout = _check_timeout(timeout)
     path = _bounded(lambda: _download_config(repo_id, revision, tok, timeout), timeout * _DEADLINE_FACTOR, repo_id)
-    p = Path(path)
-    size = p.stat().st_size
-    if size > MAX_CONFIG_BYTES:
-        raise UnsupportedConfigError("config.json", f"{size:,} bytes is too large for a model config")
-    return parse_json(p.read_bytes())
+    return parse_json(read_limited(path, MAX_CONFIG_BYTES, "config.json"))
 
 
 def _check_timeout(timeout: Any) -> float:

@@ -406,3 +406,84 @@ def test_zz_report():
     total = sum(TRIED.values())
     print(f"\nhostile inputs tried: {total} ({dict(TRIED)}; {dict(OUTCOMES)}); no traceback, no hang")
     assert total > 0
+
+
+# ---- special files: one guarded reader for every config read (issue 10, item 4) -------------------
+
+@pytest.fixture
+def special_files(tmp_path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("needs named pipes")
+    os.mkfifo(tmp_path / "pipe.json")
+    os.symlink("/dev/zero", tmp_path / "zero.json")
+    (tmp_path / "pipe-folder").mkdir()
+    os.mkfifo(tmp_path / "pipe-folder" / "config.json")
+    (tmp_path / "zero-folder").mkdir()
+    os.symlink("/dev/zero", tmp_path / "zero-folder" / "config.json")
+    (tmp_path / "big.json").write_bytes(b" " * (kvplan.registry.MAX_CONFIG_BYTES + 1))
+    return tmp_path
+
+
+SPECIAL = ["pipe.json", "zero.json", "pipe-folder", "zero-folder", "big.json"]
+
+
+@pytest.mark.parametrize("name", SPECIAL)
+def test_special_files_are_refused_without_blocking(special_files, name):
+    from kvplan.registry import read_config_file
+
+    with pytest.raises(kvplan.UnsupportedConfigError, match="not a regular file|too large"):
+        read_config_file(special_files / name)
+    with pytest.raises(kvplan.UnsupportedConfigError, match="not a regular file|too large"):
+        kvplan.load_model(str(special_files / name))
+
+
+def test_guarded_reader_caps_bytes_read(tmp_path):
+    from kvplan.files import read_limited
+
+    (tmp_path / "f").write_bytes(b"x" * 100)
+    assert read_limited(tmp_path / "f", 100) == b"x" * 100
+    with pytest.raises(kvplan.UnsupportedConfigError, match="limit 99"):
+        read_limited(tmp_path / "f", 99)
+    with pytest.raises(FileNotFoundError):
+        read_limited(tmp_path / "missing", 99)
+
+
+def test_model_specs_env_pointing_at_special_files(special_files, monkeypatch):
+    """KVPLAN_MODEL_SPECS at a pipe, at /dev/zero, or at a folder whose SOURCES.md is /dev/zero and
+    whose one model's config.json is a pipe: `models` and `size` answer at once."""
+    from kvplan import registry
+
+    specs = special_files / "specs"
+    (specs / "org--pipe").mkdir(parents=True)
+    os.mkfifo(specs / "org--pipe" / "config.json")
+    os.symlink("/dev/zero", specs / "SOURCES.md")
+    for target in (special_files / "pipe.json", special_files / "zero.json", specs):
+        monkeypatch.setenv("KVPLAN_MODEL_SPECS", str(target))
+        registry.list_models.cache_clear()
+        registry._bundled_arch.cache_clear()
+        try:
+            assert registry.sources() == {}
+            if target == specs:
+                assert registry.list_models() == ("org/pipe",)
+                with pytest.raises(kvplan.UnsupportedConfigError, match="named pipe"):
+                    kvplan.load_model("org/pipe")
+        finally:
+            registry.list_models.cache_clear()
+            registry._bundled_arch.cache_clear()
+    run = subprocess.run([sys.executable, "-m", "kvplan", "models", "--json"], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                                     "KVPLAN_MODEL_SPECS": str(specs)})
+    assert run.returncode == 0, run.stderr
+    assert "named pipe" in json.loads(run.stdout)["models"][0]["error"]
+
+
+def test_cli_validate_and_size_on_special_files(special_files):
+    """The real process on a pipe / /dev/zero: one line, exit 2, well within the timeout."""
+    for argv in (["size", str(special_files / "pipe.json"), "--context", "8k"],
+                 ["size", str(special_files / "zero-folder"), "--context", "8k"],
+                 ["validate", str(special_files / "pipe-folder"), "--context", "16", "--device", "cpu"],
+                 ["validate", str(special_files / "zero.json"), "--context", "16", "--device", "cpu"]):
+        proc = subprocess.run([sys.executable, "-m", "kvplan", *argv], capture_output=True, text=True,
+                              timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.returncode == 2, (argv, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and "not a regular file" in proc.stderr, proc.stderr
