@@ -430,6 +430,9 @@ def arch_from_gguf_metadata(meta: Mapping[str, Any], model_id: str = "gguf") -> 
         q_lora_rank=_int(meta, a + "attention.q_lora_rank", minimum=0) or 0,
         num_nextn_predict_layers=_int(meta, a + "nextn_predict_layers", minimum=0) or 0,
     )
+    if all(isinstance(s, NoCache) for s in layers):
+        raise UnsupportedConfigError(a + "attention.head_count_kv", "no layer keeps a KV cache or a recurrent "
+                                                                    "state (head_count_kv is 0 everywhere)")
     naive_kv = max(kv_list) if any(kv_list) else 0
     naive_dim = (hidden // heads if hidden and heads else 0) if is_mla else (key_len or 0)
     return ModelArch(

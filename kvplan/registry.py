@@ -85,6 +85,8 @@ def parse_json(data: bytes | str) -> dict[str, Any]:
         raise UnsupportedConfigError("config.json", f"not valid JSON ({err})") from None
     except RecursionError:
         raise UnsupportedConfigError("config.json", "nested too deeply") from None
+    except ValueError as err:  # an integer of more than 4,300 digits (Python's int-string limit)
+        raise UnsupportedConfigError("config.json", f"not a usable JSON number ({str(err)[:80]})") from None
     if not isinstance(obj, dict):
         raise UnsupportedConfigError("config.json", f"expected a JSON object, got {type(obj).__name__}")
     return obj
