@@ -100,7 +100,7 @@ class _Fields(BaseModel):
     new_decoder_architecture: Optional[bool] = None
 
     # sliding window / local attention
-    sliding_window: Int = None
+    sliding_window: Optional[Annotated[int, Strict(), Field(ge=0, le=1 << 63)]] = None  # huge = no window
     use_sliding_window: Optional[bool] = None
     max_window_layers: Int = None
     sliding_window_pattern: Optional[Any] = None  # int period (Gemma 3: 6) or "LLLG" (EXAONE 4)

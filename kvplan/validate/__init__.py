@@ -80,7 +80,7 @@ def _contexts(context_len) -> list[int]:
 
 
 def _check_prefill(arch, hf, contexts: list[int], batch: int, device: str, lo: int, torch_dtype, kv_dtype: str,
-                   free: int) -> None:
+                   free: int, num_experts: int | None = None) -> None:
     """Refuse a prefill that cannot finish in reasonable time and memory, before building anything:
     the tokens (context × batch) against MAX_PREFILL_TOKENS, and the logits + cache + weights of the
     smallest buildable model against the device's free memory."""
@@ -93,7 +93,9 @@ def _check_prefill(arch, hf, contexts: list[int], batch: int, device: str, lo: i
     elem = {"fp32": 4}.get(kv_dtype, 2)
     vocab = getattr(hf, "vocab_size", 0) or arch.weight_dims.vocab_size or 0
     cache = M.predicted_full(arch, max(contexts) + 1, batch, kv_dtype) * lo // max(1, arch.num_layers)
-    need = tokens * vocab * max(elem, 4) + 2 * cache + M.param_bytes(M.reduce_config(hf, lo), torch_dtype)
+    # the smallest model validate may build: `lo` layers, routed experts cut as far as it would cut them
+    smallest = M.reduce_config(hf, lo, num_experts=num_experts or M.shrunk_experts(hf))
+    need = tokens * vocab * max(elem, 4) + 2 * cache + M.param_bytes(smallest, torch_dtype)
     if free and need > FIT_FRACTION * free:
         raise InvalidInputError("context", f"a prefill of {tokens:,} tokens needs about {need / 2**30:,.1f} GiB "
                                            f"(logits, cache, {lo} layers of weights); {device} has "
@@ -189,7 +191,7 @@ def validate(model, *, context_len: int | str | Sequence[int | str], batch: int 
     notes: list[str] = []
     experts = num_experts
     free = M.available_bytes(device)
-    _check_prefill(arch, hf, contexts, batch, device, lo, torch_dtype, kv_dtype, free)
+    _check_prefill(arch, hf, contexts, batch, device, lo, torch_dtype, kv_dtype, free, num_experts)
     worst_cache = max(M.predicted_full(arch, c + 1, batch, kv_dtype) for c in contexts)
     if want == "auto":
         full_w = M.param_bytes(hf, torch_dtype)
