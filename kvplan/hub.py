@@ -317,15 +317,19 @@ def _net_error(err: BaseException, repo_id: str, revision: str | None, token: st
                                         "(or set HF_HUB_OFFLINE=1 to use the local cache)", suggest(repo_id))
 
 
-def _check_endpoint() -> None:
+def _endpoint_ok() -> bool:
     import urllib.parse
 
     try:
         parts = urllib.parse.urlsplit(_endpoint())
         parts.port  # noqa: B018 - raises ValueError for a malformed port
     except ValueError:  # "Invalid IPv6 URL", "Port out of range"
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _check_endpoint() -> None:
+    if not _endpoint_ok():
         raise InvalidInputError("HF_ENDPOINT", f"{_endpoint()[:100]!r} is not an http(s) URL like "
                                                "https://huggingface.co")
 
@@ -358,6 +362,8 @@ def _cached_config(repo_id: str, revision: str | None) -> bytes | None:
         return read_limited(_config_cache_file(repo_id, revision), MAX_CONFIG_BYTES, "config.json")
     except (OSError, UnsupportedConfigError):
         pass
+    if not _endpoint_ok():  # huggingface_hub prints import errors for a malformed HF_ENDPOINT
+        return None
     try:
         hf = _hf()
         path = hf.hf_hub_download(repo_id=repo_id, filename="config.json", revision=revision,

@@ -736,6 +736,11 @@ def test_cli_malformed_hf_endpoint(endpoint):
     proc = _cli("size", "acme/model", "--context", "8k", env={"HF_ENDPOINT": endpoint})
     assert proc.returncode == 2 and proc.stdout == "", proc.stdout
     assert proc.stderr.count("\n") == 1 and "HF_ENDPOINT" in proc.stderr, proc.stderr
+    # offline, the endpoint is not needed, and huggingface_hub (which prints import errors for a
+    # malformed one) is not touched: still exactly one line
+    proc = _cli("size", "acme/model", "--context", "8k", env={"HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert proc.stderr.count("\n") == 1 and "offline" in proc.stderr, proc.stderr
 
 
 def test_validate_prints_no_warnings_and_refuses_unbounded_prefills(tmp_path):
