@@ -86,6 +86,8 @@ def _check_planner_knobs(knobs: dict[str, Any]) -> dict[str, Any]:
             if value not in ("v0.17+", "new", "v0.16", "old"):
                 raise InvalidInputError(key, f"choose 'v0.17+' or 'v0.16', got {show_number(value)}")
             out[key] = value
+        else:  # knobs checked where they are used (the pool's LoRA / speculative settings)
+            out[key] = value
     return out
 
 
