@@ -124,6 +124,28 @@ def capacity(model: Model, *, kv_memory: int | str, max_model_len: int | str,
     return _versioned(mod.capacity(arch, req, opts, budget), mod, version)
 
 
+MAX_SWEEP_POINTS = 10_000  # a chart has hundreds of points; 10^6 took a minute and a gigabyte
+
+
+def _context_list(context_lens: Any) -> list[int]:
+    """The contexts of a sweep: a list/tuple/range (or other iterable) of token counts, at most
+    MAX_SWEEP_POINTS. A string or bytes is refused ("8192" would sweep the digits [8, 1, 9, 2], b"12"
+    the byte values [49, 50])."""
+    import itertools
+
+    if isinstance(context_lens, (str, bytes, bytearray, memoryview, Mapping)) or \
+            not hasattr(context_lens, "__iter__"):
+        raise InvalidInputError("context_lens", f"expected a list of token counts like [8192, '32k'], got "
+                                                f"{type(context_lens).__name__}")
+    items = list(itertools.islice(iter(context_lens), MAX_SWEEP_POINTS + 1))
+    if len(items) > MAX_SWEEP_POINTS:
+        raise InvalidInputError("context_lens", f"more than {MAX_SWEEP_POINTS:,} contexts in one sweep "
+                                                f"(limit {MAX_SWEEP_POINTS:,}); sample fewer points")
+    # plain ints in range skip the parser (the common case: a chart's 200 points)
+    return [c if type(c) is int and 0 < c <= MAX_TOKENS else check_count(parse_tokens(c, "context_lens"),
+                                                                          "context_lens") for c in items]
+
+
 def sweep(model: Model, *, context_lens, batch: int = 1, engine: str = DEFAULT_ENGINE,
           kv_dtype: str = "auto", tp: int = 1, pp: int = 1, engine_version: str | None = None,
           **options: Any) -> list[KVEstimate]:
@@ -132,8 +154,7 @@ def sweep(model: Model, *, context_lens, batch: int = 1, engine: str = DEFAULT_E
     >>> [e.kv_bytes for e in sweep("meta-llama/Llama-3.1-8B", context_lens=[16, 17])] == [2**21, 2**22]
     True
     """
-    contexts = [c if type(c) is int and 0 < c <= MAX_TOKENS else parse_tokens(c, "context_lens")
-                for c in context_lens]
+    contexts = _context_list(context_lens)
     if not contexts:
         return []
     arch, mod, first, opts, version = _prepare(model, engine, kv_dtype, contexts[0], batch, tp, pp, options,

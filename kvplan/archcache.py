@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kvplan import layers
+from kvplan.files import read_limited
 from kvplan.layers import ModelArch
 
 FORMAT = 1
@@ -88,7 +89,8 @@ def load(config_bytes: bytes, model_id: str) -> ModelArch | None:
     if root is None:
         return None
     try:
-        data = json.loads((root / f"{key(config_bytes, model_id)}.json").read_bytes())
+        # guarded like every config read (a pipe here would block); a damaged entry is a miss
+        data = json.loads(read_limited(root / f"{key(config_bytes, model_id)}.json", 64 << 20, "arch cache"))
         arch = _decode(data)
     except (OSError, ValueError, TypeError, RecursionError):
         return None

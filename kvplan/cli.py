@@ -391,6 +391,22 @@ def _cmd_gpu_plan(args) -> int:
     return 0
 
 
+def _quiet_heavy_imports() -> None:
+    """torch / transformers print FutureWarnings and log lines on import and while building a model;
+    the CLI's promise is one line on stderr (or none on success), so they are silenced here."""
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|transformers)(\.|$)")
+    for name in ("transformers", "torch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def cmd_validate(args) -> int:
     if args.engine:
         from kvplan.explain.live import validate_engine
@@ -409,6 +425,7 @@ def cmd_validate(args) -> int:
         return 0 if data["ready"] and data["within_precision"] == data["compared"] else 1
     if not args.context:
         raise InvalidInputError("--context", "validate needs --context (torch mode) or --engine (engine mode)")
+    _quiet_heavy_imports()
     try:
         import torch  # noqa: F401
         import transformers  # noqa: F401
@@ -476,7 +493,43 @@ COMMANDS = {"models": cmd_models, "gpus": cmd_gpus, "versions": cmd_versions, "s
             "validate": cmd_validate, "explain": cmd_explain}
 
 
+_ASCII = {"×": "x", "·": "*", "—": "-", "–": "-", "≈": "~", "≤": "<=", "≥": ">=", "→": "->", "…": "..."}
+
+
+def _ascii_fallback(err: UnicodeError):
+    bad = err.object[err.start:err.end]
+    return "".join(_ASCII.get(c, "?") for c in bad), err.end
+
+
+def _safe_streams() -> None:
+    """Output must not fail on the terminal's encoding: with PYTHONIOENCODING=ascii (or a C locale),
+    "×" prints as "x" (other symbols as ASCII look-alikes or "?") instead of a UnicodeEncodeError."""
+    import codecs
+
+    codecs.register_error("kvplan-ascii", _ascii_fallback)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="kvplan-ascii")
+        except (AttributeError, ValueError, OSError):  # replaced streams (pytest capture, StringIO)
+            pass
+
+
+def _closed_pipe() -> int:
+    """`kvplan models | head -1`: the reader left. End quietly, as other command-line tools do:
+    stdout is pointed at /dev/null so the interpreter's final flush cannot fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _safe_streams()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["app"]:
@@ -485,8 +538,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:  # bare `kvplan`: the overview, not an error
             parser.print_help()
+            sys.stdout.flush()
             return 0
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the handler below
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
     except KvplanError as err:
         print(f"kvplan: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -4,8 +4,9 @@ llama.cpp users hold GGUF files, not HF configs. The architecture is in the head
 (ENGINE_KV_SPEC.md §F, "GGUF keys"): `{arch}.block_count`, `{arch}.attention.head_count_kv` (a
 scalar, or one value per layer: OpenELM, DeciLM, Jamba with 0 on Mamba layers), key/value lengths,
 the sliding window and its pattern, the MLA latent (`kv_lora_rank`, `key_length_mla`), the SSM
-sizes and `full_attention_interval`. The `gguf` package is imported lazily; its reader memory-maps
-the file, and only the header pages are touched.
+sizes and `full_attention_interval`. The header is read by a small bounded reader of our own (not
+the `gguf` package, whose reader materializes every array and every tensor entry: a 430-byte file
+claiming 2^60 elements hung it).
 
 `arch_from_gguf_metadata` does the mapping from a plain dict, so it is tested without files.
 """
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from kvplan.errors import UnsupportedConfigError
+from kvplan.files import open_regular
 from kvplan.layers import (MLA, ChunkedLocal, FullAttention, LayerSpec, ModelArch, NoCache, RecurrentState,
                            SlidingWindow, WeightDims)
 
@@ -42,55 +45,197 @@ _MAMBA1_ARCHS = {"mamba", "jamba"}
 _FILE_TYPE_DTYPE = {0: "fp32", 1: "fp16", 32: "bf16"}  # LLAMA_FTYPE_ALL_F32 / MOSTLY_F16 / MOSTLY_BF16
 
 
-def _field_value(field: Any) -> Any:
-    """A ReaderField as a Python value (str, int, float, bool, or a list of them)."""
-    if hasattr(field, "contents"):
-        return field.contents()
-    import gguf  # older gguf releases: decode the parts ourselves
+# ---- the header reader -----------------------------------------------------------------------------
+# GGUF v2/v3 layout (ggml/docs/gguf.md): magic, u32 version, u64 tensor_count, u64 kv_count, then
+# kv_count × (string key, u32 value type, value); a string is u64 length + UTF-8 bytes; an array is
+# u32 element type + u64 count + elements. Tensor infos and data follow and are never read.
+#
+# A header is untrusted: every length is checked against the bytes really present before anything is
+# allocated, and the work is capped so that any file answers in well under 2 s and ~100 MB:
+MAX_HEADER_BYTES = 64 << 20  # the key/values must end here; real headers (a 262k-token vocabulary
+#                              and 500k merges included) take 5-15 MiB
+MAX_KEYS = 1 << 14  # real files have 20-60 keys
+MAX_KEY_BYTES = 1 << 10  # real key names are < 100 bytes
+MAX_STRING_BYTES = 16 << 20  # a chat template is tens of KiB; anything longer is refused
+MAX_KEPT_STRING = 4 << 10  # strings longer than this are skipped, never decoded (kvplan reads short ones)
+MAX_KEPT_ARRAY = 1 << 17  # per-layer arrays (> _MAX_LAYERS): longer ones outside tokenizer.* are refused
+MAX_ELEMENT_STEPS = 1 << 21  # string / nested-array elements walked one by one (tokens + merges of a
+#                              real vocabulary: 0.3-0.8M); fixed-size arrays are skipped in O(1)
+MAX_DEPTH = 3  # arrays of arrays
 
-    types = list(field.types)
-    if not types:
-        return None
-    if types[0] == gguf.GGUFValueType.ARRAY:
-        if types[-1] == gguf.GGUFValueType.STRING:
-            return [bytes(field.parts[i]).decode("utf-8", "replace") for i in field.data]
-        return [field.parts[i].tolist()[0] for i in field.data]
-    if types[0] == gguf.GGUFValueType.STRING:
-        return bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
-    return field.parts[field.data[0]].tolist()[0]
+_FIXED = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_STRING, _ARRAY = 8, 9
+_STRUCTS = {e + f: struct.Struct(e + f) for e in "<>" for f in (*_FIXED.values(), "I", "Q")}
+
+
+class _Header:
+    """A cursor over the first MAX_HEADER_BYTES of an open file, read in 1 MiB steps as needed."""
+
+    def __init__(self, fh, size: int, name: str, endian: str = "<"):
+        self.fh, self.size, self.name, self.e = fh, size, name, endian
+        self.limit = min(size, MAX_HEADER_BYTES)
+        self.buf = bytearray()
+        self.pos = 0
+        self.steps = 0
+
+    def fail(self, message: str) -> UnsupportedConfigError:
+        return UnsupportedConfigError("gguf", f"{self.name}: {message}")
+
+    def need(self, n: int) -> None:
+        end = self.pos + n
+        if end > self.limit:
+            if end > self.size:
+                raise self.fail(f"truncated or corrupt header (a length at byte {self.pos:,} runs past the "
+                                f"end of the {self.size:,}-byte file)")
+            raise self.fail(f"metadata header larger than {MAX_HEADER_BYTES >> 20} MiB; not a model file "
+                            "kvplan can read")
+        if end > len(self.buf):
+            want = min(self.limit, max(end, len(self.buf) + (1 << 20))) - len(self.buf)
+            chunk = self.fh.read(want)
+            self.buf += chunk
+            if len(self.buf) < end:
+                raise self.fail("the file is shorter than its size (it changed while read)")
+
+    def unpack(self, fmt: str) -> Any:
+        st = _STRUCTS[self.e + fmt]
+        self.need(st.size)
+        value = st.unpack_from(self.buf, self.pos)
+        self.pos += st.size
+        return value[0] if len(value) == 1 else value
+
+    def u32(self) -> int:
+        return self.unpack("I")
+
+    def u64(self) -> int:
+        return self.unpack("Q")
+
+    def string(self, cap: int, what: str, keep: bool = True) -> str | None:
+        n = self.u64()
+        if n > cap:
+            raise self.fail(f"{what} of {n:,} bytes (limit {cap:,})")
+        self.need(n)
+        start, self.pos = self.pos, self.pos + n
+        if not keep or n > MAX_KEPT_STRING:
+            return None
+        return bytes(self.buf[start:self.pos]).decode("utf-8", "replace")
+
+    def step(self, n: int) -> None:
+        self.steps += n
+        if self.steps > MAX_ELEMENT_STEPS:
+            raise self.fail(f"more than {MAX_ELEMENT_STEPS:,} string or nested array elements in the header "
+                            "(real vocabularies have under a million)")
+
+    def array(self, key: str, keep: bool, depth: int) -> Any:
+        """An array value: a list when `keep` and short, else its length (as an int, never a list)."""
+        kind = self.u32()
+        count = self.u64()
+        if kind in _FIXED:
+            width = struct.calcsize(_FIXED[kind])
+            if count > (self.limit - self.pos) // width + 1:
+                self.need(count * width)  # raises: longer than the bytes present
+            if keep and count > MAX_KEPT_ARRAY:
+                raise self.fail(f"{key!r}: array of {count:,} numbers; kvplan reads only per-layer arrays "
+                                f"(up to {MAX_KEPT_ARRAY:,})")
+            if keep:
+                self.need(count * width)
+                values = list(struct.unpack_from(f"{self.e}{count}{_FIXED[kind]}", self.buf, self.pos))
+                self.pos += count * width
+                return values
+            self.need(count * width)
+            self.pos += count * width
+            return count
+        if kind == _STRING:
+            if count > (self.limit - self.pos) // 8 + 1:
+                self.need(count * 8)  # raises: each string takes at least 8 bytes
+            self.step(count)
+            unpack, buf, pos, done = _STRUCTS[self.e + "Q"].unpack_from, self.buf, self.pos, 0
+            while done < count:  # the hot loop of a real file (150-500k strings): locals only, no
+                stop = len(buf) - 8  # per-string checks; a huge length jumps past `stop` and is caught below
+                for done in range(done, count):
+                    if pos > stop:
+                        break
+                    pos += 8 + unpack(buf, pos)[0]
+                else:
+                    done = count
+                if done < count:
+                    self.pos = pos
+                    self.need(8)  # reads on, or raises: truncated file / header past MAX_HEADER_BYTES
+                    buf = self.buf
+            self.pos = pos
+            self.need(0)  # the last string must end inside the header, too
+            return count
+        if kind == _ARRAY:
+            if depth >= MAX_DEPTH:
+                raise self.fail(f"{key!r}: arrays nested more than {MAX_DEPTH} deep")
+            if count > (self.limit - self.pos) // 12 + 1:
+                self.need(count * 12)  # each inner array header is 12 bytes
+            self.step(count)
+            for _ in range(count):
+                self.array(key, False, depth + 1)
+            return count
+        raise self.fail(f"{key!r}: unknown value type {kind}")
+
+
+def _read_header(fh, size: int, name: str) -> dict[str, Any]:
+    if size < 24:
+        raise UnsupportedConfigError("gguf", f"{name}: truncated GGUF header ({size} bytes)")
+    head = fh.read(24)
+    fh.seek(0)
+    if head[:4] != GGUF_MAGIC:
+        raise UnsupportedConfigError("gguf", f"{name} is not a GGUF file (no GGUF magic)")
+    version = int.from_bytes(head[4:8], "little")
+    endian = "<"
+    if version not in (2, 3) and int.from_bytes(head[4:8], "big") in (2, 3):
+        endian, version = ">", int.from_bytes(head[4:8], "big")  # big-endian GGUF (s390x converters)
+    if version not in (2, 3):
+        raise UnsupportedConfigError("gguf", f"{name}: GGUF version {version} is not supported (2 or 3); "
+                                             "re-convert it with a current llama.cpp")
+    r = _Header(fh, size, name, endian)
+    r.pos = 8
+    r.need(16)
+    r.u64()  # tensor_count: tensor infos come after the key/values and are never read
+    kv_count = r.u64()
+    if kv_count > MAX_KEYS:
+        raise r.fail(f"{kv_count:,} metadata keys (limit {MAX_KEYS:,}; real files have under 100)")
+    out: dict[str, Any] = {}
+    for _ in range(kv_count):
+        key = r.string(MAX_KEY_BYTES, "a key name")
+        kind = r.u32()
+        tokenizer = key.startswith("tokenizer.")
+        if kind == _ARRAY:
+            value = r.array(key, not tokenizer, 0)
+            if isinstance(value, int):  # vocabularies, string lists: only their length matters here
+                out[key + ".count"] = value
+                continue
+        elif kind == _STRING:
+            value = r.string(MAX_STRING_BYTES, f"the value of {key!r}", keep=not tokenizer)
+            if value is None:
+                continue
+        elif kind in _FIXED:
+            value = r.unpack(_FIXED[kind])
+        else:
+            raise r.fail(f"{key!r}: unknown value type {kind}")
+        out[key] = value
+    return out
 
 
 def read_gguf_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The header key/values of a GGUF file (tokenizer vocabularies reduced to their length).
+    """The header key/values of a GGUF file (tokenizer arrays reduced to `key + ".count"`).
+
+    Only the key/value section is read, with hard limits (MAX_HEADER_BYTES, MAX_KEYS, string and
+    array lengths checked against the bytes present): any file answers in well under 2 s and ~100 MB.
 
     Raises:
-        UnsupportedConfigError: not a GGUF file, or a corrupt header.
+        UnsupportedConfigError: not a GGUF file, not a regular file, or a corrupt / oversized header.
         FileNotFoundError: no such file.
     """
     p = Path(path)
-    with p.open("rb") as fh:
-        if fh.read(4) != GGUF_MAGIC:
-            raise UnsupportedConfigError("gguf", f"{p.name} is not a GGUF file (no GGUF magic)")
-    try:
-        import gguf
-    except ImportError:
-        raise UnsupportedConfigError("gguf", "reading .gguf files needs the gguf package: pip install gguf") from None
-    try:
-        reader = gguf.GGUFReader(str(p), "r")
-        out: dict[str, Any] = {}
-        for key, field in reader.fields.items():
-            if key.startswith("tokenizer.ggml.") and key.endswith(("tokens", "scores", "token_type", "merges")):
-                out[key + ".count"] = len(field.data)  # 150k strings nobody here needs
-                continue
-            out[key] = _field_value(field)
-        return out
-    except UnsupportedConfigError:
-        raise
-    except (MemoryError, RecursionError):
-        raise UnsupportedConfigError("gguf", f"{p.name}: header too large to read") from None
-    except Exception as err:  # noqa: BLE001 - a corrupt header may fail anywhere in the reader
-        raise UnsupportedConfigError("gguf", f"{p.name}: corrupt GGUF header ({type(err).__name__}: "
-                                             f"{str(err)[:100]})") from None
+    fh, size = open_regular(p, "gguf")
+    with fh:
+        try:
+            return _read_header(fh, size, p.name[:200])
+        except MemoryError:
+            raise UnsupportedConfigError("gguf", f"{p.name[:200]}: header too large to read") from None
 
 
 def load_gguf(path: str | os.PathLike, *, model_id: str | None = None) -> ModelArch:
@@ -285,6 +430,9 @@ def arch_from_gguf_metadata(meta: Mapping[str, Any], model_id: str = "gguf") -> 
         q_lora_rank=_int(meta, a + "attention.q_lora_rank", minimum=0) or 0,
         num_nextn_predict_layers=_int(meta, a + "nextn_predict_layers", minimum=0) or 0,
     )
+    if all(isinstance(s, NoCache) for s in layers):
+        raise UnsupportedConfigError(a + "attention.head_count_kv", "no layer keeps a KV cache or a recurrent "
+                                                                    "state (head_count_kv is 0 everywhere)")
     naive_kv = max(kv_list) if any(kv_list) else 0
     naive_dim = (hidden // heads if hidden and heads else 0) if is_mla else (key_len or 0)
     return ModelArch(

@@ -29,7 +29,7 @@ from decimal import Decimal, InvalidOperation
 from importlib import resources
 
 from kvplan.errors import InvalidInputError, UnknownGPUError
-from kvplan.units import MAX_BYTES, parse_bytes
+from kvplan.units import MAX_BYTES, parse_bytes, show_number
 
 _MEMORY_SOURCES = ("measured", "measured-rounded", "fixture", "derived", "user")
 _INT_FIELDS = ("memory_bytes", "bandwidth_bytes_per_s", "bf16_dense_flops")
@@ -177,9 +177,11 @@ def _parse_bandwidth(value: str | int) -> int:
     if isinstance(value, int):
         bytes_per_s = value
     elif isinstance(value, str):
+        if len(value) > 100:  # int() and str() refuse numbers of more than 4,300 digits
+            raise InvalidInputError(field, f"{value[:20]!r}... is too long for a bandwidth (limit 1 PB/s)")
         m = _BANDWIDTH.match(value)
         if not m:
-            raise InvalidInputError(field, f"cannot read {value!r} as a bandwidth; write e.g. 3.35TB/s or 864GB/s")
+            raise InvalidInputError(field, f"cannot read {value[:40]!r} as a bandwidth; write e.g. 3.35TB/s or 864GB/s")
         try:
             number = Decimal(m.group(1).replace("_", "").replace(",", ""))
         except InvalidOperation:  # pragma: no cover - the regex admits only digits and one dot
@@ -192,9 +194,9 @@ def _parse_bandwidth(value: str | int) -> int:
     else:
         raise InvalidInputError(field, f"expected bytes/s like '3.35TB/s', got {type(value).__name__}")
     if bytes_per_s <= 0:
-        raise InvalidInputError(field, f"must be positive, got {bytes_per_s:,} bytes/s")
+        raise InvalidInputError(field, f"must be positive, got {show_number(bytes_per_s)} bytes/s")
     if bytes_per_s > MAX_BANDWIDTH_BYTES_PER_S:
-        raise InvalidInputError(field, f"{bytes_per_s:,} bytes/s is absurdly large (limit 1 PB/s)")
+        raise InvalidInputError(field, f"{show_number(bytes_per_s)} bytes/s is absurdly large (limit 1 PB/s)")
     return bytes_per_s
 
 
@@ -227,9 +229,9 @@ def custom_gpu(
     """
     memory_bytes = parse_bytes(memory, field="gpu_memory")
     if memory_bytes <= 0:
-        raise InvalidInputError("gpu_memory", f"must be positive, got {memory_bytes:,} bytes")
+        raise InvalidInputError("gpu_memory", f"must be positive, got {show_number(memory_bytes)} bytes")
     if memory_bytes > MAX_BYTES:
-        raise InvalidInputError("gpu_memory", f"{memory_bytes:,} bytes is absurdly large")
+        raise InvalidInputError("gpu_memory", f"{show_number(memory_bytes)} bytes is absurdly large")
     if not isinstance(name, str) or not name.strip():
         raise InvalidInputError("gpu", "a custom GPU needs a non-empty name")
     return GPU(

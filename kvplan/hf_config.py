@@ -17,6 +17,7 @@ from typing import Annotated, Any, Optional
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, Strict, ValidationError
 
 from kvplan.errors import UnsupportedConfigError
+from kvplan.units import show_number
 from kvplan.layers import (
     LINEAR_ATTENTION_REASON,
     MLA,
@@ -30,8 +31,13 @@ from kvplan.layers import (
     WeightDims,
 )
 
-Int = Optional[Annotated[int, Strict()]]
+# Every integer field has a type and a range: unbounded ints (10**400 experts, -1 ranks) overflowed
+# float conversions downstream or gave negative parameter counts. 2^40 is far past any real dimension
+# and keeps every product kvplan forms (dims × layers × tokens × batch) well inside float range.
+Int = Optional[Annotated[int, Strict(), Field(ge=0, le=1 << 40)]]
 PosInt = Optional[Annotated[int, Strict(), Field(gt=0, le=1 << 40)]]
+SmallInt = Optional[Annotated[int, Strict(), Field(ge=0, le=1 << 10)]]  # MTP layers, shared experts
+ExpertInt = Optional[Annotated[int, Strict(), Field(ge=0, le=1 << 16)]]  # routed experts: 512 at most today
 
 # Where multimodal / wrapper configs keep their language model (ENGINE_KV_SPEC.md §F, "nesting").
 _NESTED_TEXT_KEYS = ("text_config", "llm_config", "language_config")
@@ -94,14 +100,14 @@ class _Fields(BaseModel):
     new_decoder_architecture: Optional[bool] = None
 
     # sliding window / local attention
-    sliding_window: Optional[Annotated[int, Strict(), Field(ge=0)]] = None
+    sliding_window: Optional[Annotated[int, Strict(), Field(ge=0, le=1 << 63)]] = None  # huge = no window
     use_sliding_window: Optional[bool] = None
-    max_window_layers: Optional[Annotated[int, Strict(), Field(ge=0)]] = None
+    max_window_layers: Int = None
     sliding_window_pattern: Optional[Any] = None  # int period (Gemma 3: 6) or "LLLG" (EXAONE 4)
     layer_types: Optional[list[Any]] = None
     attention_chunk_size: PosInt = None
     no_rope_layers: Optional[list[Any]] = None
-    num_kv_shared_layers: Optional[Annotated[int, Strict(), Field(ge=0)]] = None
+    num_kv_shared_layers: Int = None
 
     # MLA (DeepSeek-V2/V3, Kimi-K2, GLM-4.x-lite)
     kv_lora_rank: PosInt = None
@@ -138,12 +144,12 @@ class _Fields(BaseModel):
     num_heads: PosInt = None  # pure Mamba2 SSM heads (NOT attention heads)
 
     # weights (used by the planner)
-    num_experts: Int = Field(None, validation_alias=AliasChoices(
+    num_experts: ExpertInt = Field(None, validation_alias=AliasChoices(
         "num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"))
-    num_experts_per_tok: Int = Field(None, validation_alias=AliasChoices(
+    num_experts_per_tok: ExpertInt = Field(None, validation_alias=AliasChoices(
         "num_experts_per_tok", "experts_per_token", "moe_top_k"))
     moe_intermediate_size: Int = None
-    n_shared_experts: Int = Field(None, validation_alias=AliasChoices("n_shared_experts", "num_shared_experts"))
+    n_shared_experts: SmallInt = Field(None, validation_alias=AliasChoices("n_shared_experts", "num_shared_experts"))
     shared_expert_intermediate_size: Int = None
     first_k_dense_replace: Int = None
     # Llama 4: routed experts on `moe_layers` (default every interleave_moe_layer_step-th layer), one
@@ -151,7 +157,7 @@ class _Fields(BaseModel):
     moe_layers: Optional[list[Any]] = None
     interleave_moe_layer_step: PosInt = None
     intermediate_size_mlp: PosInt = None
-    num_nextn_predict_layers: Int = None
+    num_nextn_predict_layers: SmallInt = None  # DeepSeek-V3 / GLM-4.5: 1 (1e7 took 30 s and 2.6 GB)
     attention_bias: Optional[bool] = None
     mlp_bias: Optional[bool] = None
     # DeepSeek Sparse Attention (DeepSeek-V3.2, GLM-5): the lightning indexer's key width per token
@@ -197,7 +203,7 @@ def _validate(text: dict[str, Any]) -> _Fields:
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "config"
         got = first.get("input")
-        shown = repr(got)[:60] if not isinstance(got, dict) else "an object"
+        shown = show_number(got, 60) if not isinstance(got, dict) else "an object"
         raise UnsupportedConfigError(field, f"{first['msg'].lower()} (got {shown})") from None
 
 
@@ -267,7 +273,8 @@ def _kv_heads(f: _Fields, raw: Mapping[str, Any], num_layers: int) -> list[int]:
                                      f"has {len(per_layer)} entries for {num_layers} layers")
     for value in per_layer:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise UnsupportedConfigError("num_key_value_heads", f"expected a positive integer, got {value!r}")
+            raise UnsupportedConfigError("num_key_value_heads", f"expected a positive integer, got "
+                                                                f"{show_number(value)}")
         if value and heads % value:
             raise UnsupportedConfigError(
                 "num_key_value_heads",
@@ -472,8 +479,15 @@ def _dtype(f: _Fields) -> str:
     return name
 
 
-def _int_field(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+def _int_field(value: Any, field: str = "", maximum: int = 1 << 24) -> int:
+    """A size from a nested config block: a positive int up to `maximum`, else 0 ("not given"; GPTQ
+    writes group_size -1 for per-channel). Larger is a typed error naming `field` (10**400 overflowed)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        return 0
+    if value > maximum:
+        raise UnsupportedConfigError(field or "config", f"{show_number(value)} is out of range "
+                                                        f"(limit {maximum:,})")
+    return value
 
 
 def _quant(config: Mapping[str, Any], text: Mapping[str, Any]) -> dict[str, Any]:
@@ -491,14 +505,19 @@ def _quant(config: Mapping[str, Any], text: Mapping[str, Any]) -> dict[str, Any]
     out: dict[str, Any] = {"quant_method": method, "quant_excluded": excluded}
     if method == "fp8":  # DeepSeek-V3 / Kimi-K2 block-wise e4m3; Devstral per-tensor (block None)
         block = q.get("weight_block_size")
-        out.update(quant_bits=8, quant_format="float",
-                   quant_block=tuple(_int_field(b) for b in block) if isinstance(block, list) else ())
+        if isinstance(block, list):
+            field = "quantization_config.weight_block_size"
+            block = tuple(_int_field(b, field) for b in block)
+            if len(block) != 2 or not all(block):  # [0, 0] divided by zero downstream
+                raise UnsupportedConfigError(field, "expected two positive sizes like [128, 128]")
+        out.update(quant_bits=8, quant_format="float", quant_block=block if isinstance(block, tuple) else ())
     elif method == "mxfp4":  # gpt-oss: 4-bit e2m1 experts, one e8m0 scale per 32 values
         out.update(quant_bits=4, quant_group_size=32, quant_format="mxfp4")
     elif method in ("awq", "gptq", "autoround", "auto-round"):
-        bits = _int_field(q.get("bits") or q.get("w_bit") or 4)
+        bits = _int_field(q.get("bits") or q.get("w_bit") or 4, "quantization_config.bits", 32)
         group = q.get("group_size", q.get("q_group_size", 128))
-        out.update(quant_bits=bits, quant_group_size=_int_field(group), quant_format="int")
+        out.update(quant_bits=bits, quant_group_size=_int_field(group, "quantization_config.group_size"),
+                   quant_format="int")
     elif method == "compressed-tensors":
         groups = q.get("config_groups")
         weights = None
@@ -508,13 +527,19 @@ def _quant(config: Mapping[str, Any], text: Mapping[str, Any]) -> dict[str, Any]
                     weights = group["weights"]
                     break
         if weights is not None:
-            bits = _int_field(weights.get("num_bits"))
-            kind = str(weights.get("type") or "int")
-            group = _int_field(weights.get("group_size")) if weights.get("strategy") in ("group", "tensor_group") else 0
+            bits = _int_field(weights.get("num_bits"), "quantization_config.weights.num_bits", 32)
+            kind = str(weights.get("type") or "int")[:32]
+            group = _int_field(weights.get("group_size"), "quantization_config.weights.group_size") \
+                if weights.get("strategy") in ("group", "tensor_group") else 0
             fmt = "nvfp4" if (kind == "float" and bits == 4) else kind
             out.update(quant_bits=bits, quant_group_size=group or (16 if fmt == "nvfp4" else 0), quant_format=fmt)
     elif method == "modelopt":
-        algo = str(q.get("quant_algo") or (q.get("quantization") or {}).get("quant_algo") or "").upper()
+        inner = q.get("quantization")  # a list or a string here raised AttributeError
+        if inner is not None and not isinstance(inner, Mapping):
+            raise UnsupportedConfigError("quantization_config.quantization",
+                                         f"expected an object, got {type(inner).__name__}")
+        inner_algo = inner.get("quant_algo") if isinstance(inner, Mapping) else None
+        algo = str(q.get("quant_algo") or inner_algo or "")[:64].upper()
         if "NVFP4" in algo:
             out.update(quant_bits=4, quant_group_size=16, quant_format="nvfp4")
         elif "FP8" in algo:
@@ -530,14 +555,47 @@ def _vision(config: Mapping[str, Any]) -> dict[str, Any]:
     v = config.get("vision_config")
     if not isinstance(v, Mapping):
         return {}
-    layers = _int_field(v.get("num_hidden_layers") or v.get("depth") or v.get("num_layers"))
-    layers += _int_field(v.get("num_global_layers"))  # Llama 3.2 Vision: 32 local + 8 global layers
-    hidden = _int_field(v.get("hidden_size") or v.get("embed_dim") or v.get("width"))
+    layers = _int_field(v.get("num_hidden_layers") or v.get("depth") or v.get("num_layers"),
+                        "vision_config.num_hidden_layers", 1 << 12)
+    # Llama 3.2 Vision: 32 local + 8 global layers
+    layers += _int_field(v.get("num_global_layers"), "vision_config.num_global_layers", 1 << 12)
+    hidden = _int_field(v.get("hidden_size") or v.get("embed_dim") or v.get("width"), "vision_config.hidden_size")
     if not layers or not hidden:
         return {}
-    inter = _int_field(v.get("intermediate_size")) or 4 * hidden
+    inter = _int_field(v.get("intermediate_size"), "vision_config.intermediate_size") or 4 * hidden
     return {"vision_num_layers": layers, "vision_hidden_size": hidden, "vision_intermediate_size": inter,
-            "vision_patch_size": _int_field(v.get("patch_size") or v.get("spatial_patch_size"))}
+            "vision_patch_size": _int_field(v.get("patch_size") or v.get("spatial_patch_size"),
+                                            "vision_config.patch_size", 1 << 12)}
+
+
+# Encoder-only and encoder-decoder families: no decoder KV cache of the kind kvplan sizes (a BERT
+# config parsed as a decoder was sized as one).
+_ENCODER_ONLY = {"bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2",
+                 "mpnet", "camembert", "ernie", "modernbert", "nomic_bert", "xlm-roberta-xl", "megatron-bert",
+                 "esm", "funnel", "layoutlm", "longformer", "big_bird", "canine", "roformer", "squeezebert",
+                 "data2vec-text", "ibert", "mobilebert", "rembert", "luke", "splinter", "xmod", "nystromformer",
+                 "yoso", "convbert", "flaubert", "xlm", "mra", "jina_bert", "new", "gte"}
+_ENCODER_DECODER = {"t5", "mt5", "umt5", "bart", "mbart", "marian", "pegasus", "pegasus_x", "whisper", "led",
+                    "blenderbot", "blenderbot-small", "m2m_100", "nllb-moe", "fsmt", "prophetnet",
+                    "switch_transformers", "longt5", "plbart", "bigbird_pegasus", "seamless_m4t", "encoder-decoder",
+                    "speech-encoder-decoder", "vision-encoder-decoder", "t5gemma"}
+_ENCODER_HEADS = ("ForMaskedLM",)  # never a decoder (a Llama reward model is "...ForSequenceClassification")
+
+
+def _refuse_non_decoders(model_type: str, text: Mapping[str, Any]) -> None:
+    """A typed error for encoder-only / encoder-decoder configs instead of sizing them as decoders."""
+    mt = model_type.lower()
+    if mt in _ENCODER_DECODER or text.get("is_encoder_decoder") is True:
+        raise UnsupportedConfigError("model_type", f"{model_type[:60]!r} is an encoder-decoder model; kvplan "
+                                                   "sizes decoder-only (causal LM) models")
+    archs = text.get("architectures")
+    names = [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []
+    encoder_heads = bool(names) and all(a.endswith(_ENCODER_HEADS) for a in names)
+    if (mt in _ENCODER_ONLY and text.get("is_decoder") is not True) or encoder_heads:
+        shown = model_type or names[0]
+        raise UnsupportedConfigError("model_type", f"{shown[:60]!r} is an encoder-only model (it keeps no KV "
+                                                   "cache while generating); kvplan sizes decoder-only (causal "
+                                                   "LM) models")
 
 
 def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelArch:
@@ -555,6 +613,7 @@ def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelAr
         raise UnsupportedConfigError("config.json", f"expected a JSON object, got {type(config).__name__}")
     text = _text_config(config)
     f = _validate(text)
+    _refuse_non_decoders(f.model_type, text)
     num_layers = _require(f.num_hidden_layers, "num_hidden_layers", "the number of decoder layers")
     if num_layers > 100_000:
         raise UnsupportedConfigError("num_hidden_layers", f"{num_layers:,} layers is not a real model")
@@ -634,6 +693,15 @@ def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelAr
     )
     if moe or nas:
         dims = replace(dims, **moe, **nas)
+    if f.num_experts and f.num_experts_per_tok and f.num_experts_per_tok > f.num_experts:
+        raise UnsupportedConfigError("num_experts_per_tok", f"{f.num_experts_per_tok} exceeds the "
+                                                            f"{f.num_experts} routed experts")
+    if all(isinstance(s, NoCache) for s in layers):
+        # num_key_value_heads 0, or a hybrid pattern of MLP-only layers: nothing to size (it was
+        # reported as 0 bytes, and vLLM plans failed on an empty min()).
+        raise UnsupportedConfigError("num_key_value_heads" if needs_attention else "layer_types",
+                                     "no layer keeps a KV cache or a recurrent state; check num_key_value_heads "
+                                     "and the layer pattern")
     return ModelArch(
         model_id=model_id, model_type=f.model_type, num_layers=num_layers, layers=tuple(layers),
         dtype=_dtype(f), max_position_embeddings=f.max_position_embeddings or 0,

@@ -31,7 +31,7 @@ from kvplan.engines.common import MAX_PARALLEL, largest_true
 from kvplan.errors import DoesNotFitError, InvalidInputError
 from kvplan.gpus import GPU, custom_gpu, get_gpu
 from kvplan.roofline import attention_flops_per_token, decode_roofline, prefill_time_s, step_time_s
-from kvplan.units import GiB, MAX_BYTES, cdiv, check_count, fmt_bytes, parse_bytes, parse_tokens
+from kvplan.units import GiB, MAX_BYTES, cdiv, check_count, fmt_bytes, parse_bytes, parse_tokens, show_number
 from kvplan.weights import param_counts, resolve_weights_dtype, weights_bytes
 
 __all__ = ["Plan", "plan", "min_gpus", "vllm_activation_bytes", "sglang_mem_fraction_static",
@@ -69,6 +69,35 @@ _PLANNER_OPTIONS = ("max_num_seqs", "activation_fit", "vllm_use_v1", "allow_long
                     "chunked_prefill_size", "cuda_graph_max_bs", "expert_pad", "decode_batch",
                     "decode_context", "max_loras", "max_lora_rank", "limit_mm_per_prompt", "mm_profile_bytes",
                     "encoder_cache_tokens")
+
+
+def _check_planner_knobs(knobs: dict[str, Any]) -> dict[str, Any]:
+    """Type and range of every planner knob, before any work (a string `max_num_seqs` was multiplied
+    into gigabytes; 1e308 or NaN put NaN into the results; 2.5 made byte counts floats)."""
+    from kvplan.engines.common import MAX_BATCH
+    from kvplan.units import MAX_TOKENS
+
+    counts = {"max_num_seqs": 1 << 20, "chunked_prefill_size": MAX_TOKENS, "cuda_graph_max_bs": 1 << 20,
+              "expert_pad": 1 << 16, "decode_batch": MAX_BATCH, "decode_context": MAX_TOKENS}
+    out = {}
+    for key, value in knobs.items():
+        if value is None:
+            continue
+        if key == "vllm_use_v1":
+            if not isinstance(value, bool):
+                raise InvalidInputError(key, f"expected true or false, got {show_number(value)}")
+            out[key] = value
+        elif key in counts:
+            out[key] = check_count(value, key, maximum=counts[key])
+        elif key in ("mem_fraction_static", "free_gpu_memory_fraction"):
+            out[key] = _fraction(value, key)
+        elif key == "activation_fit":
+            if value not in ("v0.17+", "new", "v0.16", "old"):
+                raise InvalidInputError(key, f"choose 'v0.17+' or 'v0.16', got {show_number(value)}")
+            out[key] = value
+        else:  # knobs checked where they are used (the pool's LoRA / speculative settings)
+            out[key] = value
+    return out
 
 
 def vllm_activation_bytes(arch, *, max_num_batched_tokens: int = 8192, max_num_seqs: int = 1024,
@@ -294,7 +323,7 @@ def _override(value, field: str) -> int | None:
 
 def _fraction(value, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise InvalidInputError(field, f"must be a fraction in (0, 1], got {value!r}")
+        raise InvalidInputError(field, f"must be a fraction in (0, 1], got {show_number(value)}")
     return float(value)
 
 
@@ -416,7 +445,7 @@ def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | 
     prefix_tokens = check_count(prefix_tokens, "prefix_tokens", minimum=0, maximum=length)
 
     opts = dict(engine_options)
-    planner_opts = {k: opts.pop(k) for k in _PLANNER_OPTIONS if k in opts}
+    planner_opts = _check_planner_knobs({k: opts.pop(k) for k in _PLANNER_OPTIONS if k in opts})
     opts["engine_version"] = version  # every sizing call below applies this release's rules
     notes: list[str] = list(mod.VERSIONS.notes(version)) if mod.VERSIONS is not None else []
     big_gpu = dev.memory_bytes >= 70 * GiB and "A100" not in dev.name.upper()
@@ -656,6 +685,7 @@ def min_gpus(model: Model, *, gpu: str | GPU | None = None, max_model_len: int |
         DoesNotFitError: not even TP = `max_tp` holds one request (the numbers are in the error).
     """
     check_count(users, "users", maximum=MAX_USERS)
+    check_count(max_tp, "max_tp", maximum=64)
     best: Plan | None = None
     last: Plan | None = None
     for tp in (t for t in (1, 2, 4, 8, 16, 32, 64) if t <= max_tp):

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from kvplan.errors import UnknownModelError, UnsupportedConfigError
+from kvplan.files import read_limited
 from kvplan.layers import ModelArch
 
 MAX_CONFIG_BYTES = 4 << 20  # the largest real config.json is a few hundred KiB
+MAX_SOURCES_BYTES = 1 << 20  # model_specs/SOURCES.md: one table row per bundled model
 
 
 def specs_dir() -> Path:
@@ -62,17 +64,17 @@ def suggest(model: str, limit: int = 3) -> tuple[str, ...]:
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read a config.json (or the config.json inside a folder) as a dict.
 
+    Read through `kvplan.files.read_limited`: a FIFO, a device (`/dev/zero`) or a link to one is
+    refused without blocking, and at most MAX_CONFIG_BYTES are read.
+
     Raises:
-        UnsupportedConfigError: the file is too large, not JSON, or not a JSON object.
+        UnsupportedConfigError: not a regular file, too large, not JSON, or not a JSON object.
         FileNotFoundError: no such file.
     """
     p = Path(path)
     if p.is_dir():
         p = p / "config.json"
-    size = p.stat().st_size
-    if size > MAX_CONFIG_BYTES:
-        raise UnsupportedConfigError("config.json", f"{size:,} bytes is too large for a model config")
-    return parse_json(p.read_bytes())
+    return parse_json(read_limited(p, MAX_CONFIG_BYTES, "config.json"))
 
 
 def parse_json(data: bytes | str) -> dict[str, Any]:
@@ -83,6 +85,8 @@ def parse_json(data: bytes | str) -> dict[str, Any]:
         raise UnsupportedConfigError("config.json", f"not valid JSON ({err})") from None
     except RecursionError:
         raise UnsupportedConfigError("config.json", "nested too deeply") from None
+    except ValueError as err:  # an integer of more than 4,300 digits (Python's int-string limit)
+        raise UnsupportedConfigError("config.json", f"not a usable JSON number ({str(err)[:80]})") from None
     if not isinstance(obj, dict):
         raise UnsupportedConfigError("config.json", f"expected a JSON object, got {type(obj).__name__}")
     return obj
@@ -111,10 +115,8 @@ def parse_config(config: Mapping[str, Any], model_id: str = "custom") -> ModelAr
 def _bundled_arch(model_id: str) -> ModelArch:
     if model_id not in list_models():
         raise UnknownModelError(model_id, suggest(model_id))
-    path = specs_dir() / _dir_name(model_id) / "config.json"
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        return parse_config(bundled_config(model_id), model_id)  # the usual error
-    data = path.read_bytes()
+    # the guarded reader: KVPLAN_MODEL_SPECS may hold a pipe or a /dev/zero link named config.json
+    data = read_limited(specs_dir() / _dir_name(model_id) / "config.json", MAX_CONFIG_BYTES, "config.json")
     from kvplan import archcache
 
     arch = archcache.load(data, model_id)
@@ -130,6 +132,13 @@ def _probe(path: Path) -> tuple[bool, bool]:
         return path.exists(), path.is_file()
     except (OSError, ValueError):
         return False, False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def load_model(model: str | os.PathLike | Mapping[str, Any], *, model_id: str | None = None) -> ModelArch:
@@ -158,7 +167,8 @@ def load_model(model: str | os.PathLike | Mapping[str, Any], *, model_id: str | 
         return load_gguf(path, model_id=model_id)
     looks_like_path = path.suffix == ".json" or text.startswith((".", "/", "~")) or os.sep in text[1:] \
         and exists
-    if exists and (is_file or _probe(path / "config.json")[1]):
+    # A pipe, a device or a link to one goes to the guarded reader, which names what it is.
+    if exists and (is_file or not _is_dir(path) or _probe(path / "config.json")[0]):
         name = model_id or (path.parent.name if is_file else path.name)
         try:
             config = read_config_file(path)
@@ -174,10 +184,11 @@ def load_model(model: str | os.PathLike | Mapping[str, Any], *, model_id: str | 
 def sources() -> dict[str, str]:
     """Source repository/path of each bundled config, read from model_specs/SOURCES.md."""
     out: dict[str, str] = {}
-    table = specs_dir() / "SOURCES.md"
-    if not table.is_file():
+    try:  # advisory: a missing, odd or oversized table only loses the source column
+        text = read_limited(specs_dir() / "SOURCES.md", MAX_SOURCES_BYTES, "SOURCES.md").decode("utf-8", "replace")
+    except (OSError, UnsupportedConfigError):
         return out
-    for line in table.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) >= 6 and "--" in cells[0] and not cells[0].startswith("-"):
             out.setdefault(cells[0].replace("--", "/", 1), f"{cells[3]}:{cells[4]}@{cells[5][:12]}")

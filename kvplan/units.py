@@ -100,14 +100,29 @@ def parse_bytes(text: str | int, field: str = "size") -> int:
     return _parse(text, _BYTE_SUFFIX, field, "bytes", floor=True)
 
 
+def show_number(value: object, limit: int = 40) -> str:
+    """A value for an error message, safe for any input: ints with thousands separators (a 10**5000
+    int is not converted: Python refuses str() of ints over 4,300 digits), anything else repr()'d and cut."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > 128:
+            return f"{'-' if value < 0 else ''}a number of about {int(value.bit_length() * 0.30103):,} digits"
+        return f"{value:,}"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def check_count(value: int, field: str, *, minimum: int = 1, maximum: int = MAX_TOKENS) -> int:
-    """Return `value` if it is an int in [minimum, maximum], else raise InvalidInputError naming `field`."""
+    """Return `value` if it is an int in [minimum, maximum], else raise InvalidInputError naming `field`.
+
+    Refuses bools, floats (even 2.0: counts are whole numbers by type, or they end up in byte counts),
+    strings and bytes: the error names the field, the value and the limit.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInputError(field, f"expected a whole number, got {value!r}")
+        raise InvalidInputError(field, f"expected a whole number, got {show_number(value)}")
     if value < minimum:
-        raise InvalidInputError(field, f"must be at least {minimum}, got {value:,}")
+        raise InvalidInputError(field, f"must be at least {minimum:,}, got {show_number(value)}")
     if value > maximum:
-        raise InvalidInputError(field, f"{value:,} is absurdly large (limit {maximum:,})")
+        raise InvalidInputError(field, f"{show_number(value)} is absurdly large (limit {maximum:,})")
     return value
 
 

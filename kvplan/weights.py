@@ -293,7 +293,8 @@ def _list_tensors(arch: ModelArch) -> tuple[list[_Tensor], dict[int, list[_Tenso
         # The checkpoint's MTP block also stores its own embed_tokens and shared_head (vocab × hidden each).
         extra = [_Tensor("mtp", w.hidden_size, 2 * w.hidden_size), _Tensor("mtp", 1, 3 * w.hidden_size),
                  _Tensor("mtp", 2 * w.vocab_size, w.hidden_size)]
-        mtp = [dataclasses.replace(t, group="mtp") for t in last + extra] * w.num_nextn_predict_layers
+        n = w.num_nextn_predict_layers  # one tensor entry × n, not n copies of the list
+        mtp = [dataclasses.replace(t, group="mtp", count=t.count * n) for t in last + extra]
     return embed, layers, head, mtp
 
 

@@ -9,16 +9,26 @@ It speaks the endpoints huggingface_hub 0.x/1.x/2.x calls for what kvplan reads:
 
 Each repo has a `mode`: "ok", "gated", "private", "error" (HTTP 500 everywhere), "slow" (sleeps
 `delay` seconds before answering). Every request is logged in `FakeHub.requests` as (method, path).
+
+Hostile answers, per file (`FakeRepo.hostile[filename]`, "api" for the model-info endpoint):
+- "endless": HTTP 200, chunked, 64 KiB chunks of spaces until the client hangs up;
+- "endless-length": the same stream under a false `Content-Length: 100`... no: of 10 GB;
+- "gzip-bomb": `Content-Encoding: gzip`, ~1 MiB on the wire that inflates to 1 GiB of spaces;
+- "drip": one byte every 0.2 s, forever.
+`FakeHub.sent[path]` counts the body bytes written per path, so a test sees when a transfer stopped.
+Only 127.0.0.1 is ever bound.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 import struct
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
@@ -32,6 +42,7 @@ class FakeRepo:
     mode: str = "ok"
     delay: float = 0.0
     revisions: tuple[str, ...] = ("main",)
+    hostile: dict[str, str] = field(default_factory=dict)
 
     @property
     def sha(self) -> str:
@@ -39,6 +50,26 @@ class FakeRepo:
         for name in sorted(self.files):
             digest.update(self.files[name])
         return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def gzip_bomb(inflated: int = 1 << 30) -> bytes:
+    """~1 MiB of valid gzip that inflates to `inflated` bytes of spaces.
+
+    Built in well under a second: 1 MiB of spaces is compressed once and ended with a full flush
+    (byte-aligned, no reference to earlier data), so the same piece can be repeated; then the final
+    block and the gzip trailer (CRC-32 and length of the whole) follow.
+    """
+    block = b" " * (1 << 20)
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    piece = comp.compress(block) + comp.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(inflated >> 20):
+        crc = zlib.crc32(block, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    final = zlib.compressobj(9, zlib.DEFLATED, -15).flush(zlib.Z_FINISH)  # an empty final block
+    trailer = struct.pack("<II", crc & 0xFFFFFFFF, inflated & 0xFFFFFFFF)
+    return header + piece * (inflated >> 20) + final + trailer
 
 
 def safetensors_bytes(tensors: dict[str, tuple[str, list[int]]], metadata: dict | None = None) -> bytes:
@@ -61,6 +92,7 @@ def safetensors_bytes(tensors: dict[str, tuple[str, list[int]]], metadata: dict 
 class FakeHub:
     repos: dict[str, FakeRepo] = field(default_factory=dict)
     requests: list[tuple[str, str, dict]] = field(default_factory=list)
+    sent: dict[str, int] = field(default_factory=dict)
     url: str = ""
 
     def __post_init__(self):
@@ -78,6 +110,7 @@ class FakeHub:
             def do_GET(self):
                 hub._handle(self, head=False)
 
+        self._stopping = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._server.block_on_close = False
@@ -89,6 +122,7 @@ class FakeHub:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -112,6 +146,45 @@ class FakeHub:
             headers["X-Error-Code"] = code
         headers["X-Error-Message"] = message
         self._send(h, status, json.dumps({"error": message}).encode(), headers, head)
+
+    def _hostile(self, h: BaseHTTPRequestHandler, path: str, mode: str, head: bool) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        if mode == "endless":
+            h.send_header("Transfer-Encoding", "chunked")
+        elif mode == "endless-length":
+            h.send_header("Content-Length", str(10 << 30))
+        elif mode == "gzip-bomb":
+            body = gzip_bomb()
+            h.send_header("Content-Encoding", "gzip")
+            h.send_header("Content-Length", str(len(body)))
+        elif mode == "drip":
+            h.send_header("Content-Length", str(1 << 20))
+        h.end_headers()
+        if head:
+            return
+        self.sent.setdefault(path, 0)
+        chunk = b" " * (64 << 10)
+        try:
+            if mode == "gzip-bomb":
+                h.wfile.write(body)
+                self.sent[path] += len(body)
+                return
+            while not self._stopping.is_set():
+                if mode == "drip":
+                    h.wfile.write(b" ")
+                    h.wfile.flush()
+                    self.sent[path] += 1
+                    time.sleep(0.2)
+                elif mode == "endless":
+                    h.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.sent[path] += len(chunk)
+                else:
+                    h.wfile.write(chunk)
+                    self.sent[path] += len(chunk)
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass  # the client hung up: the transfer stops here
+        h.close_connection = True
 
     def _auth(self, h) -> str | None:
         value = h.headers.get("Authorization", "")
@@ -139,6 +212,9 @@ class FakeHub:
             return self._error(h, 500, None, "Internal Error", head)
         if rev not in repo.revisions and rev != repo.sha:
             return self._error(h, 404, "RevisionNotFound", "Invalid rev id: " + rev, head)
+        hostile = repo.hostile.get("api" if api else filename)
+        if hostile:
+            return self._hostile(h, path, hostile, head)
         if api:
             info = {"id": repo_id, "modelId": repo_id, "sha": repo.sha, "private": repo.mode == "private",
                     "gated": "manual" if repo.mode == "gated" else False, "disabled": False,

@@ -233,3 +233,155 @@ BAD_META = [
 def test_bad_metadata_names_the_key(meta):
     with pytest.raises(UnsupportedConfigError):
         arch_from_gguf_metadata(meta)
+
+
+# ---- hostile files: bounded time and memory (issue 10, item 2) ----------------------------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+import struct  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import hostile_files  # noqa: E402
+from kvplan import gguf_file  # noqa: E402
+
+
+def test_vocabulary_arrays_reduce_to_counts_like_the_gguf_package(tmp_path):
+    """A realistic header (tokens, scores, merges, token types, string lists, a bool array) reads the
+    same as the gguf package's reader, with tokenizer arrays reduced to their length."""
+    w = gguf.GGUFWriter(str(tmp_path / "v.gguf"), "gemma3n")
+    w.add_uint32("gemma3n.block_count", 4)
+    w.add_uint32("gemma3n.embedding_length", 1024)
+    w.add_uint32("gemma3n.attention.head_count", 8)
+    w.add_uint32("gemma3n.attention.head_count_kv", 2)
+    w.add_uint32("gemma3n.attention.sliding_window", 512)
+    w.add_array("gemma3n.attention.sliding_window_pattern", [True, True, False, True])
+    w.add_array("general.tags", ["text-generation", "gemma"])
+    w.add_token_list([f"tok{i}" for i in range(5000)])
+    w.add_token_scores([0.5] * 5000)
+    w.add_token_types([1] * 5000)
+    w.add_token_merges([f"a{i} b{i}" for i in range(3000)])
+    w.add_string("tokenizer.chat_template", "{{ x }}" * 2000)
+    w.add_tensor("t", np.zeros((2, 2), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    meta = read_gguf_metadata(tmp_path / "v.gguf")
+    assert meta["tokenizer.ggml.tokens.count"] == 5000 and meta["tokenizer.ggml.merges.count"] == 3000
+    assert meta["tokenizer.ggml.scores.count"] == 5000 and meta["general.tags.count"] == 2
+    assert meta["gemma3n.attention.sliding_window_pattern"] == [True, True, False, True]
+    reader = gguf.GGUFReader(str(tmp_path / "v.gguf"), "r")
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key.startswith("tokenizer.") or key == "general.tags":
+            continue
+        value = field.contents() if hasattr(field, "contents") else None
+        if value is not None:
+            assert meta[key] == value, key
+    arch = load_gguf(tmp_path / "v.gguf")
+    assert arch.weight_dims.vocab_size == 5000
+    assert [s.kind for s in arch.layers] == ["sliding", "sliding", "full", "sliding"]
+
+
+@pytest.mark.parametrize("name", list(hostile_files.BOMBS))
+def test_gguf_bombs_are_bounded(tmp_path, name):
+    """The issue's bombs (2^60-element array, 20M-element arrays, 300k tensors, 1M empty arrays) and
+    1 GB files built to cost the most work: each in a child with a 1 GiB address-space limit and a 60 s
+    timeout, so a regression fails here instead of eating the machine. Answer: a result or a typed
+    error, under 200 MB peak RSS (the time is measured in benchmarks/hostile.py)."""
+    path = hostile_files.BOMBS[name](tmp_path)
+    run = hostile_files.run_limited(hostile_files.LOAD_CHILD, args=(str(path),), mem_bytes=1 << 30, timeout=60)
+    assert not run["timed_out"], name
+    assert run["rc"] == 0, run["stderr"][-500:]
+    outcome = json.loads(run["stdout"].strip().splitlines()[-1])["outcome"]
+    assert outcome == "ok" or outcome.startswith("typed error: config field `gguf`"), outcome
+    assert run["hwm_bytes"] is not None and run["hwm_bytes"] < 200 * 2**20, run["hwm_bytes"]
+
+
+def test_bomb_outcomes_name_the_limit(tmp_path):
+    with pytest.raises(UnsupportedConfigError, match="runs past the end"):
+        read_gguf_metadata(hostile_files.gguf_claims_2_60_elements(tmp_path))
+    with pytest.raises(UnsupportedConfigError, match="131,072"):
+        read_gguf_metadata(hostile_files.gguf_array_20m(tmp_path))
+    with pytest.raises(UnsupportedConfigError, match="16,384"):
+        read_gguf_metadata(hostile_files.gguf_empty_arrays(tmp_path))
+    with pytest.raises(UnsupportedConfigError, match="2,097,152"):
+        read_gguf_metadata(hostile_files.gguf_nested_arrays(tmp_path))
+    with pytest.raises(UnsupportedConfigError, match="64 MiB"):
+        read_gguf_metadata(hostile_files.gguf_1gb_long_keys(tmp_path))
+    # a tokenizer array in the header costs its length, not its bytes: counted, never materialized
+    meta = read_gguf_metadata(hostile_files.gguf_array_20m(tmp_path, "tokenizer.ggml.scores"))
+    assert meta["tokenizer.ggml.scores.count"] == 20_000_000
+    meta = read_gguf_metadata(hostile_files.gguf_many_tensors(tmp_path))
+    assert meta["llama.block_count"] == 2  # 300k tensor entries are never read
+
+
+_SMALL = None
+
+
+def _small_gguf(tmp_path_factory) -> bytes:
+    global _SMALL
+    if _SMALL is None:
+        folder = tmp_path_factory.mktemp("seed")
+        w = gguf.GGUFWriter(str(folder / "s.gguf"), "llama")
+        w.add_uint32("llama.block_count", 2)
+        w.add_uint32("llama.embedding_length", 64)
+        w.add_uint32("llama.attention.head_count", 4)
+        w.add_array("llama.attention.head_count_kv", [2, 4])
+        w.add_token_list(["a", "bb", "ccc"])
+        w.add_token_scores([0.0, 1.0, 2.0])
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.close()
+        _SMALL = (folder / "s.gguf").read_bytes()
+    return _SMALL
+
+
+@settings(max_examples=300, deadline=2000, suppress_health_check=list(HealthCheck), derandomize=True,
+          database=None)
+@given(edits=st.lists(st.tuples(st.integers(0, 400), st.sampled_from(
+    [b"\xff" * 8, b"\x00" * 8, b"\x09\x00\x00\x00", b"\x08\x00\x00\x00", struct.pack("<Q", 1 << 62),
+     struct.pack("<Q", 7), b"\x01"])), max_size=4), cut=st.one_of(st.none(), st.integers(0, 400)))
+def test_mutated_headers_read_or_typed_error(tmp_path_factory, edits, cut):
+    """Random overwrites and truncations of a real header: a dict or UnsupportedConfigError, never
+    another exception (the sizes involved are small, so this runs in-process)."""
+    data = bytearray(_small_gguf(tmp_path_factory))
+    for pos, patch in edits:
+        data[pos:pos + len(patch)] = patch
+    if cut is not None:
+        data = data[:cut]
+    path = tmp_path_factory.getbasetemp() / "mut.gguf"
+    path.write_bytes(bytes(data))
+    try:
+        meta = read_gguf_metadata(path)
+    except UnsupportedConfigError:
+        return
+    assert isinstance(meta, dict)
+    try:
+        arch_from_gguf_metadata(meta)
+    except UnsupportedConfigError:
+        pass
+
+
+def test_big_endian_and_version_checks(tmp_path):
+    be = b"GGUF" + struct.pack(">IQQ", 3, 0, 2) + struct.pack(">Q", 20) + b"general.architecture" + \
+        struct.pack(">I", 8) + struct.pack(">Q", 5) + b"llama" + struct.pack(">Q", 17) + b"llama.block_count" + \
+        struct.pack(">II", 4, 3)
+    (tmp_path / "be.gguf").write_bytes(be)
+    assert read_gguf_metadata(tmp_path / "be.gguf") == {"general.architecture": "llama", "llama.block_count": 3}
+    (tmp_path / "v1.gguf").write_bytes(b"GGUF" + struct.pack("<IQQ", 1, 0, 0))
+    with pytest.raises(UnsupportedConfigError, match="version 1"):
+        read_gguf_metadata(tmp_path / "v1.gguf")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_special_files_named_gguf_do_not_block(tmp_path):
+    os.mkfifo(tmp_path / "pipe.gguf")
+    os.symlink("/dev/zero", tmp_path / "zero.gguf")
+    for name in ("pipe.gguf", "zero.gguf"):
+        with pytest.raises(UnsupportedConfigError, match="not a regular file"):
+            kvplan.load_model(str(tmp_path / name))
+        with pytest.raises(UnsupportedConfigError, match="not a regular file"):
+            read_gguf_metadata(tmp_path / name)

@@ -12,9 +12,11 @@ same corpus, prints one line on stderr and exits non-zero.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -31,6 +33,9 @@ from kvplan.cli import main
 from kvplan.errors import KvplanError
 from kvplan.gguf_file import arch_from_gguf_metadata
 from kvplan.registry import bundled_config, parse_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import hostile_files  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIED: Counter = Counter()
@@ -406,3 +411,352 @@ def test_zz_report():
     total = sum(TRIED.values())
     print(f"\nhostile inputs tried: {total} ({dict(TRIED)}; {dict(OUTCOMES)}); no traceback, no hang")
     assert total > 0
+
+
+# ---- special files: one guarded reader for every config read (issue 10, item 4) -------------------
+
+@pytest.fixture
+def special_files(tmp_path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("needs named pipes")
+    os.mkfifo(tmp_path / "pipe.json")
+    os.symlink("/dev/zero", tmp_path / "zero.json")
+    (tmp_path / "pipe-folder").mkdir()
+    os.mkfifo(tmp_path / "pipe-folder" / "config.json")
+    (tmp_path / "zero-folder").mkdir()
+    os.symlink("/dev/zero", tmp_path / "zero-folder" / "config.json")
+    (tmp_path / "big.json").write_bytes(b" " * (kvplan.registry.MAX_CONFIG_BYTES + 1))
+    return tmp_path
+
+
+SPECIAL = ["pipe.json", "zero.json", "pipe-folder", "zero-folder", "big.json"]
+
+
+@pytest.mark.parametrize("name", SPECIAL)
+def test_special_files_are_refused_without_blocking(special_files, name):
+    from kvplan.registry import read_config_file
+
+    with pytest.raises(kvplan.UnsupportedConfigError, match="not a regular file|too large"):
+        read_config_file(special_files / name)
+    with pytest.raises(kvplan.UnsupportedConfigError, match="not a regular file|too large"):
+        kvplan.load_model(str(special_files / name))
+
+
+def test_guarded_reader_caps_bytes_read(tmp_path):
+    from kvplan.files import read_limited
+
+    (tmp_path / "f").write_bytes(b"x" * 100)
+    assert read_limited(tmp_path / "f", 100) == b"x" * 100
+    with pytest.raises(kvplan.UnsupportedConfigError, match="limit 99"):
+        read_limited(tmp_path / "f", 99)
+    with pytest.raises(FileNotFoundError):
+        read_limited(tmp_path / "missing", 99)
+
+
+def test_model_specs_env_pointing_at_special_files(special_files, monkeypatch):
+    """KVPLAN_MODEL_SPECS at a pipe, at /dev/zero, or at a folder whose SOURCES.md is /dev/zero and
+    whose one model's config.json is a pipe: `models` and `size` answer at once."""
+    from kvplan import registry
+
+    specs = special_files / "specs"
+    (specs / "org--pipe").mkdir(parents=True)
+    os.mkfifo(specs / "org--pipe" / "config.json")
+    os.symlink("/dev/zero", specs / "SOURCES.md")
+    for target in (special_files / "pipe.json", special_files / "zero.json", specs):
+        monkeypatch.setenv("KVPLAN_MODEL_SPECS", str(target))
+        registry.list_models.cache_clear()
+        registry._bundled_arch.cache_clear()
+        try:
+            assert registry.sources() == {}
+            if target == specs:
+                assert registry.list_models() == ("org/pipe",)
+                with pytest.raises(kvplan.UnsupportedConfigError, match="named pipe"):
+                    kvplan.load_model("org/pipe")
+        finally:
+            registry.list_models.cache_clear()
+            registry._bundled_arch.cache_clear()
+    run = subprocess.run([sys.executable, "-m", "kvplan", "models", "--json"], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                                     "KVPLAN_MODEL_SPECS": str(specs)})
+    assert run.returncode == 0, run.stderr
+    assert "named pipe" in json.loads(run.stdout)["models"][0]["error"]
+
+
+def test_cli_validate_and_size_on_special_files(special_files):
+    """The real process on a pipe / /dev/zero: one line, exit 2, well within the timeout."""
+    for argv in (["size", str(special_files / "pipe.json"), "--context", "8k"],
+                 ["size", str(special_files / "zero-folder"), "--context", "8k"],
+                 ["validate", str(special_files / "pipe-folder"), "--context", "16", "--device", "cpu"],
+                 ["validate", str(special_files / "zero.json"), "--context", "16", "--device", "cpu"]):
+        proc = subprocess.run([sys.executable, "-m", "kvplan", *argv], capture_output=True, text=True,
+                              timeout=120, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.returncode == 2, (argv, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and "not a regular file" in proc.stderr, proc.stderr
+
+
+# ---- unbounded work, untyped errors, wrong answers (issue 10, items 5-7) ---------------------------
+
+LLAMA = "meta-llama/Llama-3.1-8B"
+PLANNER_KNOBS = ["max_num_seqs", "chunked_prefill_size", "cuda_graph_max_bs", "expert_pad", "decode_batch",
+                 "decode_context", "mem_fraction_static", "free_gpu_memory_fraction", "activation_fit"]
+BAD_KNOB_VALUES = ["abcd", "8", b"8", 2.5, 1e308, float("nan"), float("inf"), -1, 0, 10**400, True, [8], None]
+
+
+@settings(max_examples=200, deadline=20000, suppress_health_check=list(HealthCheck), derandomize=True,
+          database=None)
+@given(knob=st.sampled_from(PLANNER_KNOBS), value=st.one_of(st.sampled_from(BAD_KNOB_VALUES), st.text(max_size=5),
+                                                            st.floats(), st.integers(-(2**70), 2**70)),
+       engine=st.sampled_from(["vllm", "sglang", "trtllm", "llama.cpp"]))
+def test_planner_knobs_are_typed_before_work(knob, value, engine):
+    """Every planner knob: a valid plan (finite numbers, int bytes, strict JSON) or a typed error
+    naming the knob. A string `max_num_seqs` used to be multiplied into gigabytes."""
+    from kvplan.planner import plan
+
+    TRIED["planner knobs"] += 1
+    try:
+        p = plan(LLAMA, gpu="H100", max_model_len=4096, engine=engine, **{knob: value})
+    except kvplan.InvalidInputError as err:
+        assert err.field in (knob, "mem_fraction_static", "free_gpu_memory_fraction"), (err.field, knob)
+        return
+    except kvplan.KvplanError:
+        return
+    d = p.to_dict()
+    json.dumps(d, allow_nan=False)  # no NaN / Infinity anywhere
+    assert all(type(d[k]) is int for k in d if k.endswith("_bytes") and isinstance(d[k], (int, float)))
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(max_num_seqs="abcd"), "max_num_seqs"), (dict(max_num_seqs=1e308), "max_num_seqs"),
+    (dict(max_num_seqs=float("nan")), "max_num_seqs"), (dict(expert_pad=2.5), "expert_pad"),
+    (dict(expert_pad=0), "expert_pad"), (dict(chunked_prefill_size="8192"), "chunked_prefill_size"),
+    (dict(cuda_graph_max_bs="8"), "cuda_graph_max_bs"), (dict(decode_batch=10**12), "decode_batch"),
+])
+def test_issue_planner_knob_cases(kwargs, field):
+    from kvplan.planner import plan
+
+    with pytest.raises(kvplan.InvalidInputError) as info:
+        plan(LLAMA, gpu="H100", max_model_len=4096, engine="sglang" if "cuda" in field or "chunk" in field
+             else "vllm", **kwargs)
+    assert info.value.field == field
+
+
+def test_min_gpus_max_tp_is_typed():
+    from kvplan.planner import min_gpus
+
+    for bad in ("8", 8.0, 0, 1000, None):
+        with pytest.raises(kvplan.InvalidInputError, match="max_tp"):
+            min_gpus(LLAMA, gpu="H100", max_model_len=4096, users=4, max_tp=bad)
+
+
+@pytest.mark.parametrize("contexts", ["8192", b"12", bytearray(b"12"), 8192, {"a": 1}, [1.5], [float("nan")],
+                                      [2**40], range(1, 10**6), iter(range(1, 10**9))])
+def test_sweep_refuses_strings_bytes_and_huge_sweeps(contexts):
+    with pytest.raises(kvplan.InvalidInputError, match="context_lens"):
+        kvplan.sweep(LLAMA, context_lens=contexts)
+
+
+def test_sweep_limit_is_cheap_to_hit():
+    """A 10^9-point generator is refused after reading MAX_SWEEP_POINTS + 1 items, not all of them."""
+    from kvplan.api import MAX_SWEEP_POINTS
+
+    seen = []
+
+    def gen():
+        for i in range(1, 10**9):
+            seen.append(i)
+            yield i
+    with pytest.raises(kvplan.InvalidInputError, match=f"{MAX_SWEEP_POINTS:,}"):
+        kvplan.sweep(LLAMA, context_lens=gen())
+    assert len(seen) == MAX_SWEEP_POINTS + 1
+    assert len(kvplan.sweep(LLAMA, context_lens=range(1, MAX_SWEEP_POINTS + 1))) == MAX_SWEEP_POINTS
+
+
+def _cfg(**over):
+    base = {"model_type": "llama", "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 2,
+            "hidden_size": 256, "intermediate_size": 512, "vocab_size": 1000, "torch_dtype": "bfloat16"}
+    return {**base, **over}
+
+
+DEEPSEEK = bundled_config("deepseek-ai/DeepSeek-V3") if "deepseek-ai/DeepSeek-V3" in kvplan.list_models() else None
+HUGE = 10**400
+# Values the JSON parser accepts that used to end in OverflowError / ZeroDivisionError /
+# AttributeError / ValueError / TypeError, or in a wrong answer (negative counts, 0 bytes).
+ISSUE_CONFIGS = {
+    "qk_nope_head_dim huge": {**(DEEPSEEK or {}), "qk_nope_head_dim": HUGE},
+    "q_lora_rank huge": {**(DEEPSEEK or {}), "q_lora_rank": HUGE},
+    "q_lora_rank negative": {**(DEEPSEEK or {}), "q_lora_rank": -5},
+    "n_routed_experts huge": {**(DEEPSEEK or {}), "n_routed_experts": HUGE},
+    "n_routed_experts -1": {**(DEEPSEEK or {}), "n_routed_experts": -1},
+    "num_experts -1": _cfg(num_experts=-1, num_experts_per_tok=2, moe_intermediate_size=64),
+    "num_experts_per_tok huge": _cfg(num_experts=8, num_experts_per_tok=HUGE, moe_intermediate_size=64),
+    "num_experts_per_tok > experts": _cfg(num_experts=8, num_experts_per_tok=9, moe_intermediate_size=64),
+    "moe_intermediate_size huge": _cfg(num_experts=8, num_experts_per_tok=2, moe_intermediate_size=HUGE),
+    "n_shared_experts huge": {**(DEEPSEEK or {}), "n_shared_experts": HUGE},
+    "shared_expert_intermediate_size -3": _cfg(shared_expert_intermediate_size=-3),
+    "num_nextn_predict_layers 1e7": {**(DEEPSEEK or {}), "num_nextn_predict_layers": 10**7},
+    "vision hidden huge": _cfg(vision_config={"hidden_size": HUGE, "num_hidden_layers": 4}),
+    "vision layers huge": _cfg(vision_config={"hidden_size": 64, "num_hidden_layers": 10**9}),
+    "bits huge": _cfg(quantization_config={"quant_method": "gptq", "bits": HUGE}),
+    "weight_block_size [0, 0]": _cfg(quantization_config={"quant_method": "fp8", "weight_block_size": [0, 0]}),
+    "modelopt list": _cfg(quantization_config={"quant_method": "modelopt", "quantization": [1, 2]}),
+    "modelopt string": _cfg(quantization_config={"quant_method": "modelopt", "quantization": "NVFP4"}),
+    "num_key_value_heads 0": _cfg(num_key_value_heads=0),
+    "all-MLP hybrid": _cfg(model_type="nemotron_h", hybrid_override_pattern="----", mamba_num_heads=8,
+                           mamba_head_dim=32, mamba_d_state=16, mamba_d_conv=4),
+    "bert": {"model_type": "bert", "architectures": ["BertForMaskedLM"], "num_hidden_layers": 12,
+             "num_attention_heads": 12, "hidden_size": 768, "intermediate_size": 3072, "vocab_size": 30522},
+    "masked LM of an unknown type": _cfg(model_type="x", architectures=["XForMaskedLM"]),
+    "t5": {"model_type": "t5", "num_layers": 6, "num_heads": 8, "d_model": 512, "vocab_size": 32128,
+           "is_encoder_decoder": True},
+    "sliding_window huge": _cfg(sliding_window=HUGE),  # 2^62 is allowed (a window past any context)
+}
+
+
+@pytest.mark.parametrize("name", list(ISSUE_CONFIGS))
+def test_issue_configs_are_typed_errors_in_every_entry_point(name):
+    config = ISSUE_CONFIGS[name]
+    if not config:
+        pytest.skip("DeepSeek-V3 is not bundled")
+    from kvplan.planner import plan
+
+    with pytest.raises(kvplan.UnsupportedConfigError):
+        kvplan.parse_config(config)
+    for call in (lambda: kvplan.kv_cache(config, context_len=4096),
+                 lambda: plan(config, gpu="H100", max_model_len=4096),
+                 lambda: plan(config, gpu="H100", max_model_len=4096, engine="sglang")):
+        with pytest.raises(kvplan.KvplanError):
+            call()
+
+
+def test_json_integer_beyond_4300_digits_is_a_typed_error(tmp_path, capsys):
+    path = tmp_path / "c.json"
+    path.write_text('{"model_type": "llama", "num_hidden_layers": ' + "9" * 5000 + "}")
+    with pytest.raises(kvplan.UnsupportedConfigError, match="config.json"):
+        kvplan.load_model(str(path))
+    assert main(["size", str(path), "--context", "8k"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    with pytest.raises(kvplan.UnsupportedConfigError):  # a dict holding such an int (API users)
+        kvplan.parse_config(_cfg(num_hidden_layers=10**5000))
+
+
+@settings(max_examples=300, deadline=5000, suppress_health_check=list(HealthCheck), derandomize=True,
+          database=None)
+@given(field=st.sampled_from(["qk_nope_head_dim", "q_lora_rank", "num_experts", "n_routed_experts",
+                              "num_experts_per_tok", "moe_intermediate_size", "n_shared_experts",
+                              "shared_expert_intermediate_size", "first_k_dense_replace", "num_nextn_predict_layers",
+                              "sliding_window", "max_window_layers", "num_kv_shared_layers", "head_dim",
+                              "intermediate_size", "vocab_size", "attn_layer_offset"]),
+       value=st.one_of(st.integers(-(2**80), 2**80), st.sampled_from([HUGE, -HUGE, 0, -1, 2**40, 2**40 + 1]),
+                       st.floats(allow_nan=True), st.booleans(), st.text(max_size=3)),
+       seed=st.sampled_from([s for s in ("deepseek-ai/DeepSeek-V3", "mistralai/Mixtral-8x7B-v0.1", LLAMA)
+                             if s in kvplan.list_models()]))
+def test_every_int_field_has_a_type_and_a_range(field, value, seed):
+    """Any value in any integer field: a valid, non-negative, finite answer (plan included) or a
+    typed error; never OverflowError / ZeroDivisionError / TypeError or a negative parameter count."""
+    from kvplan.planner import plan
+    from kvplan.weights import param_counts
+
+    TRIED["config fields"] += 1
+    config = {**bundled_config(seed), field: value}
+    try:
+        arch = kvplan.parse_config(config)
+    except kvplan.KvplanError:
+        return
+    counts = param_counts(arch) if arch.weight_dims.hidden_size and arch.weight_dims.vocab_size else None
+    if counts is not None:
+        assert all(v >= 0 for v in dataclasses.asdict(counts).values()), counts
+    try:
+        p = plan(arch, gpu="H100", max_model_len=4096, tp=8, num_gpus=8)
+    except kvplan.KvplanError:
+        return
+    json.dumps(p.to_dict(), allow_nan=False)
+    assert p.weights_bytes >= 0 and type(p.weights_bytes) is int
+
+
+def test_deep_pp_split_is_linear():
+    """100k layers over pp=4096 stages: one pass over the layers (it was layers × stages: 85 s)."""
+    from kvplan.engines.common import pp_stages
+
+    arch = kvplan.parse_config(_cfg(num_hidden_layers=100_000))
+    stages = pp_stages(arch, 4096)
+    assert len(stages) == 4096 and sum(len(s) for s in stages) == 100_000
+    assert [s.index for s in stages[0]] == list(range(24)) and stages[-1][-1].index == 99_999
+    run = hostile_files.run_limited(
+        "import kvplan, json\n"
+        "c = {'model_type': 'llama', 'num_hidden_layers': 100000, 'num_attention_heads': 8, 'hidden_size': 64,"
+        " 'num_key_value_heads': 8, 'vocab_size': 100, 'intermediate_size': 128}\n"
+        "print(json.dumps({'kv': kvplan.kv_cache(c, context_len=8192, pp=4096).kv_bytes}))\n",
+        mem_bytes=2 << 30, timeout=300)
+    assert not run["timed_out"] and run["rc"] == 0, run["stderr"][-500:]
+    assert json.loads(run["stdout"])["kv"] > 0
+
+
+# ---- the one-line promise of the CLI (issue 10, item 9) -------------------------------------------
+
+def _cli(*argv, env=None, stdin=None, shell=None):
+    return subprocess.run(["bash", "-c", shell] if shell else [sys.executable, "-m", "kvplan", *argv],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+def test_closed_pipe_ends_quietly():
+    for cmd in ("models | head -1", "models --json | head -c 10", "gpus | true", "models | true"):
+        proc = _cli(shell=f"set -o pipefail; {shlex.quote(sys.executable)} -m kvplan {cmd}")
+        assert proc.returncode == 0, (cmd, proc.returncode, proc.stderr)
+        assert proc.stderr == "", (cmd, proc.stderr)
+
+
+def test_ascii_terminal_gets_ascii_not_a_crash():
+    proc = _cli("size", LLAMA, "--context", "8k", env={"PYTHONIOENCODING": "ascii"})
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert "1 x 8,192 tokens" in proc.stdout
+    proc = _cli("size", LLAMA, "--context", "8k", "--tp", "2", env={"PYTHONIOENCODING": "ascii", "LC_ALL": "C"})
+    assert proc.returncode == 0 and proc.stderr == ""
+
+
+@pytest.mark.parametrize("argv", [
+    ["plan", LLAMA, "--gpu-memory", "80GB", "--bandwidth", "9" * 5000, "--max-model-len", "8k"],
+    ["plan", LLAMA, "--gpu", "H100", "--bandwidth", "9" * 50 + "TB/s", "--max-model-len", "8k"],
+    ["plan", LLAMA, "--gpu", "H100", "--max-model-len", "8k", "--set", "max_num_seqs=abc"],
+    ["plan", LLAMA, "--gpu", "H100", "--max-model-len", "8k", "--set", "max_num_seqs=1e308"],
+    ["plan", LLAMA, "--gpu", "H100", "--max-model-len", "8k", "--set", "max_num_seqs=nan"],
+    ["plan", LLAMA, "--gpu", "H100", "--max-model-len", "8k", "--set", "expert_pad=2.5"],
+    ["plan", LLAMA, "--gpu", "H100", "--max-model-len", "8k", "--users", "9" * 5000],
+    ["size", LLAMA, "--context", "8k", "--batch", "9" * 5000],
+])
+def test_cli_hostile_flags_one_line(argv, capsys):
+    TRIED["cli"] += 1
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("kvplan: error:"), err
+
+
+@pytest.mark.parametrize("endpoint", ["htp:/x", "http://[::1", "http://h:99999", "://", "http:///x"])
+def test_cli_malformed_hf_endpoint(endpoint):
+    proc = _cli("size", "acme/model", "--context", "8k", env={"HF_ENDPOINT": endpoint})
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert proc.stderr.count("\n") == 1 and "HF_ENDPOINT" in proc.stderr, proc.stderr
+    # offline, the endpoint is not needed, and huggingface_hub (which prints import errors for a
+    # malformed one) is not touched: still exactly one line
+    proc = _cli("size", "acme/model", "--context", "8k", env={"HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert proc.stderr.count("\n") == 1 and "offline" in proc.stderr, proc.stderr
+
+
+def test_validate_prints_no_warnings_and_refuses_unbounded_prefills(tmp_path):
+    """validate on success prints nothing on stderr (torch/transformers FutureWarnings are silenced);
+    a 1M-token or 100000-batch CPU prefill is refused up front with the limit, not run for minutes."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    (tmp_path / "config.json").write_text(json.dumps(_cfg(num_hidden_layers=2, hidden_size=64,
+                                                          intermediate_size=128, vocab_size=256,
+                                                          torch_dtype="float32")))
+    ok = _cli("validate", str(tmp_path), "--context", "16", "--device", "cpu", "--no-paged")
+    # stderr holds only validate's own progress lines: no FutureWarning, no log noise
+    assert ok.returncode == 0 and "Warning" not in ok.stderr, ok.stderr[-800:]
+    assert all(line.startswith("kvplan validate:") for line in ok.stderr.splitlines()), ok.stderr[-800:]
+    for argv, words in ((["--context", "1M"], "limit 65,536"), (["--context", "1024", "--batch", "100000"],
+                                                                 "limit 4,096"),
+                        (["--context", "16", "--tolerance", "nan"], "tolerance")):
+        proc = _cli("validate", str(tmp_path), "--device", "cpu", *argv)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and words in proc.stderr, proc.stderr

@@ -59,6 +59,18 @@ REPOS = {
     "acme/bad-values": FakeRepo({"config.json": _cfg({**LLAMA, "num_hidden_layers": -4})}),
     "acme/huge": FakeRepo({"config.json": b"{" + b" " * (5 << 20) + b"}"}),
     "acme/no-config": FakeRepo({"README.md": b"# weights only"}),
+    # hostile servers (issue 10, item 3)
+    "acme/endless": FakeRepo({"config.json": b""}, hostile={"config.json": "endless"}),
+    "acme/endless-length": FakeRepo({"config.json": b""}, hostile={"config.json": "endless-length"}),
+    "acme/gzip-bomb": FakeRepo({"config.json": b""}, hostile={"config.json": "gzip-bomb"}),
+    "acme/drip": FakeRepo({"config.json": b""}, hostile={"config.json": "drip"}),
+    "acme/info-bomb": FakeRepo({"config.json": _cfg(SMALL)}, hostile={"api": "gzip-bomb"}),
+    "acme/st-endless": FakeRepo({"config.json": _cfg(SMALL), "model.safetensors": b""},
+                                hostile={"model.safetensors": "endless"}),
+    "acme/st-index-bomb": FakeRepo({"config.json": _cfg(SMALL), "model.safetensors.index.json": b""},
+                                   hostile={"model.safetensors.index.json": "gzip-bomb"}),
+    "acme/st-huge-header": FakeRepo({"config.json": _cfg(SMALL),
+                                     "model.safetensors": (1 << 60).to_bytes(8, "little") + b"{}"}),
     "acme/mamba": FakeRepo({"config.json": _cfg({"model_type": "mamba", "num_hidden_layers": 2, "hidden_size": 768,
                                                  "state_size": 16, "conv_kernel": 4, "expand": 2})}),
 }
@@ -115,7 +127,7 @@ def test_ok_through_public_api_and_same_bytes_as_bundled():
 def test_revision(fake_hub):
     assert hub.load_hub_model("acme/llama-8b@v1").model_id == "acme/llama-8b@v1"
     assert hub.load_hub_model("acme/llama-8b", revision="v1").num_layers == 32
-    assert any("/revision/v1" in path for _, path, _ in fake_hub.requests)
+    assert any(path == "/acme/llama-8b/resolve/v1/config.json" for _, path, _ in fake_hub.requests)
     with pytest.raises(HubModelNotFoundError, match="no revision 'nope'"):
         hub.load_hub_model("acme/llama-8b@nope")
     with pytest.raises(InvalidInputError):
@@ -237,10 +249,106 @@ def test_malformed_config_is_the_parsers_typed_error(repo, match):
         hub.load_hub_model(repo)
 
 
-def test_oversized_config_is_refused_before_download(fake_hub):
+def test_oversized_config_is_refused_before_download(fake_hub, tmp_path):
     with pytest.raises(UnsupportedConfigError, match="too large"):
         hub.load_hub_model("acme/huge")
-    assert not [p for m, p, _ in fake_hub.requests if m == "GET" and p.endswith("acme/huge/resolve/main/config.json")]
+    # refused from its Content-Length: one GET whose body is never read, and nothing cached
+    assert len([p for m, p, _ in fake_hub.requests if p.endswith("acme/huge/resolve/main/config.json")]) == 1
+    assert _cache_files(tmp_path) == []
+
+
+# ---- hostile servers: bounded bytes, the transfer stops, nothing partial cached (item 3) -----------
+
+def _cache_files(tmp_path) -> list[str]:
+    root = tmp_path / "hf-cache"
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def _stops(fake_hub, path: str) -> bool:
+    """The server stopped writing `path` (the client hung up and no thread keeps reading)."""
+    time.sleep(0.3)
+    before = fake_hub.sent.get(path, 0)
+    time.sleep(0.6)
+    return fake_hub.sent.get(path, 0) == before
+
+
+@pytest.mark.parametrize("repo, match", [
+    ("acme/endless", "too large"),  # chunked, no length: counted on the bytes received
+    ("acme/endless-length", "too large"),  # a declared 10 GB: refused before reading
+    ("acme/gzip-bomb", "compressed"),  # never inflated
+])
+def test_endless_and_compressed_configs_stop_at_the_limit(fake_hub, tmp_path, repo, match):
+    t0 = time.monotonic()
+    with pytest.raises(UnsupportedConfigError, match=match):
+        hub.load_hub_model(repo)
+    assert time.monotonic() - t0 < 10
+    assert _stops(fake_hub, f"/{repo}/resolve/main/config.json")
+    assert fake_hub.sent[f"/{repo}/resolve/main/config.json"] < 64 * 2**20
+    assert _cache_files(tmp_path) == []  # nothing partial stays in the cache
+    assert not [t for t in __import__("threading").enumerate() if t.name.startswith("kvplan-") and t.is_alive()]
+
+
+def test_dripping_server_is_cut_at_the_deadline(fake_hub, tmp_path):
+    t0 = time.monotonic()
+    with pytest.raises(HubUnavailableError, match="timed out|no answer"):
+        hub.load_hub_model("acme/drip", timeout=0.5)
+    assert time.monotonic() - t0 < 3  # 0.5 s × 2.5, not 0.5 s per byte
+    assert _stops(fake_hub, "/acme/drip/resolve/main/config.json")
+    assert _cache_files(tmp_path) == []
+
+
+def test_model_info_is_never_requested(fake_hub):
+    """The model-info endpoint (a 1 MiB gzip answer took 2 GB in huggingface_hub) is not used."""
+    assert hub.load_hub_model("acme/info-bomb").num_layers == 2
+    assert not [p for _, p, _ in fake_hub.requests if p.startswith("/api/models/acme/info-bomb")]
+
+
+@pytest.mark.parametrize("repo, match", [
+    ("acme/st-endless", "too large"),
+    ("acme/st-index-bomb", "compressed"),
+    ("acme/st-huge-header", "safetensors header of"),
+])
+def test_hostile_safetensors_answers(fake_hub, tmp_path, repo, match):
+    with pytest.raises(HubUnavailableError, match=match):
+        hub.fetch_weights_info(repo)
+    for path in [p for p in fake_hub.sent if p.startswith(f"/{repo}/")]:
+        assert _stops(fake_hub, path)
+    assert [f for f in _cache_files(tmp_path) if "kvplan-weights" in f] == []
+    # the plan still works: weights then come from the config's parameter count
+    assert kvplan.plan(repo, gpu="H100", max_model_len=1024).fits
+
+
+@pytest.mark.parametrize("repo", ["acme/gzip-bomb", "acme/endless", "acme/st-index-bomb", "acme/info-bomb"])
+def test_hostile_hub_memory_in_a_limited_child(fake_hub, tmp_path, repo):
+    """The whole public path (kv_cache, then plan with safetensors weights) in a child limited to
+    1 GiB of address space and 60 s: a typed error or a result, under 200 MB peak RSS."""
+    import hostile_files
+
+    code = ("import json, sys, kvplan\n"
+            "try:\n"
+            "    kvplan.plan(sys.argv[1], gpu='H100', max_model_len=1024)\n"
+            "    out = 'ok'\n"
+            "except kvplan.KvplanError as err:\n"
+            "    out = 'typed error: ' + str(err)\n"
+            "print(json.dumps({'outcome': out}))\n")
+    run = hostile_files.run_limited(code, args=(repo,), mem_bytes=1 << 30, timeout=60,
+                                    env={"HF_ENDPOINT": fake_hub.url, "HF_HUB_CACHE": str(tmp_path / "hf-cache")})
+    assert not run["timed_out"] and run["rc"] == 0, run["stderr"][-800:]
+    outcome = json.loads(run["stdout"].strip().splitlines()[-1])["outcome"]
+    assert outcome == "ok" or outcome.startswith("typed error"), outcome
+    assert run["hwm_bytes"] < 200 * 2**20, run["hwm_bytes"]
+    assert _cache_files(tmp_path) == [] or outcome == "ok"
+
+
+@pytest.mark.parametrize("endpoint", ["htp://x", "http://", "http://127.0.0.1:99999", "not a url", "ftp://h/x",
+                                      "http://[::1", "http://h:port"])
+def test_malformed_hf_endpoint_is_one_typed_error(monkeypatch, capsys, endpoint):
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    with pytest.raises(InvalidInputError, match="HF_ENDPOINT"):
+        hub.load_hub_model("acme/llama-8b")
+    assert main(["size", "acme/llama-8b", "--context", "8k"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "HF_ENDPOINT" in err
 
 
 # ---- cache and offline ---------------------------------------------------------------------------

@@ -198,10 +198,16 @@ def pp_stages(arch: ModelArch, pp: int) -> list[tuple[LayerSpec, ...]]:
     if pp > arch.num_layers:
         raise InvalidInputError("pp", f"{pp} pipeline stages for {arch.num_layers} layers; use pp <= "
                                       f"{arch.num_layers}")
-    stages = [tuple(s for s in arch.layers if s.index in r) for r in pp_layer_ranges(arch.num_layers, pp)]
-    # Speculative-decoding draft layers (numbered after the target's) sit on the last stage with the LM head.
-    stages[-1] += tuple(s for s in arch.layers if s.index >= arch.num_layers)
-    return stages
+    ranges = pp_layer_ranges(arch.num_layers, pp)
+    stage_of = [0] * arch.num_layers  # one pass over the layers, not one per stage (100k layers × pp 4096)
+    for stage, r in enumerate(ranges):
+        stage_of[r.start:r.stop] = [stage] * len(r)
+    out: list[list[LayerSpec]] = [[] for _ in ranges]
+    for s in arch.layers:
+        # Speculative-decoding draft layers (numbered after the target's) sit on the last stage with the
+        # LM head.
+        out[stage_of[s.index] if s.index < arch.num_layers else -1].append(s)
+    return [tuple(stage) for stage in out]
 
 
 def largest_true(lo: int, hi: int, ok) -> int:

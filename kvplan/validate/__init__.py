@@ -26,6 +26,12 @@ from kvplan.validate import paged as P
 __all__ = ["validate", "ValidationReport"]
 
 FIT_FRACTION = 0.8  # build the whole model only when weights + 2 × cache stay under this share of free memory
+MAX_CONTEXTS = 32  # context lengths measured in one run
+MAX_BATCH = 4096
+# Tokens in one prefill (context × batch). The prefill is eager torch: on CPU, attention over 64k
+# tokens of a 4-layer toy model already takes tens of seconds, so a typo like `--context 1M` is
+# refused up front, not left running for minutes at 7 GB; CUDA gets 32× more.
+MAX_PREFILL_TOKENS = {"cpu": 1 << 16, "cuda": 1 << 21}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +74,32 @@ def _contexts(context_len) -> list[int]:
         items = [c for c in str(context_len).split(",") if c.strip()]
     if not items:
         raise InvalidInputError("context", "give at least one context length")
+    if len(items) > MAX_CONTEXTS:
+        raise InvalidInputError("context", f"{len(items):,} context lengths in one run (limit {MAX_CONTEXTS})")
     return [check_count(parse_tokens(c, "context"), "context") for c in items]
+
+
+def _check_prefill(arch, hf, contexts: list[int], batch: int, device: str, lo: int, torch_dtype, kv_dtype: str,
+                   free: int, num_experts: int | None = None) -> None:
+    """Refuse a prefill that cannot finish in reasonable time and memory, before building anything:
+    the tokens (context × batch) against MAX_PREFILL_TOKENS, and the logits + cache + weights of the
+    smallest buildable model against the device's free memory."""
+    tokens = max(contexts) * batch
+    limit = MAX_PREFILL_TOKENS["cpu" if device == "cpu" else "cuda"]
+    if tokens > limit:
+        raise InvalidInputError("context", f"a prefill of {max(contexts):,} tokens × batch {batch:,} = "
+                                           f"{tokens:,} tokens is more than validate measures on {device} "
+                                           f"(limit {limit:,}); use a shorter --context or a smaller --batch")
+    elem = {"fp32": 4}.get(kv_dtype, 2)
+    vocab = getattr(hf, "vocab_size", 0) or arch.weight_dims.vocab_size or 0
+    cache = M.predicted_full(arch, max(contexts) + 1, batch, kv_dtype) * lo // max(1, arch.num_layers)
+    # the smallest model validate may build: `lo` layers, routed experts cut as far as it would cut them
+    smallest = M.reduce_config(hf, lo, num_experts=num_experts or M.shrunk_experts(hf))
+    need = tokens * vocab * max(elem, 4) + 2 * cache + M.param_bytes(smallest, torch_dtype)
+    if free and need > FIT_FRACTION * free:
+        raise InvalidInputError("context", f"a prefill of {tokens:,} tokens needs about {need / 2**30:,.1f} GiB "
+                                           f"(logits, cache, {lo} layers of weights); {device} has "
+                                           f"{free / 2**30:,.1f} GiB free; use a shorter --context or --batch")
 
 
 def _device_info(device: str) -> dict[str, Any]:
@@ -130,10 +161,16 @@ def validate(model, *, context_len: int | str | Sequence[int | str], batch: int 
     name = model_id or name
     arch = load_model(raw, model_id=name)
     contexts = _contexts(context_len)
-    if not isinstance(batch, int) or batch < 1:
-        raise InvalidInputError("batch", f"must be a positive whole number, got {batch!r}")
-    if not 0 <= tolerance < 1:
-        raise InvalidInputError("tolerance", f"must be a fraction in [0, 1), got {tolerance!r}")
+    check_count(batch, "batch", maximum=MAX_BATCH)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < 1:
+        raise InvalidInputError("tolerance", f"must be a fraction in [0, 1), got {str(tolerance)[:40]!r}")
+    if isinstance(speed_new_tokens, bool) or not isinstance(speed_new_tokens, int):
+        raise InvalidInputError("speed_new_tokens", f"expected a whole number, got {str(speed_new_tokens)[:40]!r}")
+    check_count(speed_new_tokens, "speed_new_tokens", maximum=4096)
+    if num_experts is not None:
+        check_count(num_experts, "num_experts", maximum=1 << 16)
+    if not isinstance(device, (str, type(None))):
+        raise InvalidInputError("device", f"choose cuda or cpu, got {str(device)[:40]!r}")
     say = progress or (lambda line: None)
     if device is None and not torch.cuda.is_available():
         say("no CUDA GPU visible: measuring on the CPU (slow at long contexts; --device cpu hides this)")
@@ -154,6 +191,7 @@ def validate(model, *, context_len: int | str | Sequence[int | str], batch: int 
     notes: list[str] = []
     experts = num_experts
     free = M.available_bytes(device)
+    _check_prefill(arch, hf, contexts, batch, device, lo, torch_dtype, kv_dtype, free, num_experts)
     worst_cache = max(M.predicted_full(arch, c + 1, batch, kv_dtype) for c in contexts)
     if want == "auto":
         full_w = M.param_bytes(hf, torch_dtype)
