@@ -20,6 +20,7 @@ kernel-specific repacking: vLLM's mxfp4 MoE kernels pad gpt-oss expert matrices,
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -298,12 +299,18 @@ def _list_tensors(arch: ModelArch) -> tuple[list[_Tensor], dict[int, list[_Tenso
 
 
 def param_counts(arch: ModelArch) -> ParamCounts:
-    """Parameter counts by kind, computed from the config.
+    """Parameter counts by kind, computed from the config (memoised per arch: the recommender asks
+    for the same model many times).
 
     >>> from kvplan import load_model
     >>> param_counts(load_model("meta-llama/Llama-3.1-8B")).total
     8030261248
     """
+    return _param_counts(arch)
+
+
+@functools.lru_cache(maxsize=64)
+def _param_counts(arch: ModelArch) -> ParamCounts:
     embed, layers, head, mtp = _tensors(arch)
     sums: dict[str, int] = {}
     for t in embed + [t for ts in layers.values() for t in ts] + head + mtp:
@@ -461,6 +468,18 @@ def weights_bytes(arch: ModelArch, dtype: str = "auto", tp: int = 1, pp: int = 1
             raise InvalidInputError(name, f"must be a positive whole number, got {value!r}")
     if pp > arch.num_layers:
         raise InvalidInputError("pp", f"{pp} pipeline stages for {arch.num_layers} layers")
+    if not isinstance(dtype, str) or not isinstance(expert_pad, int):
+        return _weights_bytes(arch, dtype, tp, pp, expert_pad)
+    # Memoised: a recommendation plans the same model on many GPUs (weights do not depend on the GPU).
+    return _cached_weights_bytes(arch, dtype, tp, pp, expert_pad)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_weights_bytes(arch: ModelArch, dtype: str, tp: int, pp: int, expert_pad: int) -> int:
+    return _weights_bytes(arch, dtype, tp, pp, expert_pad)
+
+
+def _weights_bytes(arch: ModelArch, dtype, tp: int, pp: int, expert_pad: int) -> int:
     dense, _ = resolve_weights_dtype(arch, dtype)
     key = str(dtype).strip().lower()
     key = key if key in WEIGHT_DTYPES else dense
