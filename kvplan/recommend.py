@@ -42,7 +42,8 @@ from kvplan.gpus import GPU, get_gpu
 from kvplan.units import GiB, cdiv, fmt_bytes
 from kvplan.workload import SLA, Z95, Workload, make_sla, make_workload
 
-__all__ = ["recommend", "Recommendation", "Deployment", "MemoryLedger", "DEFAULT_GPUS",
+__all__ = ["recommend", "Recommendation", "Deployment", "MemoryLedger", "Latency", "estimate_latency", "DEFAULT_GPUS",
+           "DEFAULT_ALLREDUCE_US",
            "DEFAULT_BANDWIDTH_EFFICIENCY", "DEFAULT_COMPUTE_EFFICIENCY", "TP_SIZES", "PP_SIZES"]
 
 DEFAULT_GPUS = ("H100-SXM", "H200", "B200", "A100-80GB", "L40S")
@@ -52,6 +53,7 @@ PP_SIZES = (1, 2, 4, 8)
 # published measurements in benchmarks/latency.py (README "Latency model" lists them with sources).
 DEFAULT_BANDWIDTH_EFFICIENCY = 0.75
 DEFAULT_COMPUTE_EFFICIENCY = 0.55
+DEFAULT_ALLREDUCE_US = 20.0  # one small-message all-reduce under TP (NVLink), microseconds
 PREFIX_CACHING = ("vllm", "sglang", "trtllm")  # engines that store a shared prefix once
 ANY_KV_DTYPES = {"vllm": ("auto", "fp8"), "sglang": ("auto", "fp8"), "trtllm": ("auto", "fp8"),
                  "llama.cpp": ("fp16", "q8_0"), "transformers": ("auto",), "naive": ("auto", "fp8")}
@@ -302,7 +304,7 @@ class _Speed:
 
 
 def _speed(arch, plan_, dev: GPU, demand: _Demand, wl: Workload, engine: str, eta_bw: float, eta_fl: float,
-           counts) -> _Speed:
+           counts, allreduce_us: float = 0.0) -> _Speed:
     from kvplan.roofline import attention_flops_per_token, decode_roofline, prefill_time_s
 
     w = arch.weight_dims
@@ -310,7 +312,12 @@ def _speed(arch, plan_, dev: GPU, demand: _Demand, wl: Workload, engine: str, et
     read = plan_.weights_bytes
     experts = read * counts.experts // max(1, counts.total) if (w.num_experts and counts.experts) else 0
     bw = int(dev.bandwidth_bytes_per_s * eta_bw)
-    peak = int(dev.bf16_dense_flops * eta_fl)
+    # fp8 checkpoints run fp8 GEMMs where the GPU has them (Hopper, Blackwell, Ada): twice the bf16 rate.
+    fp8 = str(plan_.weights_dtype).startswith("fp8") and dev.fp8_dense_flops
+    peak = int((dev.fp8_dense_flops if fp8 else dev.bf16_dense_flops) * eta_fl)
+    # Tensor parallelism all-reduces twice per layer (after attention and after the MLP); at decode
+    # batch sizes the messages are tiny, so each costs a fixed latency, not bandwidth.
+    comm_s = 2 * arch.num_layers * allreduce_us * 1e-6 if tp > 1 else 0.0
     ctx = max(1, round(wl.live_mean_context))
     attn = attention_flops_per_token(arch, ctx)
     cache: dict[int, tuple[float, str]] = {}
@@ -322,14 +329,14 @@ def _speed(arch, plan_, dev: GPU, demand: _Demand, wl: Workload, engine: str, et
                                 active_params=counts.active, attention_flops=attn, num_experts=w.num_experts,
                                 top_k=w.num_experts_per_tok, tp=tp, pp=pp, bandwidth_bytes_per_s=bw,
                                 peak_flops=peak)
-            cache[n] = (r.step_ms / 1e3, r.bound)
+            cache[n] = (r.step_ms / 1e3 + comm_s, r.bound)
         return cache[n]
 
     prefix = wl.prefix_tokens if engine in PREFIX_CACHING else 0
 
     def prefill(prompt: int) -> float:
         return prefill_time_s(arch, prompt_len=max(1, prompt - prefix), active_params=counts.active,
-                              weight_bytes=read, tp=tp, pp=pp, bandwidth_bytes_per_s=bw, peak_flops=peak)
+                              weight_bytes=read, tp=tp, pp=pp, bandwidth_bytes_per_s=bw, peak_flops=peak) + comm_s
 
     mean = sum(c.share * prefill(c.prompt_tokens) for c in wl.classes)
     return _Speed(step, mean, prefill(wl.prompt_p95), wl.output_tokens)
@@ -390,6 +397,72 @@ def _efficiency(value, default: float, field: str) -> float:
     return float(value)
 
 
+def _allreduce(value) -> float:
+    if value is None:
+        return DEFAULT_ALLREDUCE_US
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 10_000:
+        raise InvalidInputError("allreduce_us", f"must be microseconds in [0, 10000], got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Estimated decode and prefill times for `users` on one instance (see the module docstring).
+
+    `step_ms`: one decode step for all users; `tpot_ms`: time per output token with prefills sharing
+    the GPU; `prefill_ms`: the mean prompt's prefill; `ttft_ms`: the p95 prompt's prefill + one step."""
+
+    users: int
+    step_ms: float
+    tpot_ms: float
+    prefill_ms: float
+    ttft_ms: float
+    decode_tokens_per_s_per_user: float
+    bound: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def estimate_latency(model: Model, *, gpu: str | GPU, users: int, prompt_tokens: int | str | float,
+                     output_tokens: int | str | float, tp: int = 1, pp: int = 1, engine: str = "vllm",
+                     kv_dtype: str = "auto", weights_dtype: str = "auto", prefix_tokens: int | str = 0,
+                     bandwidth_efficiency: float | None = None, compute_efficiency: float | None = None,
+                     allreduce_us: float | None = None, engine_version: str | None = None,
+                     **engine_options: Any) -> Latency:
+    """The latency `recommend` assumes for `users` concurrent users on one tp × pp instance of `gpu`
+    (memory is not checked here: see `planner.plan`). Used by benchmarks/latency.py to compare the
+    model with published measurements.
+
+    >>> lat = estimate_latency("meta-llama/Llama-3.1-8B", gpu="H100", users=1, prompt_tokens=1000, output_tokens=200)
+    >>> round(lat.step_ms, 2)  # (16.09 GB of weights + one sequence's KV) / (3.35 TB/s × 0.75)
+    6.46
+    """
+    from kvplan.planner import plan
+    from kvplan.weights import param_counts
+
+    arch = _arch(model)
+    wl = make_workload(users=users, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
+                       prefix_tokens=prefix_tokens, model_max_len=arch.max_position_embeddings)
+    dev = _resolve_gpus([gpu])[0]
+    eta_bw = _efficiency(bandwidth_efficiency, DEFAULT_BANDWIDTH_EFFICIENCY, "bandwidth_efficiency")
+    eta_fl = _efficiency(compute_efficiency, DEFAULT_COMPUTE_EFFICIENCY, "compute_efficiency")
+    mod, version = resolve_engine(engine, engine_version)
+    p = plan(arch, gpu=dev, tp=tp, pp=pp, num_gpus=tp * pp, max_model_len=wl.max_model_len, engine=mod.NAME,
+             kv_dtype=kv_dtype, weights_dtype=weights_dtype, engine_version=version, **engine_options)
+    from kvplan.planner import _PLANNER_OPTIONS
+
+    opts = {k: v for k, v in engine_options.items() if k not in _PLANNER_OPTIONS and k not in
+            ("kv_memory", "activation_bytes", "cuda_graph_bytes", "non_torch_bytes")}
+    dem = _demand(arch, mod.NAME, kv_dtype, tp, pp, wl, {**opts, "engine_version": version})
+    speed = _speed(arch, p, dev, dem, wl, mod.NAME, eta_bw, eta_fl, param_counts(arch), _allreduce(allreduce_us))
+    tpot, _, bound = speed.tpot_users(users)
+    step, _ = speed.step(users)
+    return Latency(users=users, step_ms=round(step * 1e3, 4), tpot_ms=round(tpot * 1e3, 4),
+                   prefill_ms=round(speed.prefill_mean_s * 1e3, 4), ttft_ms=round(speed.ttft_p95(users) * 1e3, 4),
+                   decode_tokens_per_s_per_user=round(1 / tpot, 3), bound=bound)
+
+
 def recommend(model: Model, *, users: int | None = None, request_rate: float | None = None,
               prompt_tokens: int | str | float | None = None, output_tokens: int | str | float | None = None,
               prompt_p95: int | str | float | None = None, output_p95: int | str | float | None = None,
@@ -401,7 +474,7 @@ def recommend(model: Model, *, users: int | None = None, request_rate: float | N
               max_tp: int = 8, max_pp: int = 4, max_gpus: int = MAX_GPUS,
               bandwidth_efficiency: float | None = None, compute_efficiency: float | None = None,
               gpu_memory_utilization: float | None = None, engine_version: str | None = None,
-              **engine_options: Any) -> Recommendation:
+              allreduce_us: float | None = None, **engine_options: Any) -> Recommendation:
     """Deployments that serve a workload within an SLA, best first.
 
     Workload: `users` (concurrent sessions) or `request_rate` (requests/s; concurrency from Little's
@@ -452,6 +525,7 @@ def recommend(model: Model, *, users: int | None = None, request_rate: float | N
             raise InvalidInputError(name, f"must be a whole number in 1..4096, got {value!r}")
     eta_bw = _efficiency(bandwidth_efficiency, DEFAULT_BANDWIDTH_EFFICIENCY, "bandwidth_efficiency")
     eta_fl = _efficiency(compute_efficiency, DEFAULT_COMPUTE_EFFICIENCY, "compute_efficiency")
+    ar_us = _allreduce(allreduce_us)
     counts = param_counts(arch)
     # engine_options: the engine's own knobs go to kv_cache/capacity too; planner knobs only to plan().
     from kvplan.planner import _PLANNER_OPTIONS
@@ -508,7 +582,7 @@ def recommend(model: Model, *, users: int | None = None, request_rate: float | N
                                        f"of KV per GPU, not enough for one {wl.max_model_len:,}-token request "
                                        f"(longest that fits: {p.max_model_len_that_fits:,})")
                                 continue
-                            speed = _speed(arch, p, dev, dem, wl, engine, eta_bw, eta_fl, counts)
+                            speed = _speed(arch, p, dev, dem, wl, engine, eta_bw, eta_fl, counts, ar_us)
                             res = _size(wl, sla, speed, n_mem, p, tp * pp, max_gpus)
                             if isinstance(res, tuple):
                                 reason, score, detail = res
@@ -522,21 +596,22 @@ def recommend(model: Model, *, users: int | None = None, request_rate: float | N
                 if not tp_ok:
                     break
 
-    deployments = [_deployment(arch, model, r, wl, price, eta_bw, eta_fl, launch_command) for r in found]
+    deployments = [_deployment(arch, model, r, wl, price, eta_bw, eta_fl) for r in found]
 
     def rank(d: Deployment):
         cost = d.usd_per_hour if price else None
         # Fewest GPUs (or cheapest), then the faster per-user decode (TP before PP), then capacity.
         return (cost is None, cost or 0.0, d.num_gpus, round(d.tpot_ms, 1), -d.max_users)
 
-    deployments.sort(key=rank)
+    order = sorted(range(len(deployments)), key=lambda i: rank(deployments[i]))
     seen: set[tuple] = set()
     best: list[Deployment] = []
-    for d in deployments:
+    for i in order:
+        d = deployments[i]
         key = (d.engine, d.engine_version, d.gpu, d.kv_dtype, d.weights_dtype)
         if key not in seen:
             seen.add(key)
-            best.append(d)
+            best.append(_with_launch(d, found[i], model, arch, launch_command))
 
     why = change = None
     changes: list[str] = []
@@ -546,7 +621,7 @@ def recommend(model: Model, *, users: int | None = None, request_rate: float | N
     notes = list(wl.notes)
     notes.append(LATENCY_NOTE.format(bw=eta_bw, fl=eta_fl))
     assumptions = {
-        "bandwidth_efficiency": eta_bw, "compute_efficiency": eta_fl,
+        "bandwidth_efficiency": eta_bw, "compute_efficiency": eta_fl, "allreduce_us": ar_us,
         "latency": LATENCY_NOTE.format(bw=eta_bw, fl=eta_fl),
         "kv_sizing": "each live request at prompt + output tokens; n users need shared prefix + n·μ + "
                      "1.645·√n·σ blocks (95th percentile of the sum), live requests weighted by output length",
@@ -659,7 +734,21 @@ def _size(wl: Workload, sla: SLA, speed: _Speed, n_mem: int, p, gpus_per_instanc
                 ttft=speed.ttft_p95(n), decode_bound=bound, rate=rate)
 
 
-def _deployment(arch, model, r: dict, wl: Workload, price: dict, eta_bw: float, eta_fl: float, launch_command):
+def _with_launch(d: Deployment, r: dict, model, arch, launch_command) -> Deployment:
+    """The deployment with its launch command (built only for the deployments returned)."""
+    p = r["plan"]
+    model_ref = model if isinstance(model, str) else arch.model_id
+    launch = launch_command(r["engine"], model_ref, tp=d.tp, pp=d.pp, max_model_len=d.max_model_len,
+                            max_num_seqs=d.max_users_per_instance, kv_dtype=d.kv_dtype, weights_dtype=r["wd"],
+                            memory_fraction=p.gpu_memory_utilization,
+                            model_dtype=p.weights_dtype if r["wd"] == "auto" else "")
+    notes = list(d.notes)
+    if d.replicas > 1 and launch:
+        notes.append(f"run {d.replicas} instances of the launch command behind a load balancer")
+    return dataclasses.replace(d, launch=launch, notes=tuple(notes))
+
+
+def _deployment(arch, model, r: dict, wl: Workload, price: dict, eta_bw: float, eta_fl: float):
     p, dev, dem = r["plan"], r["dev"], r["dem"]
     n, replicas, tp, pp = r["n"], r["replicas"], r["tp"], r["pp"]
     num_gpus = replicas * tp * pp
@@ -676,14 +765,7 @@ def _deployment(arch, model, r: dict, wl: Workload, price: dict, eta_bw: float, 
     gpu_price = price.get(dev.name)
     per_hour = None if gpu_price is None else gpu_price * num_gpus
     per_million = None if per_hour is None or out_tps <= 0 else per_hour / (out_tps * 3600) * 1e6
-    model_ref = model if isinstance(model, str) else arch.model_id
-    launch = launch_command(r["engine"], model_ref, tp=tp, pp=pp, max_model_len=wl.max_model_len,
-                            max_num_seqs=r["n_cap"], kv_dtype=p.kv_dtype if r["kv"] == "auto" else r["kv"],
-                            weights_dtype=r["wd"], memory_fraction=p.gpu_memory_utilization,
-                            model_dtype=p.weights_dtype if r["wd"] == "auto" else "")
-    notes = []
-    if replicas > 1 and launch:
-        notes.append(f"run {replicas} instances of the launch command behind a load balancer")
+    notes: list[str] = []
     kv_label = p.kv_dtype if r["kv"] == "auto" else r["kv"]
     return Deployment(
         engine=r["engine"], gpu=dev.name, num_gpus=num_gpus, tp=tp, pp=pp, replicas=replicas, kv_dtype=kv_label,
@@ -697,7 +779,7 @@ def _deployment(arch, model, r: dict, wl: Workload, price: dict, eta_bw: float, 
         output_tokens_per_s=round(out_tps, 1), price_per_gpu_hour=gpu_price,
         usd_per_hour=None if per_hour is None else round(per_hour, 2),
         usd_per_million_output_tokens=None if per_million is None else round(per_million, 4), memory=ledger,
-        memory_fraction=p.gpu_memory_utilization, launch=launch, notes=tuple(notes),
+        memory_fraction=p.gpu_memory_utilization, launch="", notes=tuple(notes),
         engine_version=p.engine_version)
 
 

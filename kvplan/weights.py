@@ -474,6 +474,13 @@ def weights_bytes(arch: ModelArch, dtype: str = "auto", tp: int = 1, pp: int = 1
     return _cached_weights_bytes(arch, dtype, tp, pp, expert_pad)
 
 
+@functools.lru_cache(maxsize=16)
+def _layer_classes(arch: ModelArch) -> dict[int, int]:
+    """Layer index -> the first index whose tensors are identical (most models repeat one layer)."""
+    first: dict[tuple, int] = {}
+    return {i: first.setdefault(tuple(ts), i) for i, ts in _tensors(arch)[1].items()}
+
+
 @functools.lru_cache(maxsize=512)
 def _cached_weights_bytes(arch: ModelArch, dtype: str, tp: int, pp: int, expert_pad: int) -> int:
     return _weights_bytes(arch, dtype, tp, pp, expert_pad)
@@ -491,11 +498,16 @@ def _weights_bytes(arch: ModelArch, dtype, tp: int, pp: int, expert_pad: int) ->
     first_kv = next((v for v in kv_heads.values() if v), 0)
     ranges = pp_layer_ranges(arch.num_layers, pp)
     best = 0
+    same = _layer_classes(arch)
+    per_layer: dict[tuple, int] = {}  # identical layers (same tensors, same KV heads) are counted once
     for stage, rng in enumerate(ranges):
         total = 0
         for i in rng:
-            total += sum(_tensor_bytes(t, tp, dense_bytes, scheme, kv_heads[i] or first_kv, expert_pad)
-                         for t in layers[i])
+            heads = kv_heads[i] or first_kv
+            key = (same[i], heads)
+            if key not in per_layer:
+                per_layer[key] = sum(_tensor_bytes(t, tp, dense_bytes, scheme, heads, expert_pad) for t in layers[i])
+            total += per_layer[key]
         if stage == 0:
             total += sum(_tensor_bytes(t, tp, dense_bytes, scheme, 0) for t in embed)
             # vLLM shards the vision tower's linear layers over TP like the LM's (Llama 4, Pixtral, Qwen-VL)
