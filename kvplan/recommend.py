@@ -583,7 +583,7 @@ def recommend(model: Model, *, users: int | None = None, request_rate: float | N
                                        f"(longest that fits: {p.max_model_len_that_fits:,})")
                                 continue
                             speed = _speed(arch, p, dev, dem, wl, engine, eta_bw, eta_fl, counts, ar_us)
-                            res = _size(wl, sla, speed, n_mem, p, tp * pp, max_gpus)
+                            res = _size(wl, sla, speed, n_mem, p, tp * pp, max_gpus, dev)
                             if isinstance(res, tuple):
                                 reason, score, detail = res
                                 reject(reason, score, f"{label}: {detail}")
@@ -634,9 +634,16 @@ def recommend(model: Model, *, users: int | None = None, request_rate: float | N
         elapsed_ms=round((time.perf_counter() - started) * 1e3, 1), notes=tuple(notes))
 
 
-def _size(wl: Workload, sla: SLA, speed: _Speed, n_mem: int, p, gpus_per_instance: int, max_gpus: int):
+def _vllm_max_num_seqs(dev: GPU) -> int:
+    """`vllm serve`'s default max_num_seqs, as the planner assumes it (ENGINE_KV_SPEC A.10)."""
+    big = dev.memory_bytes >= 70 * GiB and "A100" not in dev.name.upper()
+    return 1024 if big else 256
+
+
+def _size(wl: Workload, sla: SLA, speed: _Speed, n_mem: int, p, gpus_per_instance: int, max_gpus: int,
+          dev: GPU):
     """Users per instance and replicas for one candidate instance, or (reason, score, detail)."""
-    cap_seqs = 1024 if p.engine in ("vllm",) else 10**6
+    cap_seqs = _vllm_max_num_seqs(dev) if p.engine == "vllm" else 10**6
     tpot_sla = None if sla.tpot_ms is None else sla.tpot_ms / 1e3
     ttft_sla = None if sla.ttft_ms is None else sla.ttft_ms / 1e3
 
@@ -743,6 +750,9 @@ def _with_launch(d: Deployment, r: dict, model, arch, launch_command) -> Deploym
                             memory_fraction=p.gpu_memory_utilization,
                             model_dtype=p.weights_dtype if r["wd"] == "auto" else "")
     notes = list(d.notes)
+    if r["engine"] == "vllm" and d.max_users_per_instance < _vllm_max_num_seqs(r["dev"]):
+        notes.append("the activation peak is vLLM's at its default max_num_seqs; "
+                     f"--max-num-seqs {d.max_users_per_instance} needs less, so the real KV budget is a little larger")
     if d.replicas > 1 and launch:
         notes.append(f"run {d.replicas} instances of the launch command behind a load balancer")
     return dataclasses.replace(d, launch=launch, notes=tuple(notes))
