@@ -157,7 +157,7 @@ def test_tp_sizes_that_do_not_divide_the_heads_are_skipped():
     # Sliding window: gemma-3-27b-it has 52 local layers (window 1,024) and 10 global ones of 16 KV
     # heads × 128: the naive 62 × 16 × 128 × 2 × 2 = 507,904 B/token vs 10 × 8,192 = 81,920 B/token
     # growing with context (plus the windows).
-    ("google/gemma-3-27b-it", "H100", 32000, 50, 81_920, 507_904),
+    ("google/gemma-3-27b-it", "H100", 32000, 200, 81_920, 507_904),
     # Hybrid: Qwen3-Next-80B keeps KV in 12 of 48 layers (2 KV heads × 256): 12 × 2 × 256 × 2 × 2 =
     # 24,576 B/token; the other 36 are Gated DeltaNet with a fixed state. Naive: 48 layers = 98,304.
     ("Qwen/Qwen3-Next-80B-A3B-Thinking", "H100", 32000, 200, 24_576, 98_304),
