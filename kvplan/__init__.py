@@ -21,7 +21,7 @@ from kvplan.versions import EngineVersion
 __version__ = "0.1.0"
 
 __all__ = [
-    "kv_cache", "capacity", "sweep", "plan", "Plan", "min_gpus", "load_model", "list_models", "parse_config", "get_engine",
+    "kv_cache", "capacity", "sweep", "plan", "Plan", "min_gpus", "recommend", "Recommendation", "Deployment", "load_model", "list_models", "parse_config", "get_engine",
     "ENGINE_NAMES", "DEFAULT_ENGINE", "KVEstimate", "Capacity", "KindBytes", "ModelArch", "LayerSpec",
     "FullAttention", "SlidingWindow", "ChunkedLocal", "MLA", "RecurrentState", "NoCache",
     "KvplanError", "InvalidInputError", "UnsupportedConfigError", "UnknownModelError", "UnknownGPUError",
@@ -54,6 +54,16 @@ def __getattr__(name: str):
         import kvplan.hub  # binds kvplan.hub; `from kvplan import hub` here would recurse into this hook
 
         return kvplan.hub
+    if name in ("recommend", "Recommendation", "Deployment"):
+        # kvplan.recommend is also a module name; the module is callable (it forwards to the
+        # function), so either binding of the attribute works.
+        import kvplan.recommend as module
+
+        value = getattr(module, name)
+        if name != "recommend":
+            return value
+        globals()["recommend"] = value
+        return value
     if name == "validate":
         from kvplan.validate import validate
 

@@ -1,4 +1,4 @@
-"""`kvplan` command line: models, gpus, size, plan (and validate, when its extra is installed).
+"""`kvplan` command line: models, gpus, size, plan, recommend (and validate, when its extra is installed).
 
 Every command takes `--json` and then prints exactly one JSON object on stdout. Errors are one line
 on stderr and a non-zero exit (2 for bad input, 3 for an internal error), never a traceback.
@@ -188,6 +188,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-gpus", action="store_true",
                    help="search the smallest TP / number of GPUs that fits --users")
     _add_layout(p, llama=False)
+
+    p = sub.add_parser("recommend", help="GPUs, layout, users, latency, cost and launch command for a workload")
+    p.add_argument("model", help="bundled id, config.json path, folder, .gguf file, or Hub id")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--users", type=_int("users"), help="concurrent users (sessions)")
+    who.add_argument("--request-rate", type=float, help="requests per second (concurrency from Little's law)")
+    p.add_argument("--prompt-tokens", type=_tokens("prompt_tokens"), help="mean prompt length: 1000, 8k")
+    p.add_argument("--output-tokens", type=_tokens("output_tokens"), help="mean output length")
+    p.add_argument("--prompt-p95", type=_tokens("prompt_p95"), help="95th-percentile prompt length")
+    p.add_argument("--output-p95", type=_tokens("output_p95"), help="95th-percentile output length")
+    p.add_argument("--lengths", help="CSV/JSON of per-request lengths (prompt_tokens, output_tokens[, count])")
+    p.add_argument("--prefix-tokens", type=_tokens("prefix_tokens"), default=0,
+                   help="shared system-prompt tokens (stored once with prefix caching)")
+    p.add_argument("--max-model-len", type=_tokens("max_model_len"),
+                   help="engine max_model_len (default: the longest request)")
+    speed = p.add_mutually_exclusive_group()
+    speed.add_argument("--tpot-ms", type=float, help="SLA: time per output token per user, ms")
+    speed.add_argument("--min-tokens-per-s-per-user", type=float, help="SLA: decode tokens/s per user")
+    p.add_argument("--ttft-ms", type=float, help="SLA: time to first token for a p95 prompt, ms")
+    p.add_argument("--gpu", action="append", help="catalog GPU, repeatable (default: H100, H200, B200, "
+                                                  "A100-80GB, L40S)")
+    p.add_argument("--price", action="append", metavar="GPU=USD", help="$/GPU-hour, repeatable: H100=2.49")
+    p.add_argument("--engine", action="append", help=f"engine, repeatable: {', '.join(ENGINE_NAMES)} "
+                                                     "(default vllm); ENGINE@VERSION pins a release, e.g. vllm@0.19")
+    p.add_argument("--engine-version", metavar="X.Y[.Z]",
+                   help="engine release whose rules apply to every --engine (default: the newest modelled)")
+    p.add_argument("--kv-dtype", default="auto", help="auto, any (auto and fp8; f16 and q8_0 for llama.cpp), "
+                                                      "or a dtype")
+    p.add_argument("--weights-dtype", action="append", help="auto (default), fp8, int4, ... repeatable")
+    p.add_argument("--max-tp", type=_int("max_tp"), default=8, help="largest tensor-parallel size (default 8)")
+    p.add_argument("--max-pp", type=_int("max_pp"), default=4, help="largest pipeline-parallel size (default 4)")
+    p.add_argument("--max-gpus", type=_int("max_gpus"), default=1024, help="most GPUs in all (default 1024)")
+    p.add_argument("--bandwidth-efficiency", type=float, help="achieved share of peak HBM bandwidth (default 0.75)")
+    p.add_argument("--compute-efficiency", type=float, help="achieved share of peak FLOP/s (default 0.55)")
+    p.add_argument("--gpu-memory-utilization", type=float,
+                   help="vLLM gpu_memory_utilization / SGLang mem_fraction_static / TRT-LLM fraction")
+    p.add_argument("--top", type=_int("top"), default=10, help="deployments to print (default 10)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="an engine option (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("validate", help="measure the real KV cache with torch (CUDA, or CPU), or start the installed "
                                         "engine (--engine) with dummy weights and explain its startup log")
@@ -406,6 +445,71 @@ def _quiet_heavy_imports() -> None:
     for name in ("transformers", "torch"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
+def _prices(items) -> dict[str, float] | None:
+    if not items:
+        return None
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise InvalidInputError("--price", f"expected GPU=USD per GPU-hour, got {item!r}") from None
+        if not sep or not name.strip():
+            raise InvalidInputError("--price", f"expected GPU=USD per GPU-hour, got {item!r}")
+    return out
+
+
+def cmd_recommend(args) -> int:
+    from kvplan.recommend import recommend
+
+    r = recommend(_model(args), users=args.users, request_rate=args.request_rate, prompt_tokens=args.prompt_tokens,
+                  output_tokens=args.output_tokens, prompt_p95=args.prompt_p95, output_p95=args.output_p95,
+                  lengths=args.lengths, prefix_tokens=args.prefix_tokens, max_model_len=args.max_model_len,
+                  tpot_ms=args.tpot_ms, min_tokens_per_s_per_user=args.min_tokens_per_s_per_user,
+                  ttft_ms=args.ttft_ms, gpus=args.gpu, prices=_prices(args.price), engines=args.engine or "vllm",
+                  kv_dtype=args.kv_dtype, weights_dtype=args.weights_dtype or "auto", max_tp=args.max_tp,
+                  max_pp=args.max_pp, max_gpus=args.max_gpus, bandwidth_efficiency=args.bandwidth_efficiency,
+                  compute_efficiency=args.compute_efficiency, gpu_memory_utilization=args.gpu_memory_utilization,
+                  engine_version=args.engine_version, **_engine_options(args))
+    if args.json:
+        _print_json(r.to_dict())
+        return 0
+    wl = r.workload
+    who = f"{wl.users:,} concurrent users" if wl.users is not None else f"{wl.request_rate:g} requests/s"
+    print(f"{r.model}: {who}, prompts {wl.prompt_tokens:,.0f} (p95 {wl.prompt_p95:,}) + outputs "
+          f"{wl.output_tokens:,.0f} (p95 {wl.output_p95:,}) tokens, max_model_len {wl.max_model_len:,}"
+          + (f", shared prefix {wl.prefix_tokens:,}" if wl.prefix_tokens else ""))
+    sla = [f"TPOT <= {r.sla.tpot_ms:g} ms" if r.sla.tpot_ms else "", f"TTFT <= {r.sla.ttft_ms:g} ms" if r.sla.ttft_ms else ""]
+    print(f"  SLA: {', '.join(x for x in sla if x) or 'none'}; searched {r.candidates} candidates "
+          f"({', '.join(r.engines)} on {', '.join(r.gpus)})")
+    if not r.fits:
+        print(f"  nothing fits: {r.why_not}")
+        for change in r.changes:
+            print(f"  try: {change}")
+    for i, d in enumerate(r.deployments[:args.top], 1):
+        cost = f", ${d.usd_per_hour:,.2f}/h, ${d.usd_per_million_output_tokens:,.3f}/M output tokens" \
+            if d.usd_per_hour is not None else ""
+        replicas = f"{d.replicas} replica{'s' if d.replicas > 1 else ''}"
+        print(f"{i}. {d.num_gpus} × {d.gpu} ({_engine_label(d.engine, d.engine_version)}: tp={d.tp} pp={d.pp} × "
+              f"{replicas}), KV {d.kv_dtype}, "
+              f"weights {d.weights_dtype}{cost}")
+        print(f"   {d.users:,} users ({d.max_users:,} max, {d.max_users_per_instance} per instance; binding: "
+              f"{d.binding}); TPOT {d.tpot_ms:.1f} ms = {d.decode_tokens_per_s_per_user:.1f} tok/s/user, "
+              f"{d.decode_tokens_per_s_per_gpu:,.0f} tok/s/GPU; TTFT {d.ttft_ms:,.0f} ms; {d.requests_per_s:.2f} req/s")
+        m = d.memory
+        print(f"   per GPU: weights {fmt_bytes(m.weights_bytes)}, activation {fmt_bytes(m.activation_bytes)}, "
+              f"non-torch {fmt_bytes(m.non_torch_bytes)}, CUDA graphs {fmt_bytes(m.cuda_graph_bytes)}, KV "
+              f"{fmt_bytes(m.kv_used_bytes)} used of {fmt_bytes(m.kv_budget_bytes)}, unreserved "
+              f"{fmt_bytes(m.unreserved_bytes)} (of {fmt_bytes(m.gpu_memory_bytes)})")
+        if d.launch:
+            print(f"   $ {d.launch}")
+        for note in d.notes:
+            print(f"   note: {note}")
+    for note in r.notes:
+        print(f"  note: {note}")
+    return 0
+
 
 def cmd_validate(args) -> int:
     if args.engine:
@@ -490,7 +594,7 @@ def cmd_explain(args) -> int:
 
 
 COMMANDS = {"models": cmd_models, "gpus": cmd_gpus, "versions": cmd_versions, "size": cmd_size, "plan": cmd_plan,
-            "validate": cmd_validate, "explain": cmd_explain}
+            "recommend": cmd_recommend, "validate": cmd_validate, "explain": cmd_explain}
 
 
 _ASCII = {"×": "x", "·": "*", "—": "-", "–": "-", "≈": "~", "≤": "<=", "≥": ">=", "→": "->", "…": "..."}

@@ -13,6 +13,7 @@ allocation rules or budgets; the planner gives it the bytes.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, SlidingWindow
@@ -32,8 +33,11 @@ def step_time_s(bytes_read: int, flops: float, bandwidth_bytes_per_s: int, peak_
     return max(memory, compute)
 
 
+@functools.lru_cache(maxsize=1024)
 def attention_flops_per_token(arch: ModelArch, context_len: int) -> int:
-    """FLOPs of QKᵀ and PV for one new token attending to `context_len` cached tokens (all layers)."""
+    """FLOPs of QKᵀ and PV for one new token attending to `context_len` cached tokens (all layers).
+
+    Memoised: a recommendation asks for the same few lengths on every candidate layout."""
     heads = arch.weight_dims.num_attention_heads
     total = 0
     for spec in arch.layers:

@@ -20,6 +20,7 @@ kernel-specific repacking: vLLM's mxfp4 MoE kernels pad gpt-oss expert matrices,
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -299,12 +300,18 @@ def _list_tensors(arch: ModelArch) -> tuple[list[_Tensor], dict[int, list[_Tenso
 
 
 def param_counts(arch: ModelArch) -> ParamCounts:
-    """Parameter counts by kind, computed from the config.
+    """Parameter counts by kind, computed from the config (memoised per arch: the recommender asks
+    for the same model many times).
 
     >>> from kvplan import load_model
     >>> param_counts(load_model("meta-llama/Llama-3.1-8B")).total
     8030261248
     """
+    return _param_counts(arch)
+
+
+@functools.lru_cache(maxsize=64)
+def _param_counts(arch: ModelArch) -> ParamCounts:
     embed, layers, head, mtp = _tensors(arch)
     sums: dict[str, int] = {}
     for t in embed + [t for ts in layers.values() for t in ts] + head + mtp:
@@ -462,6 +469,25 @@ def weights_bytes(arch: ModelArch, dtype: str = "auto", tp: int = 1, pp: int = 1
             raise InvalidInputError(name, f"must be a positive whole number, got {value!r}")
     if pp > arch.num_layers:
         raise InvalidInputError("pp", f"{pp} pipeline stages for {arch.num_layers} layers")
+    if not isinstance(dtype, str) or not isinstance(expert_pad, int):
+        return _weights_bytes(arch, dtype, tp, pp, expert_pad)
+    # Memoised: a recommendation plans the same model on many GPUs (weights do not depend on the GPU).
+    return _cached_weights_bytes(arch, dtype, tp, pp, expert_pad)
+
+
+@functools.lru_cache(maxsize=16)
+def _layer_classes(arch: ModelArch) -> dict[int, int]:
+    """Layer index -> the first index whose tensors are identical (most models repeat one layer)."""
+    first: dict[tuple, int] = {}
+    return {i: first.setdefault(tuple(ts), i) for i, ts in _tensors(arch)[1].items()}
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_weights_bytes(arch: ModelArch, dtype: str, tp: int, pp: int, expert_pad: int) -> int:
+    return _weights_bytes(arch, dtype, tp, pp, expert_pad)
+
+
+def _weights_bytes(arch: ModelArch, dtype, tp: int, pp: int, expert_pad: int) -> int:
     dense, _ = resolve_weights_dtype(arch, dtype)
     key = str(dtype).strip().lower()
     key = key if key in WEIGHT_DTYPES else dense
@@ -473,11 +499,16 @@ def weights_bytes(arch: ModelArch, dtype: str = "auto", tp: int = 1, pp: int = 1
     first_kv = next((v for v in kv_heads.values() if v), 0)
     ranges = pp_layer_ranges(arch.num_layers, pp)
     best = 0
+    same = _layer_classes(arch)
+    per_layer: dict[tuple, int] = {}  # identical layers (same tensors, same KV heads) are counted once
     for stage, rng in enumerate(ranges):
         total = 0
         for i in rng:
-            total += sum(_tensor_bytes(t, tp, dense_bytes, scheme, kv_heads[i] or first_kv, expert_pad)
-                         for t in layers[i])
+            heads = kv_heads[i] or first_kv
+            key = (same[i], heads)
+            if key not in per_layer:
+                per_layer[key] = sum(_tensor_bytes(t, tp, dense_bytes, scheme, heads, expert_pad) for t in layers[i])
+            total += per_layer[key]
         if stage == 0:
             total += sum(_tensor_bytes(t, tp, dense_bytes, scheme, 0) for t in embed)
             # vLLM shards the vision tower's linear layers over TP like the LM's (Llama 4, Pixtral, Qwen-VL)

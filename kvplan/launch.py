@@ -1,0 +1,116 @@
+"""Launch commands: one small function per engine turning a deployment into a command line.
+
+The numbers in each command are the ones kvplan assumed when it sized the deployment (parallel
+sizes, max_model_len, the memory fraction, the concurrency cap, the KV dtype), so what you launch is
+what was planned. A command starts one engine instance (tp × pp GPUs); `replicas` instances go
+behind a load balancer. Flags, by engine (checked against each engine's CLI reference):
+
+* vLLM (`vllm serve`): --tensor-parallel-size, --pipeline-parallel-size, --max-model-len,
+  --gpu-memory-utilization, --max-num-seqs, --kv-cache-dtype, --quantization fp8 (online fp8 weights).
+* SGLang (`python -m sglang.launch_server`): --tp-size, --pp-size, --context-length,
+  --mem-fraction-static, --max-running-requests, --kv-cache-dtype (fp8_e4m3), --quantization fp8.
+* llama.cpp (`llama-server`): -c is the context of all slots together (per-slot × -np), -np slots,
+  -ctk/-ctv cache types (a quantized V cache needs flash attention: -fa on), -ngl 999 offloads every
+  layer, --split-mode layer spreads layers over several GPUs.
+* TensorRT-LLM (`trtllm-serve`): --tp_size, --pp_size, --max_batch_size, --max_seq_len,
+  --kv_cache_free_gpu_memory_fraction; an fp8 KV cache is set in an --extra_llm_api_options YAML.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+__all__ = ["launch_command", "vllm", "sglang", "llamacpp", "trtllm"]
+
+
+def _q(text: str) -> str:
+    """Shell-quote anything that came from a user (model ids, paths)."""
+    return shlex.quote(str(text))
+
+
+def _is_fp8(dtype: str) -> bool:
+    return dtype.startswith("fp8")
+
+
+def vllm(model: str, *, tp: int, pp: int, max_model_len: int, gpu_memory_utilization: float | None,
+         max_num_seqs: int, kv_dtype: str, weights_dtype: str, model_dtype: str = "") -> str:
+    parts = ["vllm serve", _q(model), f"--tensor-parallel-size {tp}"]
+    if pp > 1:
+        parts.append(f"--pipeline-parallel-size {pp}")
+    parts.append(f"--max-model-len {max_model_len}")
+    if gpu_memory_utilization is not None:
+        parts.append(f"--gpu-memory-utilization {gpu_memory_utilization:g}")
+    parts.append(f"--max-num-seqs {max_num_seqs}")
+    if _is_fp8(kv_dtype):
+        parts.append("--kv-cache-dtype fp8")
+    elif kv_dtype == "nvfp4":
+        parts.append("--kv-cache-dtype nvfp4")
+    if _is_fp8(weights_dtype) and not _is_fp8(model_dtype):
+        parts.append("--quantization fp8")
+    return " ".join(parts)
+
+
+def sglang(model: str, *, tp: int, pp: int, max_model_len: int, mem_fraction_static: float | None,
+           max_running_requests: int, kv_dtype: str, weights_dtype: str, model_dtype: str = "") -> str:
+    parts = ["python -m sglang.launch_server", f"--model-path {_q(model)}", f"--tp-size {tp}"]
+    if pp > 1:
+        parts.append(f"--pp-size {pp}")
+    parts.append(f"--context-length {max_model_len}")
+    if mem_fraction_static is not None:
+        parts.append(f"--mem-fraction-static {mem_fraction_static:g}")
+    parts.append(f"--max-running-requests {max_running_requests}")
+    if _is_fp8(kv_dtype):
+        parts.append(f"--kv-cache-dtype {'fp8_e5m2' if kv_dtype == 'fp8_e5m2' else 'fp8_e4m3'}")
+    if _is_fp8(weights_dtype) and not _is_fp8(model_dtype):
+        parts.append("--quantization fp8")
+    return " ".join(parts)
+
+
+_LLAMA_TYPES = {"fp16": "f16", "bf16": "bf16", "fp32": "f32"}
+
+
+def llamacpp(model: str, *, pp: int, max_model_len: int, slots: int, kv_dtype: str) -> str:
+    gguf = model if str(model).lower().endswith(".gguf") else f"{str(model).rsplit('/', 1)[-1]}.gguf"
+    cache = _LLAMA_TYPES.get(kv_dtype, kv_dtype)
+    parts = ["llama-server", f"-m {_q(gguf)}", f"-c {max_model_len * slots}", f"-np {slots}", "-ngl 999",
+             f"-ctk {cache}", f"-ctv {cache}"]
+    if cache not in ("f16", "bf16", "f32"):
+        parts.append("-fa on")  # a quantized V cache needs flash attention
+    if pp > 1:
+        parts.append(f"--split-mode layer --tensor-split {','.join(['1'] * pp)}")
+    return " ".join(parts)
+
+
+def trtllm(model: str, *, tp: int, pp: int, max_model_len: int, free_gpu_memory_fraction: float | None,
+           max_batch_size: int, kv_dtype: str) -> str:
+    parts = ["trtllm-serve", _q(model), f"--tp_size {tp}", f"--pp_size {pp}", f"--max_batch_size {max_batch_size}",
+             f"--max_seq_len {max_model_len}"]
+    if free_gpu_memory_fraction is not None:
+        parts.append(f"--kv_cache_free_gpu_memory_fraction {free_gpu_memory_fraction:g}")
+    cmd = " ".join(parts)
+    if _is_fp8(kv_dtype) or kv_dtype in ("int8", "nvfp4"):
+        dtype = "fp8" if _is_fp8(kv_dtype) else kv_dtype
+        return (f"printf 'kv_cache_config:\\n  dtype: {dtype}\\n' > kv_cache.yaml && {cmd} "
+                "--extra_llm_api_options kv_cache.yaml")
+    return cmd
+
+
+def launch_command(engine: str, model: str, *, tp: int, pp: int, max_model_len: int, max_num_seqs: int,
+                   kv_dtype: str, weights_dtype: str, memory_fraction: float | None,
+                   model_dtype: str = "") -> str:
+    """The command that starts one instance of this deployment ("" for profiles that are not servers:
+    transformers, naive)."""
+    if engine == "vllm":
+        return vllm(model, tp=tp, pp=pp, max_model_len=max_model_len, gpu_memory_utilization=memory_fraction,
+                    max_num_seqs=max_num_seqs, kv_dtype=kv_dtype, weights_dtype=weights_dtype,
+                    model_dtype=model_dtype)
+    if engine == "sglang":
+        return sglang(model, tp=tp, pp=pp, max_model_len=max_model_len, mem_fraction_static=memory_fraction,
+                      max_running_requests=max_num_seqs, kv_dtype=kv_dtype, weights_dtype=weights_dtype,
+                      model_dtype=model_dtype)
+    if engine == "llama.cpp":
+        return llamacpp(model, pp=pp, max_model_len=max_model_len, slots=max_num_seqs, kv_dtype=kv_dtype)
+    if engine == "trtllm":
+        return trtllm(model, tp=tp, pp=pp, max_model_len=max_model_len, free_gpu_memory_fraction=memory_fraction,
+                      max_batch_size=max_num_seqs, kv_dtype=kv_dtype)
+    return ""
