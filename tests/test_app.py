@@ -21,16 +21,20 @@ PAGES = "kvplan/ui/pages"
 TIMEOUT = 60
 
 
-def _app(**params: str) -> AppTest:
+def _app(page: str = "size", **params: str) -> AppTest:
+    """The app opened with `params` in the URL, on `page` (Plan is the landing page; the sidebar
+    tests below are Size's, so that is the default here)."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     for k, v in params.items():
         at.query_params[k] = v
-    return at.run()
+    at.run()
+    if page != "plan":
+        at.switch_page(f"{PAGES}/{page}.py").run()
+    return at
 
 
 def _page(name: str, **params: str) -> AppTest:
-    at = _app(**params)
-    at.switch_page(f"{PAGES}/{name}.py").run()
+    at = _app(name, **params)
     assert not at.exception
     return at
 

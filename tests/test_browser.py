@@ -150,7 +150,7 @@ def _check(page, name: str, min_charts: int) -> None:
     assert not errors, f"{name}: console errors {errors}"
 
 
-PAGES = [("size", "", 2), ("compare", "compare", 3), ("why", "why_a_kv_cache", 1)]
+PAGES = [("size", "size", 2), ("compare", "compare", 3), ("why", "why_a_kv_cache", 1)]
 
 
 @pytest.mark.parametrize("name,path,charts", PAGES, ids=[p[0] for p in PAGES])
@@ -179,7 +179,7 @@ def test_accuracy_page_with_uploaded_report(server, browser_page, tmp_path):
 
 
 def test_shared_link_reproduces_the_view(server, browser_page):
-    _open(browser_page, f"{server}/?model=google/gemma-2-9b&engine=llama.cpp&ctx=8k")
+    _open(browser_page, f"{server}/size?model=google/gemma-2-9b&engine=llama.cpp&ctx=8k")
     _check(browser_page, "size_shared_link", 2)
     sidebar = browser_page.locator('[data-testid="stSidebar"]').inner_text()
     assert "google/gemma-2-9b · 21 sliding, 21 full" in sidebar
@@ -189,7 +189,7 @@ def test_shared_link_reproduces_the_view(server, browser_page):
 
 
 def test_bad_input_shows_inline_message(server, browser_page):
-    _open(browser_page, f"{server}/?ctx=lots")
+    _open(browser_page, f"{server}/size?ctx=lots")
     _settle(browser_page, 0)
     browser_page.screenshot(path=str(SHOTS / "bad_context.png"), full_page=True)
     assert browser_page.locator('[data-testid="stException"]').count() == 0
@@ -200,7 +200,7 @@ def test_bad_input_shows_inline_message(server, browser_page):
 def test_uploaded_config_and_broken_upload(server, browser_page, tmp_path):
     """What AppTest cannot drive: st.file_uploader, with a real config.json and a broken one."""
     from kvplan.registry import bundled_config
-    _open(browser_page, f"{server}/?src=Upload")
+    _open(browser_page, f"{server}/size?src=Upload")
     _settle(browser_page, 0)
     good = tmp_path / "my-model.json"
     good.write_text(json.dumps(bundled_config("Qwen/Qwen3-8B")))

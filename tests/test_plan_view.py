@@ -105,8 +105,11 @@ def test_chart_marks_target_fit_and_longest():
     assert any(s.type == "rect" and s.y1 == 1 for s in shapes)  # the does-not-fit band ends at 1 user
     assert any(s.y0 == 100 and s.y1 == 100 for s in shapes)  # target line
     assert any(s.x0 == 8000 and s.x1 == 8000 for s in shapes)  # the workload's request length
-    texts = [a.text for a in fig.layout.annotations]
-    assert "target: 100 users" in texts and any("does not fit" in t for t in texts)
+    texts = {a.text: a for a in fig.layout.annotations}
+    assert "does not fit (0 users)" in texts
+    # On a log axis an annotation's position is log10 of the value.
+    assert texts["target: 100 users"].y == 2
+    assert texts["your requests: 8,000 tokens"].x == pytest.approx(math.log10(8000))
 
 
 def test_chart_escapes_names():
@@ -114,3 +117,35 @@ def test_chart_escapes_names():
             {"deployment": "<b>x</b>", "context_len": 2048, "users": 1}]
     fig = plan_chart.users_vs_context(rows, title="<a href='http://e'>t</a>")
     assert "<" not in fig.data[0].name and "<a" not in fig.layout.title.text
+
+
+def test_answer_and_table_read_as_sentences():
+    from kvplan.recommend import recommend
+    rec = recommend("meta-llama/Llama-3.1-70B", users=100, prompt_tokens=7000, output_tokens=1000,
+                    gpus=["H100-SXM", "H200"])
+    best = rec.best
+    sentence = pv.answer_sentence(rec)
+    assert sentence.startswith(f"{best.num_gpus} × {best.gpu} (") and "serve 100 users of 8,000 tokens" in sentence
+    rows = pv.alternatives_rows(rec)
+    assert len(rows) == len(rec.deployments) >= 2
+    for row in rows:
+        assert all("_" not in k for k in row)  # human column names
+        assert all(v is not None and "None" not in str(v) for v in row.values())
+    # The ledger's parts add up to the GPU, and the table ends with the total.
+    ledger = pv.ledger_rows(best)
+    assert sum(r["bytes"] for r in ledger) == best.memory.gpu_memory_bytes
+    assert pv.ledger_table(ledger, best.memory.gpu_memory_bytes)[-1]["Part"] == "total"
+    assert any("not measurements" in line for line in pv.latency_notes(rec))
+
+
+def test_fixed_deployment_sentence():
+    arch = kvplan.load_model("meta-llama/Llama-3.1-70B")
+    p = pv.fixed_plan(arch, gpu="H100-SXM", num_gpus=8, tp=4, engine="vllm", kv_dtype="auto", weights_dtype="auto",
+                      prefix_tokens=0, request_tokens=8000)
+    users = pv.fixed_users(p)
+    assert users == p.total_sequences >= 2  # 2 replicas
+    assert pv.fixed_sentence(p) == f"8 × H100-SXM (TP 4 × 2 replicas) on vLLM hold {users:,} users of 8,000 tokens at once."
+    tiny = pv.fixed_plan(arch, gpu="L4", num_gpus=1, tp=1, engine="vllm", kv_dtype="auto", weights_dtype="auto",
+                         prefix_tokens=0, request_tokens=8000)
+    assert "not one 8,000-token request fits" in pv.fixed_sentence(tiny)
+    assert sum(r["bytes"] for r in pv.fixed_ledger_rows(p)) == p.gpu_memory_bytes

@@ -37,6 +37,9 @@ def users_vs_context(rows: list[dict[str, Any]], *, target_users: int | None = N
     """One line per deployment (`rows`: deployment, context_len, users), log x and log y.
 
     `longest`: the longest context at which `target_users` fit on the first deployment (marked).
+    Built as one dict (no template, no add_hline helpers): plotly validates a template and each
+    helper call again, which cost ~250 ms per figure on a busy 2-core box; this costs ~20 ms.
+    Annotations on a log axis take log10 of the value, so labels are placed by hand.
     """
     series: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
@@ -44,43 +47,73 @@ def users_vs_context(rows: list[dict[str, Any]], *, target_users: int | None = N
     contexts = sorted({r["context_len"] for r in rows})
     top = max([r["users"] for r in rows] + [target_users or 0, 1])
     y_hi = math.log10(top) + 0.25
-    fig = go.Figure()
-    fig.add_hrect(y0=0.3, y1=1, fillcolor="#d62728", opacity=0.08, line_width=0, layer="below")
-    fig.add_annotation(x=0.01, xref="paper", y=math.log10(0.7), yref="y", text="does not fit (0 users)",
-                       showarrow=False, xanchor="left", font=dict(color="#a01c1c", size=12))
+    data: list[dict[str, Any]] = []
     for i, (name, rs) in enumerate(series.items()):
         rs = sorted(rs, key=lambda r: r["context_len"])
-        fig.add_trace(go.Scatter(
-            x=[r["context_len"] for r in rs], y=[r["users"] if r["users"] >= 1 else FLOOR for r in rs],
+        data.append(dict(
+            type="scatter", x=[r["context_len"] for r in rs], y=[r["users"] if r["users"] >= 1 else FLOOR for r in rs],
             customdata=[r["users"] for r in rs], name=_esc(name), mode="lines+markers", line_shape="hv",
             marker=dict(size=5), line=dict(color=COLORS[i % len(COLORS)], width=3 if i == 0 else 2),
             hovertemplate="%{customdata:,} users at %{x:,} tokens<extra>%{fullData.name}</extra>"))
+    shapes: list[dict[str, Any]] = [dict(type="rect", xref="paper", x0=0, x1=1, yref="y", y0=0.3, y1=1,
+                                         fillcolor="#d62728", opacity=0.08, line_width=0, layer="below")]
+    notes: list[dict[str, Any]] = [dict(x=0.01, xref="paper", y=math.log10(0.7), yref="y", showarrow=False,
+                                        text="does not fit (0 users)", xanchor="left",
+                                        font=dict(color="#a01c1c", size=12))]
     if target_users:
-        fig.add_hline(y=target_users, line_dash="dash", line_color="#444",
-                      annotation_text=f"target: {target_users:,} users", annotation_position="top left")
+        shapes.append(dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=target_users, y1=target_users,
+                           line=dict(dash="dash", color="#444")))
+        notes.append(dict(x=0.01, xref="paper", y=math.log10(target_users), yref="y", yanchor="bottom",
+                          text=f"target: {target_users:,} users", showarrow=False, xanchor="left"))
     if request_tokens:
-        fig.add_vline(x=request_tokens, line_dash="dot", line_color="#888",
-                      annotation_text=f"your requests: {request_tokens:,} tokens",
-                      annotation_position="bottom right" if request_tokens < contexts[-1] / 8 else "bottom left")
-    if longest and target_users:
-        fig.add_trace(go.Scatter(
-            x=[longest], y=[target_users], mode="markers+text", name="longest context that fits",
+        shapes.append(dict(type="line", xref="x", x0=request_tokens, x1=request_tokens, yref="paper", y0=0, y1=1,
+                           line=dict(dash="dot", color="#888")))
+        left = request_tokens > contexts[-1] / 8
+        notes.append(dict(x=math.log10(request_tokens), xref="x", y=0.02, yref="paper", yanchor="bottom",
+                          text=f"your requests: {request_tokens:,} tokens", showarrow=False,
+                          xanchor="right" if left else "left", xshift=-4 if left else 4,
+                          font=dict(color="#666", size=11)))
+    if longest and target_users and longest >= contexts[0]:
+        data.append(dict(
+            type="scatter", x=[longest], y=[target_users], mode="markers+text", name="longest context that fits",
             marker=dict(symbol="diamond", size=13, color="#d62728", line=dict(color="white", width=1)),
             text=[f"{target_users:,} users fit up to {longest:,} tokens"],
-            textposition="top right" if longest < contexts[-1] / 16 else "top left",
+            textposition="top right" if longest < contexts[-1] / 16 else "bottom left",
             hovertemplate=f"{target_users:,} users fit up to {longest:,} tokens each<extra></extra>"))
     decades = range(0, int(math.floor(y_hi)) + 1)
-    fig.update_yaxes(type="log", range=[math.log10(0.3), y_hi], tickvals=[10 ** d for d in decades],
-                     ticktext=[f"{10 ** d:,}" for d in decades], title="concurrent users (whole requests)")
     ticks = [1 << k for k in range(contexts[0].bit_length() - 1, contexts[-1].bit_length())
              if contexts[0] <= 1 << k <= contexts[-1]]
     if len(ticks) > 9:  # 1k, 4k, 16k, ...: every other power of two keeps the labels apart
         ticks = ticks[::2]
     lo, hi = math.log10(contexts[0]), math.log10(contexts[-1])
     pad = 0.02 * (hi - lo or 1)
-    fig.update_xaxes(type="log", tickvals=ticks, ticktext=[_tok(c) for c in ticks], range=[lo - pad, hi + pad],
-                     title="tokens per request (context)")
-    fig.update_layout(title=dict(text=_esc(title), y=0.98, yanchor="top"), template="plotly_white", height=420,
-                      margin=dict(l=10, r=10, t=40, b=10), hovermode="closest",
-                      legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
-    return fig
+    layout = dict(
+        title=dict(text=_esc(title), y=0.98, yanchor="top"), height=420, margin=dict(l=10, r=10, t=40, b=10),
+        hovermode="closest", legend=dict(orientation="h", yanchor="top", y=-0.2, x=0), shapes=shapes,
+        annotations=notes,
+        yaxis=dict(type="log", range=[math.log10(0.3), y_hi], tickvals=[10 ** d for d in decades],
+                   ticktext=[f"{10 ** d:,}" for d in decades], title=dict(text="concurrent users (whole requests)"),
+                   gridcolor="#e8e8e8"),
+        xaxis=dict(type="log", tickvals=ticks, ticktext=[_tok(c) for c in ticks], range=[lo - pad, hi + pad],
+                   title=dict(text="tokens per request (context)"), gridcolor="#e8e8e8"))
+    return go.Figure(dict(data=data, layout=layout))
+
+
+LEDGER_COLORS = {"weights": "#636efa", "activations": "#ef553b", "overhead": "#ab63fa", "KV in use": "#00a67e",
+                 "KV free": "#9fe3c9", "not reserved": "#d9dde6"}
+
+
+def memory_ledger(rows: list[dict[str, Any]], *, title: str) -> go.Figure:
+    """One GPU's memory as one stacked horizontal bar (`rows`: part, bytes), in GiB."""
+    data = []
+    for r in rows:
+        gib = r["bytes"] / 2**30
+        data.append(dict(type="bar", y=["per GPU"], x=[gib], name=_esc(r["part"]), orientation="h",
+                         marker=dict(color=LEDGER_COLORS.get(r["part"])), text=[f"{gib:,.1f}"],
+                         textposition="inside", insidetextanchor="middle",
+                         hovertemplate=f"{_esc(r['part'])}: %{{x:,.2f}} GiB<extra></extra>"))
+    layout = dict(barmode="stack", height=190, title=dict(text=_esc(title), y=0.95),
+                  margin=dict(l=10, r=10, t=36, b=10), hovermode="closest", showlegend=True,
+                  legend=dict(orientation="h", yanchor="top", y=-0.35, x=0), uniformtext=dict(minsize=9, mode="hide"),
+                  xaxis=dict(rangemode="tozero"), yaxis=dict(showticklabels=False))
+    return go.Figure(dict(data=data, layout=layout))

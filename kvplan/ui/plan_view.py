@@ -139,3 +139,145 @@ def layout_text(tp: int, pp: int, replicas: int) -> str:
     if replicas > 1:
         parts.append(plural(replicas, "replica"))
     return " × ".join(parts) if parts else "single GPU"
+
+
+ENGINE_LABELS = {"vllm": "vLLM", "sglang": "SGLang", "llama.cpp": "llama.cpp", "trtllm": "TensorRT-LLM",
+                 "transformers": "transformers", "naive": "textbook formula"}
+BINDING_LABELS = {"kv_memory": "KV cache memory", "bandwidth": "memory bandwidth (ms/token target)",
+                  "compute": "compute (ms/token target)", "ttft": "first-token target", "prefill": "prefill load",
+                  "max_num_seqs": "engine's sequence cap", "weights": "weights"}
+
+
+def engine_label(engine: str) -> str:
+    return ENGINE_LABELS.get(engine, engine)
+
+
+def gib(n: int | float) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def deployment_label(d: Any) -> str:
+    """"8 × H100-SXM (TP 4 × 2 replicas)"."""
+    return f"{d.num_gpus:,} × {d.gpu} ({layout_text(d.tp, d.pp, d.replicas)})"
+
+
+def request_tokens(workload: Any) -> int:
+    """Tokens one request holds at its end (mean prompt + mean output)."""
+    return int(round(workload.prompt_tokens + workload.output_tokens))
+
+
+def answer_sentence(rec: Any) -> str:
+    """The answer in one sentence with its numbers (plain text: GPU names come from the catalog,
+    engines from kvplan's list; no user text)."""
+    d = rec.best
+    wl = rec.workload
+    what = (plural(wl.users, "user") if wl.users is not None else
+            f"{wl.request_rate:,.4g} requests/s ({plural(d.users, 'concurrent user')})")
+    return (f"{deployment_label(d)} on {engine_label(d.engine)} serve {what} of {fmt_tokens(request_tokens(wl))} "
+            f"tokens; about {d.decode_tokens_per_s_per_user:,.0f} tokens/s per user.")
+
+
+def answer_details(rec: Any) -> str:
+    """The second line: room left, what limits it, dtypes, first-token time."""
+    d = rec.best
+    room = (f"Room for {plural(d.max_users, 'user')} on these GPUs" if d.max_users > d.users
+            else "No room for more users")
+    return (f"{room} (limit: {BINDING_LABELS.get(d.binding, d.binding)}); KV cache {d.kv_dtype}, weights "
+            f"{d.weights_dtype}; first token in about {d.ttft_ms:,.0f} ms.")
+
+
+def alternatives_rows(rec: Any) -> list[dict[str, Any]]:
+    """The ranked deployments as a table for people: human column names, units, separators."""
+    rows = []
+    for i, d in enumerate(rec.deployments, 1):
+        row = {"Rank": i, "GPUs": f"{d.num_gpus:,} × {d.gpu}", "Layout": layout_text(d.tp, d.pp, d.replicas),
+               "Engine": engine_label(d.engine), "KV / weights": f"{d.kv_dtype} / {d.weights_dtype}",
+               "Users served": fmt_int(d.users), "Room for": fmt_int(d.max_users),
+               "Limit": BINDING_LABELS.get(d.binding, d.binding),
+               "Tokens/s per user": f"{d.decode_tokens_per_s_per_user:,.0f}",
+               "First token": f"{d.ttft_ms:,.0f} ms"}
+        if d.usd_per_hour is not None:
+            row["$ per hour"] = f"{d.usd_per_hour:,.2f}"
+        rows.append(row)
+    return rows
+
+
+LEDGER_PARTS = ("weights", "activations", "overhead", "KV in use", "KV free", "not reserved")
+
+
+def ledger_rows(d: Any) -> list[dict[str, Any]]:
+    """Per-GPU memory of a deployment, in the order it is drawn (bytes; the parts sum to the GPU)."""
+    m = d.memory
+    parts = [("weights", m.weights_bytes), ("activations", m.activation_bytes),
+             ("overhead", m.non_torch_bytes + m.cuda_graph_bytes), ("KV in use", m.kv_used_bytes),
+             ("KV free", m.kv_free_bytes), ("not reserved", m.unreserved_bytes)]
+    return [{"part": name, "bytes": int(value)} for name, value in parts]
+
+
+LEDGER_WHAT = {"weights": "the model's share on each GPU", "activations": "peak activations (profiling run)",
+               "overhead": "CUDA context, comms buffers, CUDA graphs", "KV in use": "the users' requests at full length",
+               "KV free": "the rest of the engine's KV budget", "not reserved": "left out of the engine's memory fraction"}
+
+
+def ledger_table(rows: list[dict[str, Any]], gpu_memory_bytes: int) -> list[dict[str, str]]:
+    """The ledger as a short table: part, GiB per GPU, what it is."""
+    out = [{"Part": r["part"], "Per GPU": gib(r["bytes"]), "What it is": LEDGER_WHAT[r["part"]]} for r in rows]
+    out.append({"Part": "total", "Per GPU": gib(gpu_memory_bytes), "What it is": "the GPU's memory"})
+    return out
+
+
+def latency_notes(rec: Any) -> list[str]:
+    """What the latency figures assume, in words (from the recommendation's own assumptions)."""
+    d, a = rec.best, rec.assumptions
+    out = [f"Decode: about {d.tpot_ms:,.1f} ms per token per user ({d.decode_tokens_per_s_per_user:,.0f} tokens/s), "
+           f"{d.decode_bound}-bound at {plural(d.users_per_instance, 'user')} per instance; "
+           f"first token about {d.ttft_ms:,.0f} ms for a {fmt_tokens(rec.workload.prompt_p95)}-token prompt."]
+    bw, fl = a.get("bandwidth_efficiency"), a.get("compute_efficiency")
+    if bw is not None and fl is not None:
+        out.append(f"These are roofline estimates, not measurements: the GPU is assumed to reach {bw:.0%} of its "
+                   f"peak memory bandwidth while decoding and {fl:.0%} of its peak bf16 compute during prefill.")
+    if a.get("prefill_sharing"):
+        out.append("Prefills share the GPU with decoding: the time per token is stretched by the share of "
+                   "time spent on prefills (from the request rate, Little's law). Queueing is not included.")
+    return out
+
+
+# --- A given deployment ("how many users on my 2 × H100?") --------------------------------------
+
+TP_CHOICES = (1, 2, 4, 8, 16)
+
+
+def fixed_plan(arch, *, gpu: str, num_gpus: int, tp: int, engine: str, kv_dtype: str, weights_dtype: str,
+               prefix_tokens: int, request_tokens: int, engine_version: str | None = None, plan_fn=None):
+    """`kvplan.plan` for a deployment the user already has: `num_gpus` GPUs in TP-`tp` instances,
+    each request `request_tokens` long (the engine's max_model_len)."""
+    if plan_fn is None:
+        from kvplan.planner import plan as plan_fn
+    extra = {"engine_version": engine_version} if engine_version else {}
+    return plan_fn(arch, gpu=gpu, num_gpus=num_gpus, tp=tp, engine=engine, kv_dtype=kv_dtype,
+                   weights_dtype=weights_dtype, max_model_len=request_tokens,
+                   prefix_tokens=min(prefix_tokens, request_tokens), **extra)
+
+
+def fixed_users(p) -> int:
+    """Whole requests of `max_model_len` tokens the deployment holds at once (0: not even one)."""
+    return int(p.users_with_prefix) if p.max_sequences >= 1 else 0
+
+
+def fixed_sentence(p) -> str:
+    users = fixed_users(p)
+    where = f"{p.num_gpus:,} × {p.gpu} ({layout_text(p.tp, p.pp, p.dp)}) on {engine_label(p.engine)}"
+    if not users:
+        return (f"{where}: not one {fmt_tokens(p.max_model_len)}-token request fits; the longest that fits is "
+                f"{fmt_tokens(p.max_model_len_that_fits)} tokens.")
+    return f"{where} hold {plural(users, 'user')} of {fmt_tokens(p.max_model_len)} tokens at once."
+
+
+def fixed_ledger_rows(p) -> list[dict[str, Any]]:
+    """A plan's per-GPU memory in the ledger's parts, the deployment full (every request at full length)."""
+    budget = max(0, p.kv_budget_bytes)
+    used = min(budget, p.max_sequences * p.kv_bytes_per_sequence)
+    parts = [("weights", p.weights_bytes), ("activations", p.activation_bytes),
+             ("overhead", p.non_torch_bytes + p.cuda_graph_bytes), ("KV in use", used), ("KV free", budget - used),
+             ("not reserved", max(0, p.free_bytes))]
+    return [{"part": name, "bytes": int(value)} for name, value in parts]
