@@ -69,7 +69,7 @@ def users_vs_context(rows: list[dict[str, Any]], *, target_users: int | None = N
         shapes.append(dict(type="line", xref="x", x0=request_tokens, x1=request_tokens, yref="paper", y0=0, y1=1,
                            line=dict(dash="dot", color="#888")))
         left = request_tokens > contexts[-1] / 8
-        notes.append(dict(x=math.log10(request_tokens), xref="x", y=0.02, yref="paper", yanchor="bottom",
+        notes.append(dict(x=math.log10(request_tokens), xref="x", y=1, yref="paper", yanchor="top",
                           text=f"your requests: {request_tokens:,} tokens", showarrow=False,
                           xanchor="right" if left else "left", xshift=-4 if left else 4,
                           font=dict(color="#666", size=11)))

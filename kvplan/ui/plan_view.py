@@ -190,9 +190,9 @@ def alternatives_rows(rec: Any) -> list[dict[str, Any]]:
     """The ranked deployments as a table for people: human column names, units, separators."""
     rows = []
     for i, d in enumerate(rec.deployments, 1):
-        row = {"Rank": i, "GPUs": f"{d.num_gpus:,} × {d.gpu}", "Layout": layout_text(d.tp, d.pp, d.replicas),
+        row = {"Rank": i, "Deployment": f"{d.num_gpus:,} × {d.gpu}, {layout_text(d.tp, d.pp, d.replicas)}",
                "Engine": engine_label(d.engine), "KV / weights": f"{d.kv_dtype} / {d.weights_dtype}",
-               "Users served": fmt_int(d.users), "Room for": fmt_int(d.max_users),
+               "Users (room for)": f"{fmt_int(d.users)} ({fmt_int(d.max_users)})",
                "Limit": BINDING_LABELS.get(d.binding, d.binding),
                "Tokens/s per user": f"{d.decode_tokens_per_s_per_user:,.0f}",
                "First token": f"{d.ttft_ms:,.0f} ms"}

@@ -213,7 +213,7 @@ def body() -> None:
     if rows:
         st.plotly_chart(plan_chart.users_vs_context(
             rows, target_users=target, request_tokens=req, longest=longest,
-            title="Users each deployment holds vs tokens per request"), key="plan_users_chart")
+            title="Users held vs tokens per request"), key="plan_users_chart")
         st.caption("KV memory limit only: whole requests at that length, a shared prefix stored once. "
                    "A latency target can lower it (see the table).")
 
