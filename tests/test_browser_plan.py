@@ -131,6 +131,7 @@ def _wait_answer_change(page, before: str, timeout: float = 60_000) -> float:
     t0 = time.perf_counter()
     page.wait_for_function("b => document.querySelector('h3') && document.querySelector('h3').innerText !== b",
                            arg=before, timeout=timeout)
+    page.wait_for_timeout(1000)  # the answer is drawn first; let the status widget show the run continuing
     return time.perf_counter() - t0
 
 
