@@ -204,7 +204,7 @@ def body() -> None:
         curve = _curve(arch, inst, max_ctx, req)
         longest = _longest(arch, inst, -(-target // fixed.dp) if target else 0, max_ctx, curve)
         rows += plan_view.deployment_rows(curve, fixed.dp, f"yours: {fixed.num_gpus:,} × {fixed.gpu}")
-    for i, d in enumerate(rec.deployments[:3]):
+    for i, d in enumerate(rec.deployments[:2]):  # two lines read clearly; each costs a sweep
         inst = _instance(d, s["prefix_tokens"])
         curve = _curve(arch, inst, max_ctx, req)
         if fixed is None and i == 0:
