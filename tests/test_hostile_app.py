@@ -83,16 +83,20 @@ def env(fake_hub, tmp_path, monkeypatch):
 
 def _hub_option() -> str:
     at = AppTest.from_file(str(APP), default_timeout=60).run()
+    at.switch_page("kvplan/ui/pages/size.py").run()  # Plan, the landing page, has no sidebar
     options = at.radio(key="src").options
     return next(o for o in options if "hub" in str(o).lower())
 
 
-def _run(**params: str) -> AppTest:
+def _run(page: str = "size", **params: str) -> AppTest:
+    """The app opened with `params` in the URL, on `page` (the sidebar's inputs live on Size)."""
     TRIED["app"] += 1
     at = AppTest.from_file(str(APP), default_timeout=60)
     for key, value in params.items():
         at.query_params[key] = value
     at.run()
+    if page != "plan":
+        at.switch_page(f"kvplan/ui/pages/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -112,6 +116,25 @@ def test_hostile_hub_configs_show_inline(hub_src, name):
         assert all(e.startswith("Model:") for e in errors), errors  # one line naming the input
     elif name in ("ok", "auto-map", "huge-window"):
         assert not errors, errors
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_hostile_hub_configs_on_the_plan_page(hub_src, name):
+    at = _run("plan", plan_src=hub_src, plan_hub=f"hostile/{name}")
+    errors = [e.value for e in at.error]
+    assert all("Traceback" not in e for e in errors)
+    if name not in ("ok", "auto-map", "huge-window"):
+        assert errors, f"{name}: no inline error on Plan"
+
+
+@pytest.mark.parametrize("params", [
+    {"users": "-5"}, {"users": "1e999"}, {"prompt": "nan"}, {"prompt": "-1"}, {"output": "99999999999999"},
+    {"prefix": "x" * 5000}, {"gpus": "nope"}, {"engines": "nope"}, {"kv": "float128"}, {"ver": "../../x"},
+    {"have": "-1"}, {"tp": "3"}, {"ttft": "nan"}, {"rate": "inf", "wl": "Requests/s"},
+])
+def test_hostile_plan_parameters(params):
+    at = _run("plan", **params)
+    assert all("Traceback" not in e.value for e in at.error)
 
 
 @pytest.mark.parametrize("ctx", CONTEXTS)
