@@ -17,6 +17,7 @@ from typing import Any
 from kvplan.errors import UnknownModelError, UnsupportedConfigError
 from kvplan.files import read_limited
 from kvplan.layers import ModelArch
+from kvplan.paths import bundled
 
 MAX_CONFIG_BYTES = 4 << 20  # the largest real config.json is a few hundred KiB
 MAX_SOURCES_BYTES = 1 << 20  # model_specs/SOURCES.md: one table row per bundled model
@@ -28,9 +29,7 @@ def specs_dir() -> Path:
     env = os.environ.get("KVPLAN_MODEL_SPECS")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parent
-    packaged = here / "model_specs"
-    return packaged if packaged.is_dir() else here.parent / "model_specs"
+    return bundled("model_specs", "model_specs")
 
 
 def _dir_name(model_id: str) -> str:

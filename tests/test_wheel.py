@@ -60,6 +60,23 @@ def test_installed_package_is_the_wheel_with_its_configs(installed):
     assert out[1] == str(site / "kvplan" / "model_specs"), out
 
 
+def test_accuracy_page_data_travels_with_the_wheel(installed):
+    # The Accuracy page reads the golden engine logs and the committed validate reports: an installed
+    # package has no tests/ or docs/, so setup.py copies them in and kvplan.paths finds them there.
+    bin_dir, work, env, site = installed
+    code = ("from kvplan.ui import accuracy; from kvplan.paths import bundled; t = accuracy.golden_log_rows(); "
+            "print(accuracy.GOLDEN); print(len(t.rows), len(t.errors)); "
+            "print(len(list(bundled('validation', 'docs/validation').glob('*.json'))))")
+    out = subprocess.run([bin_dir / "python", "-c", code], cwd=work, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    golden, counts, reports = out.stdout.split("\n")[:3]
+    assert golden == str(site / "kvplan" / "golden" / "engine_logs.json")
+    rows, errors = map(int, counts.split())
+    assert rows > 100 and errors == 0
+    assert int(reports) == len(list((ROOT / "docs" / "validation").glob("*.json"))) > 0
+
+
 def test_version_and_bare_help(installed):
     res = _run(installed, "--version")
     assert res.returncode == 0 and res.stdout.strip() == f"kvplan {_version()}"

@@ -103,7 +103,9 @@ def golden_records(golden_dir: str | Path | None = None) -> list[dict[str, Any]]
     """One record per logged quantity of every golden case (tests/golden), with the row's URL."""
     from kvplan.explain import explain
 
-    golden = Path(golden_dir) if golden_dir else Path(__file__).resolve().parents[2] / "tests" / "golden"
+    from kvplan.paths import bundled
+
+    golden = Path(golden_dir) if golden_dir else bundled("golden", "tests/golden")
     rows = {r["id"]: r for f in GOLDEN_FILES for r in json.loads((golden / f).read_text())}
     out = []
     for row_id, model, settings, version in GOLDEN_CASES:

@@ -12,9 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from kvplan.paths import bundled
 from kvplan.ui.sweeps import Table
 
-GOLDEN = Path(__file__).resolve().parents[2] / "tests" / "golden" / "engine_logs.json"
+GOLDEN = bundled("golden", "tests/golden") / "engine_logs.json"
 # Quantity names (explain's) in words; "_bytes" quantities are shown in GiB.
 QUANTITY_WORDS = {"kv_budget_bytes": "KV budget", "kv_tokens": "KV tokens", "num_blocks": "blocks",
                   "max_concurrency": "max concurrency", "kv_bytes": "KV cache size", "k_bytes": "K size",

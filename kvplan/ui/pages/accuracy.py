@@ -2,15 +2,15 @@
 measurements with their true device, and the engine versions whose rules kvplan models."""
 
 import json
-from pathlib import Path
 
 import streamlit as st
 
 from kvplan.errors import KvplanError
+from kvplan.paths import bundled
 from kvplan.registry import parse_json
 from kvplan.ui import accuracy, cached, sweeps, text, widgets
 
-REPORTS = Path(__file__).resolve().parents[3] / "docs" / "validation"
+REPORTS = bundled("validation", "docs/validation")
 MAX_REPORT_MB = 8
 LOG_COLUMNS = {"engine": ("Engine", "text"), "model": ("Model (as logged)", "text"),
                "quantity": ("Quantity", "text"), "logged": ("Logged", "text"), "predicted": ("kvplan", "text"),
