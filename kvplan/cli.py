@@ -557,6 +557,7 @@ def cmd_validate(args) -> int:
 def cmd_app(streamlit_args: Sequence[str]) -> int:
     """`streamlit run` on the router inside the package, so an installed kvplan starts from any folder."""
     import importlib.util
+    import os
     import subprocess
     from pathlib import Path
 
@@ -566,6 +567,9 @@ def cmd_app(streamlit_args: Sequence[str]) -> int:
     cmd = [sys.executable, "-m", "streamlit", "run", str(router), "--browser.gatherUsageStats", "false",
            "--client.toolbarMode", "minimal",
            *streamlit_args]
+    if os.name == "posix":  # become streamlit: signals (Ctrl-C, a supervisor's SIGTERM) reach the server itself
+        sys.stdout.flush()
+        os.execv(sys.executable, cmd)
     try:
         return subprocess.call(cmd)
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -106,7 +107,7 @@ def test_app_starts_from_the_installed_package(installed):
     proc = subprocess.Popen([bin_dir / "kvplan", "app", "--server.headless", "true", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
                             cwd=work, env={**env, "KVPLAN_OFFLINE": "1", "HF_HUB_OFFLINE": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline, body = time.monotonic() + 90, ""
         while time.monotonic() < deadline and proc.poll() is None:
@@ -116,9 +117,13 @@ def test_app_starts_from_the_installed_package(installed):
             except OSError:
                 time.sleep(0.5)
         assert body == "ok", f"health endpoint did not answer (exit code {proc.poll()})"
-    finally:
+        # `kvplan app` became the server (exec): stopping that one process stops the app
         proc.terminate()
-        proc.wait(timeout=30)
+        assert proc.wait(timeout=30) is not None
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
 
 
 def _version() -> str:
