@@ -289,12 +289,12 @@ def _quote(value: str) -> str:
 
 
 HOSTILE_LINKS = [
-    ("ctx", "", {"ctx": PAYLOAD}),
-    ("gpu_mem", "", {"gpu": "custom", "gpu_mem": PAYLOAD}),
-    ("hub_id", "", {"src": "Hub", "hub": PAYLOAD}),
-    ("numbers", "", {"window": PAYLOAD, "max_ctx": PAYLOAD, "size_batch": PAYLOAD}),
-    ("hub_dtype", "", {"src": "Hub", "hub": "pwn/dtype"}),
-    ("hub_layers", "", {"src": "Hub", "hub": "pwn/layers"}),
+    ("ctx", "size", {"ctx": PAYLOAD}),
+    ("gpu_mem", "size", {"gpu": "custom", "gpu_mem": PAYLOAD}),
+    ("hub_id", "size", {"src": "Hub", "hub": PAYLOAD}),
+    ("numbers", "size", {"window": PAYLOAD, "max_ctx": PAYLOAD, "size_batch": PAYLOAD}),
+    ("hub_dtype", "size", {"src": "Hub", "hub": "pwn/dtype"}),
+    ("hub_layers", "size", {"src": "Hub", "hub": "pwn/layers"}),
     ("hub_quant_capacity", "capacity", {"src": "Hub", "hub": "pwn/quant"}),
     ("hub_ok_compare", "compare", {"src": "Hub", "hub": "pwn/ok", "cmp_models": PAYLOAD}),
     ("capacity_numbers", "capacity", {"cap_users": PAYLOAD, "cap_tp": PAYLOAD, "ctx": PAYLOAD}),
@@ -332,7 +332,7 @@ def test_crafted_upload_name_renders_no_image_or_link(hostile_server, browser_pa
     def handler(r):
         requests.append(r.url)
     browser_page.on("request", handler)
-    _open(browser_page, f"{hostile_server}/?src=Upload")
+    _open(browser_page, f"{hostile_server}/size?src=Upload")  # Plan (the root) has no sidebar
     _settle(browser_page, 0)
     good = tmp_path / f"{FILE_PAYLOAD}.json"
     good.write_text(json.dumps(bundled_config("Qwen/Qwen3-8B")))
@@ -351,7 +351,7 @@ def test_crafted_upload_name_renders_no_image_or_link(hostile_server, browser_pa
 
 # --- Desktop and phone: every existing page at 1440 × 900 and 390 px wide --------------------------
 
-VIEWS = [("size", "", 2), ("capacity", "capacity", 2), ("compare", "compare", 3), ("accuracy", "accuracy", 1),
+VIEWS = [("plan", "", 1), ("size", "size", 2), ("capacity", "capacity", 2), ("compare", "compare", 3), ("accuracy", "accuracy", 1),
          ("why", "why_a_kv_cache", 1)]
 
 

@@ -165,8 +165,9 @@ def test_hostile_url_parameters(params):
 
 
 # issue 10 item 8: numbers Streamlit's own URL parser turned into int(inf) outside the app's handling
-URL_NUMBERS = [("window", None, "Sliding window"), ("max_ctx", None, "Max context"),
-               ("size_batch", None, "Batch (sequences)"), ("why_gen", "why", "Generated tokens"),
+# The sidebar's numbers are checked on Size: the landing Plan page draws no sidebar.
+URL_NUMBERS = [("window", "size", "Sliding window"), ("max_ctx", "size", "Max context"),
+               ("size_batch", "size", "Batch (sequences)"), ("why_gen", "why", "Generated tokens"),
                ("why_prompt", "why", "Prompt tokens"), ("cap_users", "capacity", "Target users"),
                ("cap_num", "capacity", "GPUs"), ("cap_util", "capacity", "Memory fraction"),
                ("cmp_frac", "compare", "Memory fraction")]
