@@ -351,7 +351,7 @@ def test_crafted_upload_name_renders_no_image_or_link(hostile_server, browser_pa
 
 # --- Desktop and phone: every existing page at 1440 × 900 and 390 px wide --------------------------
 
-VIEWS = [("plan", "", 1), ("size", "size", 2), ("capacity", "capacity", 2), ("compare", "compare", 3), ("accuracy", "accuracy", 1),
+VIEWS = [("size", "size", 2), ("capacity", "capacity", 2), ("compare", "compare", 3), ("accuracy", "accuracy", 1),
          ("why", "why_a_kv_cache", 1)]
 
 
