@@ -19,7 +19,8 @@ install_torch_cpu() {
   # index (KVPLAN_TORCH_INDEX to change it). A plain `pip install torch` would pull the CUDA build.
   .venv/bin/python -c "import torch" 2>/dev/null && return 0
   local v=${KVPLAN_TORCH_VERSION:-2.13.0}
-  .venv/bin/python -m pip install -q --no-index "torch==$v" 2>/dev/null && return 0
+  # --no-deps: a wheelhouse may hold torch alone; its dependencies come with the requirements next
+  .venv/bin/python -m pip install -q --no-index --no-deps "torch==$v" 2>/dev/null && return 0
   .venv/bin/python -m pip install -q "torch==$v" \
     --index-url "${KVPLAN_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
 }
