@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 # (name, url path, plotly charts the page draws by default)
-PAGES = [("size", "size", 2), ("capacity", "capacity", 2), ("compare", "compare", 3),
+PAGES = [("plan", "", 1), ("size", "size", 2), ("capacity", "capacity", 2), ("compare", "compare", 3),
          ("accuracy", "accuracy", 1), ("why", "why_a_kv_cache", 1)]
 
 
@@ -58,21 +58,35 @@ def start_server(log: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"streamlit did not start:\n{log.read_text(errors='replace')}")
 
 
-async def render(page, url: str, charts: int, timeout_s: float) -> float | None:
-    """Seconds until the page is fully drawn, or None if it was not within the timeout."""
+async def render(page, url: str, charts: int, timeout_s: float) -> float | str:
+    """Seconds until the page is fully drawn, or (a string) the step it did not reach in the timeout."""
     t0 = time.perf_counter()
-    ms = timeout_s * 1000
+    deadline = t0 + timeout_s
+    step = "load"
+
+    def left() -> float:
+        return max(1.0, (deadline - time.perf_counter()) * 1000)
     try:
-        await page.goto(url, timeout=ms)
-        await page.wait_for_selector("h1", timeout=ms)
+        await page.goto(url, timeout=left())
+        step = "title"
+        await page.wait_for_selector("h1", timeout=left())
         if charts:
+            step = "charts"
             await page.wait_for_function(
-                f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}", timeout=ms)
-        await page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=ms)
+                f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}", timeout=left())
+        step = "running"
+        await page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                                     timeout=left())
         if await page.locator('[data-testid="stException"]').count():
-            return None
+            return "exception"
     except Exception:  # noqa: BLE001 - a timeout is the measurement
-        return None
+        if os.environ.get("KVPLAN_SESSIONS_DEBUG"):
+            name = f"/tmp/miss-{url.rsplit('/', 1)[-1] or 'plan'}-{time.time():.0f}"
+            n = await page.evaluate("document.querySelectorAll('.js-plotly-plot').length")
+            m = await page.evaluate("document.querySelectorAll('.js-plotly-plot .main-svg').length")
+            Path(name + ".txt").write_text(f"{url} plots={n} svgs={m}\n" + await page.inner_text("body"))
+            await page.screenshot(path=name + ".png", full_page=True)
+        return step
     return time.perf_counter() - t0
 
 
@@ -97,6 +111,16 @@ async def run(base: str, sessions: int, timeout_s: float) -> list[dict]:
     return results
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), to tell the server's share of the wall time
+    from the browser's: all sessions' Chromium renderers share this machine's cores too."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=8)
@@ -109,18 +133,22 @@ def main() -> int:
         try:
             for rnd in range(args.rounds):
                 t0 = time.perf_counter()
+                cpu0 = cpu_seconds(proc.pid)
                 results = asyncio.run(run(base, args.sessions, args.timeout))
                 wall = time.perf_counter() - t0
                 total = got = 0
                 print(f"round {rnd + 1}: {args.sessions} concurrent sessions, every page each")
                 for name, _, _ in PAGES:
-                    times = [r[name] for r in results if r[name] is not None]
+                    times = [r[name] for r in results if not isinstance(r[name], str)]
+                    why = sorted(r[name] for r in results if isinstance(r[name], str))
                     total += len(results)
                     got += len(times)
                     med = f"{statistics.median(times):6.2f}" if times else "   -  "
                     worst = f"{max(times):6.2f}" if times else "   -  "
-                    print(f"  {name:9s} {len(times)}/{len(results)} sessions  median {med} s  worst {worst} s")
-                print(f"  pages rendered: {got}/{total} in {wall:.1f} s wall")
+                    print(f"  {name:9s} {len(times)}/{len(results)} sessions  median {med} s  worst {worst} s"
+                          + (f"  missed at: {', '.join(why)}" if why else ""))
+                print(f"  pages rendered: {got}/{total} in {wall:.1f} s wall; the app server used "
+                      f"{cpu_seconds(proc.pid) - cpu0:.1f} CPU s of it (the rest: the browsers, {os.cpu_count()} cores)")
                 missed += total - got
         finally:
             proc.terminate()

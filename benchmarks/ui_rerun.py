@@ -1,6 +1,6 @@
 """Time of a page rerun after a widget change, for a bundled model (target: under 300 ms).
 
-    python benchmarks/ui_rerun.py [--repeats 15] [--page size|capacity|compare|why]
+    python benchmarks/ui_rerun.py [--repeats 15] [--page plan|size|capacity|compare|why]
 
 Uses Streamlit's AppTest (the whole script reruns in-process, as on a real widget change, minus the
 browser's own drawing): the app is run once to warm caches, then a sidebar widget is flipped between
@@ -21,21 +21,27 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 TARGET_MS = 300.0
-CHANGES = {  # (widget kind, key, two values to alternate)
+CHANGES = {  # (widget kind, key, two values to alternate): the sidebar of the sidebar pages
     "engine": ("selectbox", "engine", ("sglang", "vllm")),
     "context": ("text_input", "ctx", ("64k", "32k")),
     "model": ("selectbox", "model", ("google/gemma-2-9b", "meta-llama/Llama-3.1-8B")),
+}
+PLAN_CHANGES = {  # the Plan page keeps its inputs in the page
+    "users": ("number_input", "users", (300, 100)),
+    "kv dtype": ("selectbox", "kv", ("fp8", "auto")),
+    "model": ("selectbox", "plan_model", ("google/gemma-2-9b", "meta-llama/Llama-3.1-8B")),
 }
 
 
 def time_reruns(page: str, change: str, repeats: int) -> list[float]:
     at = AppTest.from_file(APP, default_timeout=60).run()
-    if page != "size":
+    if page != "plan":
         at.switch_page(f"kvplan/ui/pages/{page}.py").run()
-    kind, key, values = CHANGES[change]
+    kind, key, values = (PLAN_CHANGES if page == "plan" else CHANGES)[change]
+    where = at if page == "plan" else at.sidebar
     times = []
     for i in range(repeats + 1):
-        widget = getattr(at.sidebar, kind)(key=key)
+        widget = getattr(where, kind)(key=key)
         (widget.input if kind == "text_input" else widget.set_value)(values[i % 2])
         t0 = time.perf_counter()
         at.run()
@@ -50,11 +56,11 @@ def time_reruns(page: str, change: str, repeats: int) -> list[float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--page", action="append", choices=["size", "capacity", "compare", "why"])
+    ap.add_argument("--page", action="append", choices=["plan", "size", "capacity", "compare", "why"])
     args = ap.parse_args()
     worst = 0.0
-    for page in args.page or ["size", "capacity", "compare", "why"]:
-        for change in CHANGES:
+    for page in args.page or ["plan", "size", "capacity", "compare", "why"]:
+        for change in (PLAN_CHANGES if page == "plan" else CHANGES):
             times = time_reruns(page, change, args.repeats)
             med = statistics.median(times)
             worst = max(worst, med)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from kvplan.ui import widgets
+from kvplan.ui import preload, widgets
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
@@ -21,6 +21,7 @@ def main() -> None:
     # No page_icon and no page icons: Streamlit fetches a :material: icon's favicon from
     # fonts.gstatic.com, which fails offline (and shows as a console error).
     st.set_page_config(page_title="kvplan — KV cache planner", layout="wide")
+    preload.load()  # before any page: concurrent first sessions must not import on several threads
     plan = st.Page(PAGES / "plan.py", title="Plan", default=True)
     nav = st.navigation([
         plan,
