@@ -194,3 +194,52 @@ def test_trtllm_fp8_blocks_match_log():
                           context_len=exp["max_tokens_in_paged_kv_cache"])
     assert round(est.kv_bytes / GiB, 2) == exp["kv_cache_gib"]
     assert est.kv_bytes // exp["max_tokens_in_paged_kv_cache"] == 65536
+
+
+# --- SGLang by version: the DSA indexer in the budget (sglang PR #11309, released in 0.5.4) -----------
+def test_sglang_dsa_indexer_budget_by_version_matches_pr11309():
+    """DeepSeek-V3.2-Exp on 8×B200 (TP8, DP attention 8, fp8 NSA cache, 64-token pages). With the PR:
+    "#tokens: 975424, KV size: 43.67 GB" (latent 656 B + indexer 132 B per token per layer). Before it
+    (main, the 0.5.3 budget): "#tokens: 1462784, KV size: 54.52 GB", the latent alone, and "KV size
+    including index is actually 65.49 GB". https://github.com/sgl-project/sglang/pull/11309"""
+    kw = dict(engine="sglang", kv_dtype="fp8", tp=8, dp_attention=8)
+    post = _log("sglang-dsv32-exp-8xb200-dp8-pr11309-with-indexer")["expected"]
+    est = kvplan.kv_cache("deepseek-ai/DeepSeek-V3.2", context_len=post["num_tokens"] + 64, engine_version="0.5.4", **kw)
+    assert est.block_size == 64 and round(est.kv_bytes / GiB, 2) == post["kv_size_gb"]
+    pre = _log("sglang-dsv32-exp-8xb200-dp8-pr11309-before")["expected"]
+    old = kvplan.kv_cache("deepseek-ai/DeepSeek-V3.2", context_len=pre["num_tokens"] + 64, engine_version="0.5.3", **kw)
+    rows = {r.kind: r.bytes for r in old.breakdown}
+    assert round(rows["mla"] / GiB, 2) == pre["kv_size_gb"]  # what 0.5.3 logged (and budgeted)
+    assert round(old.kv_bytes / GiB, 2) == pre["kv_size_with_index_gb"]  # what it really allocated
+    assert any("left out of the token budget" in n for n in old.notes)
+    # the same budget buys 788/656 fewer tokens once the indexer is counted
+    budget = pre["num_tokens"] * 61 * 656
+    cap_old = kvplan.capacity("deepseek-ai/DeepSeek-V3.2", kv_memory=budget, max_model_len=8192,
+                              engine_version="0.5.3", **kw)
+    cap_new = kvplan.capacity("deepseek-ai/DeepSeek-V3.2", kv_memory=budget, max_model_len=8192,
+                              engine_version="0.5.4", **kw)
+    assert cap_old.kv_tokens == pre["num_tokens"]
+    assert cap_new.kv_tokens == budget // (61 * 788) // 64 * 64 < cap_old.kv_tokens
+
+
+# --- SGLang by version: the default mem_fraction_static printed in server_args ------------------------
+# (log id, GPU memory in MiB as SGLang reads it, tp, engine version, vision tower (layers, hidden) or ())
+SGLANG_MEM_FRACTION = [
+    # 0.4.3.post4 on 4× L4 (22,574 MiB), TP4: the TP table gives 0.85 — didier-durand/llms-in-clouds
+    ("sglang-qwq-32b-tp4-l4", 22574, 4, "0.4.3", ()),
+    # early 2025 (~0.4.2) on an RTX 3090, TP1: 0.88 — jerryzsj/my-deepseek-r1
+    ("sglang-r1-distill-qwen7b-rtx3090", 24576, 1, "0.4.2", ()),
+    # 0.5.8.post1 on 8× MI355X (294,896 MiB), TP8: reserve 27,136 MB → 0.908, × the multimodal factor of
+    # Kimi-K2.5's MoonViT (27 layers × 1152): 0.908 × 0.95 × (1 − 0.1·(27·1152²/(24·1024²) − 1))
+    # = 0.8260405859375 — ajith-sirra-amd/Issues Kimi-K2.5-MI355X-SGLANG-ERROR.md
+    ("sglang-kimi-k25-tp8-mi355x", 294896, 8, "0.5.8", (27, 1152)),
+]
+
+
+@pytest.mark.parametrize("log_id,mem_mib,tp,version,vision", SGLANG_MEM_FRACTION, ids=[r[0] for r in SGLANG_MEM_FRACTION])
+def test_sglang_default_mem_fraction_static_matches_log(log_id, mem_mib, tp, version, vision):
+    from kvplan.planner import sglang_mem_fraction_static
+
+    exp = _log(log_id)["expected"]["mem_fraction_static"]
+    got = sglang_mem_fraction_static(mem_mib * MiB, tp=tp, engine_version=version, vision_dims=vision)
+    assert got == pytest.approx(exp, abs=1e-12)
