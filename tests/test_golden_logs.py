@@ -196,32 +196,6 @@ def test_trtllm_fp8_blocks_match_log():
     assert est.kv_bytes // exp["max_tokens_in_paged_kv_cache"] == 65536
 
 
-# --- SGLang by version: the DSA indexer in the budget (sglang PR #11309, released in 0.5.4) -----------
-def test_sglang_dsa_indexer_budget_by_version_matches_pr11309():
-    """DeepSeek-V3.2-Exp on 8×B200 (TP8, DP attention 8, fp8 NSA cache, 64-token pages). With the PR:
-    "#tokens: 975424, KV size: 43.67 GB" (latent 656 B + indexer 132 B per token per layer). Before it
-    (main, the 0.5.3 budget): "#tokens: 1462784, KV size: 54.52 GB", the latent alone, and "KV size
-    including index is actually 65.49 GB". https://github.com/sgl-project/sglang/pull/11309"""
-    kw = dict(engine="sglang", kv_dtype="fp8", tp=8, dp_attention=8)
-    post = _log("sglang-dsv32-exp-8xb200-dp8-pr11309-with-indexer")["expected"]
-    est = kvplan.kv_cache("deepseek-ai/DeepSeek-V3.2", context_len=post["num_tokens"] + 64, engine_version="0.5.4", **kw)
-    assert est.block_size == 64 and round(est.kv_bytes / GiB, 2) == post["kv_size_gb"]
-    pre = _log("sglang-dsv32-exp-8xb200-dp8-pr11309-before")["expected"]
-    old = kvplan.kv_cache("deepseek-ai/DeepSeek-V3.2", context_len=pre["num_tokens"] + 64, engine_version="0.5.3", **kw)
-    rows = {r.kind: r.bytes for r in old.breakdown}
-    assert round(rows["mla"] / GiB, 2) == pre["kv_size_gb"]  # what 0.5.3 logged (and budgeted)
-    assert round(old.kv_bytes / GiB, 2) == pre["kv_size_with_index_gb"]  # what it really allocated
-    assert any("left out of the token budget" in n for n in old.notes)
-    # the same budget buys 788/656 fewer tokens once the indexer is counted
-    budget = pre["num_tokens"] * 61 * 656
-    cap_old = kvplan.capacity("deepseek-ai/DeepSeek-V3.2", kv_memory=budget, max_model_len=8192,
-                              engine_version="0.5.3", **kw)
-    cap_new = kvplan.capacity("deepseek-ai/DeepSeek-V3.2", kv_memory=budget, max_model_len=8192,
-                              engine_version="0.5.4", **kw)
-    assert cap_old.kv_tokens == pre["num_tokens"]
-    assert cap_new.kv_tokens == budget // (61 * 788) // 64 * 64 < cap_old.kv_tokens
-
-
 # --- SGLang by version: the default mem_fraction_static printed in server_args ------------------------
 # (log id, GPU memory in MiB as SGLang reads it, tp, engine version, vision tower (layers, hidden) or ())
 SGLANG_MEM_FRACTION = [

@@ -32,8 +32,6 @@ _GEMMA_SWA = ("gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text")
 HYBRID_SWA_MODEL_TYPES = ("gpt_oss", "llama4", "llama4_text", "mimo_v2_flash")
 
 _SGL = "https://github.com/sgl-project/sglang"
-_WHEELS = ("read in the released wheels (pip download sglang==X.Y.Z), python/sglang/srt/server_args.py and "
-           "model_executor/model_runner*.py")
 # Which SGLang rule changes at which release. Keys that name an `Options` field become that option's
 # default at the requested version (an explicit option still wins); the others are read by the planner.
 # Post releases (0.4.6.post1) count as their base release: where a .postN changed a rule, the note says so.
@@ -41,7 +39,8 @@ VERSIONS = VersionTable("sglang", oldest="0.4.0", latest="0.5.9", scheme="semver
     VersionRule("mem_fraction_rule", "0.4.6", "tp_table", "tp_table_big13",
                 "default --mem-fraction-static: a table by TP size (0.88 / 0.87 / 0.85 / 0.81 / 0.79 at TP 1 / 2 / "
                 "4 / 8 / 16) up to 0.4.5; from 0.4.6 GPUs above 80 GiB reserve 13 GiB instead: (mem - 13 GiB) / mem",
-                f"sglang 0.4.0-0.4.6 wheels, server_args.py __post_init__ ({_WHEELS})"),
+                "sglang 0.4.5 vs 0.4.6 wheels (pip download sglang==X.Y.Z): python/sglang/srt/server_args.py "
+                "__post_init__"),
     VersionRule("mem_fraction_rule", "0.4.7", "tp_table_big13", "tp_table_big18",
                 "GPUs above 96 GiB: min(f + 48 GiB·(1-f)/mem, (mem - 18 GiB)/mem) (20 GiB with speculative "
                 "decoding), above 180,000 MB 0.79; the table is by TP×PP",
@@ -325,7 +324,7 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
                 mamba_slots = int(kv_memory_bytes * r / (1 + r)) // per_req
             else:  # --max-mamba-cache-size, or max_running_requests / 512 slots, split over DP ranks
                 mamba_slots = (opts.max_mamba_cache_size or 512) // opts.dp_attention
-            budget = kv_memory_bytes - mamba_slots * per_req
+            budget = max(0, kv_memory_bytes - mamba_slots * per_req)  # SGLang: "Not enough memory"
         ratio = opts.swa_full_tokens_ratio
         tokens = int(budget // (full + ratio * swa)) if swa else (budget // full if full else 0)
         tokens = tokens // page * page
@@ -341,6 +340,9 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
             best = (tokens, seqs, mamba_slots)
     tokens, seqs, mamba_slots = best
     notes = [f"pool rows allocated: {tokens + page:,} (one padded page for dummy writes)"]
+    if mamba_slots is not None and not tokens:
+        notes.append(f"the {mamba_slots:,} Mamba request slots take the whole budget: SGLang stops with 'Not enough "
+                     "memory'; lower max_mamba_cache_size (or max_running_requests)")
     if mamba_slots is not None:
         notes.append(f"Mamba pool: {mamba_slots:,} request slots ({opts.mamba_full_memory_ratio} : 1 of "
                      "the budget)" if ratio_mode else f"Mamba pool: {mamba_slots:,} request slots "
