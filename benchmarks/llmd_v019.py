@@ -51,6 +51,9 @@ SAME_GEOMETRY = {
     "RedHatAI/Mistral-Small-3.1-24B-Instruct-2503-quantized.w8a8": "mistralai/Mistral-Small-3.1-24B-Instruct-2503",
     "RedHatAI/Qwen2.5-7B-Instruct-fp8-dynamic": "Qwen/Qwen2.5-7B",
     "RedHatAI/Qwen2.5-7B-Instruct-quantized.w8a8": "Qwen/Qwen2.5-7B",
+    # the instruct fine-tune of the bundled base config: same file apart from the fine-tune (the log's
+    # "Model loading took 15.25 GiB" is what the base config's parameter count gives)
+    "ibm-granite/granite-3.1-8b-instruct": "ibm-granite/granite-3.1-8b-base",
 }
 # Configs the project keeps for its own tests (tests/golden/configs), by the campaign's model id.
 PROJECT_CONFIGS = {"deepseek-ai/DeepSeek-V2-Lite-Chat": "deepseek-ai--DeepSeek-V2-Lite"}

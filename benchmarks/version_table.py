@@ -79,6 +79,36 @@ def rows():
             for e in ("llama.cpp", "ik_llama.cpp"))
     out.append(("llama.cpp", "mainline → ik", "iswa (fork)", "google/gemma-3-27b-it, -c 32768, f16: KV cache",
                 _gib(a.kv_bytes), _gib(b.kv_bytes), kvplan.engine_versions("llama.cpp")["forks"][0]["source"]))
+    def sgl_plan(key, before, since, model, what, field, fmt, **kw):
+        a, b = (plan(model, engine=f"sglang@{v}", **{**h100, "gpu_memory_utilization": None, **kw})
+                for v in (before, since))
+        out.append(("SGLang", f"{before} → {since}", key, f"{model}, {what}", fmt(getattr(a, field)),
+                    fmt(getattr(b, field)), _rule("sglang", key, since)["source"]))
+
+    for before, since in (("0.4.5", "0.4.6"), ("0.4.6", "0.4.7"), ("0.4.7", "0.4.8"), ("0.5.2", "0.5.3")):
+        sgl_plan("mem_fraction_rule", before, since, "meta-llama/Llama-3.1-8B", "H200, 8k: default "
+                 "mem_fraction_static", "gpu_memory_utilization", lambda f: f"{f:.4g}", gpu="H200")
+    sgl_plan("small_gpu_graph_bs", "0.5.4", "0.5.5", "meta-llama/Llama-3.1-8B", "L4, 8k: default "
+             "mem_fraction_static", "gpu_memory_utilization", lambda f: f"{f:.4g}", gpu="L4")
+    for before, since in (("0.4.4", "0.4.5"), ("0.4.9", "0.4.10")):
+        sgl_plan("vlm_mem_fraction", before, since, "google/gemma-3-27b-it", "H100, 8k: default "
+                 "mem_fraction_static (multimodal)", "gpu_memory_utilization", lambda f: f"{f:.4g}")
+    for key, before, since, model in (("hybrid_swa_models", "0.4.9", "0.4.10", "google/gemma-3-27b-it"),
+                                      ("hybrid_swa_models", "0.4.10", "0.5.0", "google/gemma-3-27b-it"),
+                                      ("hybrid_swa_models", "0.5.7", "0.5.8", "openai/gpt-oss-120b")):
+        a, b = (kvplan.kv_cache(model, context_len=131072, engine=f"sglang@{v}") for v in (before, since))
+        out.append(("SGLang", f"{before} → {since}", key, f"{model}, 131,072 tokens: KV cache", _gib(a.kv_bytes),
+                    _gib(b.kv_bytes), _rule("sglang", key, since)["source"]))
+    kw = dict(kv_memory="60GiB", max_model_len=32768, kv_dtype="fp8", tp=8, dp_attention=8)
+    a, b = (kvplan.capacity("deepseek-ai/DeepSeek-V3.2", engine=f"sglang@{v}", **kw) for v in ("0.5.3", "0.5.4"))
+    out.append(("SGLang", "0.5.3 → 0.5.4", "indexer_in_budget", "deepseek-ai/DeepSeek-V3.2, 60 GiB budget, fp8: "
+                "pool tokens", f"{a.kv_tokens:,}", f"{b.kv_tokens:,}", _rule("sglang", "indexer_in_budget", "0.5.4")["source"]))
+    for key, before, since, model in (("mamba_pool_ratio_gdn", "0.5.3", "0.5.4", "Qwen/Qwen3-Next-80B-A3B-Thinking"),
+                                      ("mamba_pool_ratio_mamba2", "0.5.6", "0.5.7", "ibm-granite/granite-4.0-h-1b")):
+        a, b = (kvplan.capacity(model, kv_memory="40GiB", max_model_len=32768, engine=f"sglang@{v}")
+                for v in (before, since))
+        out.append(("SGLang", f"{before} → {since}", key, f"{model}, 40 GiB budget, 32k: KV tokens",
+                    f"{a.kv_tokens:,}", f"{b.kv_tokens:,}", _rule("sglang", key, since)["source"]))
     a, b = (kvplan.kv_cache("openai/gpt-oss-120b", context_len=131072, engine="trtllm@1.1", max_attention_window=w)
             for w in (False, True))
     out.append(("TensorRT-LLM", "1.1 (max_attention_window unset → set)", "max_attention_window",

@@ -560,10 +560,12 @@ def _vision(config: Mapping[str, Any]) -> dict[str, Any]:
     # Llama 3.2 Vision: 32 local + 8 global layers
     layers += _int_field(v.get("num_global_layers"), "vision_config.num_global_layers", 1 << 12)
     hidden = _int_field(v.get("hidden_size") or v.get("embed_dim") or v.get("width"), "vision_config.hidden_size")
+    dims = {"vision_config_dims": (_int_field(v.get("num_hidden_layers"), "vision_config.num_hidden_layers", 1 << 12)
+                                   or 24, _int_field(v.get("hidden_size"), "vision_config.hidden_size") or 1024)}
     if not layers or not hidden:
-        return {}
+        return dims
     inter = _int_field(v.get("intermediate_size"), "vision_config.intermediate_size") or 4 * hidden
-    return {"vision_num_layers": layers, "vision_hidden_size": hidden, "vision_intermediate_size": inter,
+    return {**dims, "vision_num_layers": layers, "vision_hidden_size": hidden, "vision_intermediate_size": inter,
             "vision_patch_size": _int_field(v.get("patch_size") or v.get("spatial_patch_size"),
                                             "vision_config.patch_size", 1 << 12)}
 

@@ -169,6 +169,9 @@ class WeightDims:
     vision_hidden_size: int = 0
     vision_intermediate_size: int = 0
     vision_patch_size: int = 0
+    # (num_hidden_layers, hidden_size) as vision_config's own keys give them, SGLang's defaults 24 / 1024
+    # for a missing key (its multimodal memory factor reads exactly these); () = no vision_config.
+    vision_config_dims: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from kvplan.roofline import attention_flops_per_token, decode_roofline, prefill_
 from kvplan.units import GiB, MAX_BYTES, cdiv, check_count, fmt_bytes, parse_bytes, parse_tokens, show_number
 from kvplan.weights import param_counts, resolve_weights_dtype, weights_bytes
 
-__all__ = ["Plan", "plan", "min_gpus", "vllm_activation_bytes", "sglang_mem_fraction_static",
+__all__ = ["Plan", "plan", "min_gpus", "vllm_activation_bytes", "sglang_mem_fraction_static", "sglang_vlm_factor",
            "DEFAULT_GPU_MEMORY_UTILIZATION", "step_time_s"]
 
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
@@ -170,12 +170,13 @@ def _vllm_sampler_warmup_note(arch, total: int, util: float, act: int, graphs: i
             f"warming up the sampler; lower gpu_memory_utilization (e.g. 0.90) or max_num_seqs")
 
 
-def _sglang_defaults(gpu_mem_mib: int, tp: int) -> tuple[int, int]:
+def _sglang_defaults(gpu_mem_mib: int, tp: int, small_gpu_graph_bs: int = 24) -> tuple[int, int]:
+    """(chunked_prefill_size, cuda_graph_max_bs) by GPU memory, as server_args sets them from 0.5.3."""
     gb = gpu_mem_mib / 1024
     if gb < 20:
         return 2048, 8
     if gb < 35:
-        return 2048, 24 if tp < 4 else 80
+        return 2048, small_gpu_graph_bs if tp < 4 else 80
     if gb < 60:
         return 4096, 32 if tp < 4 else 160
     if gb < 160:
@@ -183,20 +184,90 @@ def _sglang_defaults(gpu_mem_mib: int, tp: int) -> tuple[int, int]:
     return 16384, 512
 
 
+def _sglang_tp_table(parallel: int) -> float:
+    return 0.79 if parallel >= 16 else 0.81 if parallel >= 8 else 0.85 if parallel >= 4 else \
+        0.87 if parallel >= 2 else 0.88
+
+
 def sglang_mem_fraction_static(gpu_memory_bytes: int, *, tp: int = 1, pp: int = 1,
                                chunked_prefill_size: int | None = None,
-                               cuda_graph_max_bs: int | None = None) -> float:
-    """SGLang's default `mem_fraction_static` (server_args._handle_gpu_memory_settings, ENGINE_KV_SPEC
-    B.3): reserve 512 MB + 1.5·chunked prefill + 2·cuda_graph_max_bs + (tp·pp/8)·1024 MB (at least
-    10 GB on > 60 GB GPUs), computed in MB of total memory. H100 80GB, TP=1: ≈ 0.835."""
+                               cuda_graph_max_bs: int | None = None, engine_version: Any = None,
+                               speculative: str | None = None, dp_attention: int = 1,
+                               vision_dims: tuple[int, ...] = ()) -> float:
+    """SGLang's default `mem_fraction_static` at `engine_version` (the newest modelled by default),
+    computed from the GPU's memory in MB as server_args does (ENGINE_KV_SPEC B.3). The rule changed
+    three times (kvplan.engines.sglang.VERSIONS `mem_fraction_rule`):
+
+    * up to 0.4.7: a table by TP size (0.88 at TP 1 ... 0.79 at TP 16), with big-GPU reserves from 0.4.6;
+    * 0.4.8-0.5.2 (sglang PR #7054): reserve (2.8 + TP·PP/10), (9.5 + TP·PP/2) or (12 + TP·PP/2) GiB by
+      GPU memory tier, 32 GiB above 160 GiB;
+    * from 0.5.3 (PR #10975): 512 MB + 1.5·chunked prefill + 2·cuda_graph_max_bs + TP·PP/8 GiB (at least
+      10 GiB above 60 GB), chunk and graph batch set by memory tier. H100 80GB, TP=1: ≈ 0.835.
+
+    `speculative` (a kvplan method name) and `dp_attention` (DP size) add their reserves where the
+    version does; `vision_dims` (the vision tower's (layers, hidden size)) applies the multimodal factor.
+    """
+    from kvplan.engines import sglang as sg
+
+    ver = engine_version if hasattr(engine_version, "release") else sg.VERSIONS.parse(engine_version)
+    rule = sg.VERSIONS.value("mem_fraction_rule", ver)
     mem_mb = gpu_memory_bytes / (1 << 20)
-    chunk, bs = _sglang_defaults(int(mem_mb), tp)
-    chunk = chunked_prefill_size or chunk
-    bs = cuda_graph_max_bs or bs
-    reserved = 512 + max(chunk, 2048) * 1.5 + bs * 2 + (tp * pp / 8) * 1024
-    if mem_mb / 1024 > 60:
-        reserved = max(reserved, 10240)
-    return round((mem_mb - reserved) / mem_mb, 3)
+    spec = speculative not in (None, "", "ngram")
+    if rule.startswith("tp_table"):
+        # 0.4.7 sized the table by TP×PP (PP arrived then); before, by TP
+        parallel = tp * pp if rule == "tp_table_big18" else tp
+        frac = _sglang_tp_table(parallel)
+        if rule == "tp_table_big13" and mem_mb > 81920:
+            frac = (mem_mb - 13 * 1024) / mem_mb
+        elif rule == "tp_table_big18":
+            frac = frac if mem_mb <= 81920 else 0.88
+            if mem_mb > 180_000:
+                frac = 0.79
+            elif mem_mb > 96 * 1024:
+                reserve = (20 if spec else 18) * 1024
+                frac = min(frac + 48 * 1024 * (1 - frac) / mem_mb, (mem_mb - reserve) / mem_mb)
+            elif spec:
+                frac *= 0.95
+    elif rule == "gpu_tier":
+        p = tp * pp
+        gib = (2.8 + p / 10) if mem_mb < 35 * 1024 else (9.5 + p / 2) if mem_mb < 90 * 1024 else \
+            (12 + p / 2) if mem_mb < 160 * 1024 else 32
+        reserved = gib * 1024
+        if spec:
+            reserved += (6 if speculative == "draft_model" and ver.at_least("0.5.2") else 2) * 1024
+        if dp_attention > 1:
+            reserved += 4 * 1024
+        frac = round((mem_mb - reserved) / mem_mb, 3)
+    else:
+        chunk, bs = _sglang_defaults(int(mem_mb), tp, sg.VERSIONS.value("small_gpu_graph_bs", ver))
+        chunk = chunked_prefill_size or chunk
+        bs = cuda_graph_max_bs or bs
+        reserved = 512 + max(chunk, 2048) * 1.5 + bs * 2 + (tp * pp / 8) * 1024
+        if dp_attention > 1:
+            reserved += bs * dp_attention * 3 + (bs * dp_attention * 1.5 if bs > 300 else 0)
+        if mem_mb / 1024 > 60:
+            reserved = max(reserved, 10240)
+        if spec:
+            reserved += (6 if speculative == "draft_model" else 2) * 1024
+        frac = round((mem_mb - reserved) / mem_mb, 3)
+    return frac * sglang_vlm_factor(vision_dims, ver) if vision_dims else frac
+
+
+def sglang_vlm_factor(vision_dims: tuple[int, ...], engine_version: Any = None) -> float:
+    """What SGLang multiplies the memory fraction by for a multimodal model (`vlm_mem_fraction`): 0.95
+    up to 0.4.4, 0.90 in 0.4.5-0.4.9, then 0.95 × clamp(1 − 0.1·(L·H²/(24·1024²) − 1), 0.8, 1.05) for a
+    vision tower of L layers and hidden size H (server_args.adjust_mem_fraction_for_vlm)."""
+    from kvplan.engines import sglang as sg
+
+    ver = engine_version if hasattr(engine_version, "release") else sg.VERSIONS.parse(engine_version)
+    rule = sg.VERSIONS.value("vlm_mem_fraction", ver)
+    if rule == "x0.95":
+        return 0.95
+    if rule == "x0.90":
+        return 0.90
+    layers, hidden = vision_dims
+    ratio = layers * hidden ** 2 / (24 * 1024 ** 2)
+    return 0.95 * max(0.8, min(1.05, 1.0 - 0.1 * (ratio - 1.0)))
 
 
 def _llamacpp_compute_bytes(arch, ubatch: int = 512) -> int:
@@ -532,10 +603,23 @@ def plan(model: Model, *, gpu: str | GPU | None = None, gpu_memory: str | int | 
         ntorch = CUDA_CONTEXT if ntorch is None else ntorch
         free_at_start = total - ntorch
         frac = planner_opts.get("mem_fraction_static") or gpu_memory_utilization
+        vision = arch.weight_dims.vision_config_dims
         if frac is None:
-            frac = sglang_mem_fraction_static(total, tp=tp, pp=pp,
+            from kvplan import speculative
+
+            frac = sglang_mem_fraction_static(total, tp=tp, pp=pp, engine_version=version,
                                               chunked_prefill_size=planner_opts.get("chunked_prefill_size"),
-                                              cuda_graph_max_bs=planner_opts.get("cuda_graph_max_bs"))
+                                              cuda_graph_max_bs=planner_opts.get("cuda_graph_max_bs"),
+                                              speculative=speculative.method_name(opts.get("speculative"),
+                                                                                  opts.get("draft_model")),
+                                              dp_attention=opts.get("dp_attention") or 1, vision_dims=vision)
+            if vision:
+                notes.append(f"SGLang multimodal model: mem_fraction_static × {sglang_vlm_factor(vision, version):.4f} "
+                             f"(vision tower {vision[0]} layers × {vision[1]})")
+        elif vision and rule("vlm_factor_on_explicit"):
+            frac = _fraction(frac, "mem_fraction_static") * sglang_vlm_factor(vision, version)
+            notes.append(f"SGLang {version} scales a given mem_fraction_static by its multimodal factor too "
+                         f"(× {sglang_vlm_factor(vision, version):.2f}, in ModelRunner)")
         util = _fraction(frac, "mem_fraction_static")
         requested = int(free_at_start * util)
         act = 0 if act is None else act

@@ -194,3 +194,26 @@ def test_trtllm_fp8_blocks_match_log():
                           context_len=exp["max_tokens_in_paged_kv_cache"])
     assert round(est.kv_bytes / GiB, 2) == exp["kv_cache_gib"]
     assert est.kv_bytes // exp["max_tokens_in_paged_kv_cache"] == 65536
+
+
+# --- SGLang by version: the default mem_fraction_static printed in server_args ------------------------
+# (log id, GPU memory in MiB as SGLang reads it, tp, engine version, vision tower (layers, hidden) or ())
+SGLANG_MEM_FRACTION = [
+    # 0.4.3.post4 on 4× L4 (22,574 MiB), TP4: the TP table gives 0.85 — didier-durand/llms-in-clouds
+    ("sglang-qwq-32b-tp4-l4", 22574, 4, "0.4.3", ()),
+    # early 2025 (~0.4.2) on an RTX 3090, TP1: 0.88 — jerryzsj/my-deepseek-r1
+    ("sglang-r1-distill-qwen7b-rtx3090", 24576, 1, "0.4.2", ()),
+    # 0.5.8.post1 on 8× MI355X (294,896 MiB), TP8: reserve 27,136 MB → 0.908, × the multimodal factor of
+    # Kimi-K2.5's MoonViT (27 layers × 1152): 0.908 × 0.95 × (1 − 0.1·(27·1152²/(24·1024²) − 1))
+    # = 0.8260405859375 — ajith-sirra-amd/Issues Kimi-K2.5-MI355X-SGLANG-ERROR.md
+    ("sglang-kimi-k25-tp8-mi355x", 294896, 8, "0.5.8", (27, 1152)),
+]
+
+
+@pytest.mark.parametrize("log_id,mem_mib,tp,version,vision", SGLANG_MEM_FRACTION, ids=[r[0] for r in SGLANG_MEM_FRACTION])
+def test_sglang_default_mem_fraction_static_matches_log(log_id, mem_mib, tp, version, vision):
+    from kvplan.planner import sglang_mem_fraction_static
+
+    exp = _log(log_id)["expected"]["mem_fraction_static"]
+    got = sglang_mem_fraction_static(mem_mib * MiB, tp=tp, engine_version=version, vision_dims=vision)
+    assert got == pytest.approx(exp, abs=1e-12)

@@ -110,15 +110,23 @@ GLM5 = "QuantTrio/GLM-5-AWQ"
 
 
 def _deepseek_v32() -> kvplan.ModelArch:
-    """LABELLED SYNTHETIC: DeepSeek-V3.2-Exp's config is DeepSeek-V3's plus the indexer fields (no verbatim
-    copy of it was found to bundle): the bundled V3 config with model_type deepseek_v32, index_head_dim
-    128, index_n_heads 64, index_topk 2048 (the values of the DeepSeek-V3.2 model card config)."""
-    from kvplan.registry import read_config_file, specs_dir
+    """DeepSeek-V3.2's published config.json, bundled verbatim (model_specs/SOURCES.md, sixth batch);
+    DeepSeek-V3.2-Exp has the same architecture fields."""
+    return kvplan.load_model("deepseek-ai/DeepSeek-V3.2")
 
-    cfg = read_config_file(specs_dir() / "deepseek-ai--DeepSeek-V3" / "config.json")
-    cfg.update(model_type="deepseek_v32", architectures=["DeepseekV32ForCausalLM"], index_head_dim=128,
-               index_n_heads=64, index_topk=2048)
-    return kvplan.parse_config(cfg, "deepseek-ai/DeepSeek-V3.2-Exp")
+
+def test_deepseek_v32_real_config_is_v3_plus_the_indexer():
+    """The real V3.2 file differs from V3's in the indexer fields only, as far as the cache goes: 61 MLA
+    layers of 512 + 64 with a 128-wide fp8 indexer key (132 B with its scale) in every layer, 1 MTP layer."""
+    arch, v3 = _deepseek_v32(), kvplan.load_model("deepseek-ai/DeepSeek-V3")
+    assert arch.model_type == "deepseek_v32" and arch.kind_counts() == v3.kind_counts() == {"mla": 61}
+    assert {(s.kv_lora_rank, s.rope_dim, s.index_head_dim, s.indexer_fp8_bytes) for s in arch.layers} == {(512, 64, 128, 132)}
+    assert arch.weight_dims.index_n_heads == 64 and arch.weight_dims.num_nextn_predict_layers == 1
+    # vLLM: latent + indexer in one 64-token block per layer; MTP speculation adds the MTP layer's cache
+    est = kvplan.kv_cache(arch, context_len=64, engine="vllm")
+    assert est.block_size == 64 and est.kv_bytes == 61 * 64 * (576 * 2 + 132)
+    mtp = kvplan.kv_cache(arch, context_len=64, engine="vllm", speculative="mtp")
+    assert mtp.kv_bytes == 62 * 64 * (576 * 2 + 132)
 
 
 def test_glm5_config_has_an_indexer_in_every_layer():
@@ -145,6 +153,15 @@ def test_sglang_nsa_pool_matches_pr11309():
     # capacity counts the indexer: a budget of exactly 975,424 tokens' worth gives 975,424 tokens
     cap = kvplan.capacity(arch, kv_memory=975424 * 61 * (656 + 132), max_model_len=8192, **args)
     assert cap.kv_tokens == 975424
+    # ... from SGLang 0.5.4, the first release with the PR; 0.5.3's budget bought latent-only tokens
+    budget = exp["before_pr"]["num_tokens"] * 61 * 656
+    old = kvplan.capacity(arch, kv_memory=budget, max_model_len=8192, engine_version="0.5.3", **args)
+    new = kvplan.capacity(arch, kv_memory=budget, max_model_len=8192, engine_version="0.5.4", **args)
+    assert old.kv_tokens == exp["before_pr"]["num_tokens"]
+    assert new.kv_tokens == budget // (61 * 788) // 64 * 64 < old.kv_tokens
+    pinned = kvplan.kv_cache(arch, context_len=exp["before_pr"]["num_tokens"] + 64, engine_version="0.5.3", **args)
+    assert pinned.kv_bytes == before.kv_bytes  # the indexer was allocated either way, only not budgeted
+    assert any("left out of the token budget" in n for n in pinned.notes)
 
 
 def test_llamacpp_dsa_indexer_cache_matches_issue_26382():

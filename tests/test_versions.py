@@ -234,3 +234,99 @@ def test_gpt_oss_sampler_warmup_warning():
     assert not warned(gpu_memory_utilization=0.9, tp=2)
     assert not any(n.startswith("warning:") for n in plan("google/gemma-2-9b", gpu="H100", max_model_len=8192,
                                                          gpu_memory_utilization=0.95).notes)
+
+
+# ---- SGLang: each version-gated rule, switched at its release (sources in kvplan/engines/sglang.py) ----
+
+def test_sglang_table_lists_rules_with_sources():
+    sg = engine_versions("sglang")
+    assert sg["latest"] == "0.5.9" and all(r["source"] for r in sg["rules"])
+    since = {(r["key"], r["since"]) for r in sg["rules"]}
+    assert {("mem_fraction_rule", "0.4.8"), ("mem_fraction_rule", "0.5.3"), ("indexer_in_budget", "0.5.4"),
+            ("hybrid_swa_models", "0.5.8"), ("mamba_pool_ratio_gdn", "0.5.4")} <= since
+    assert any("pull/11309" in r["source"] for r in sg["rules"])
+
+
+@pytest.mark.parametrize("version,h100,h200,h200_tp8", [
+    ("0.4.5", 0.88, 0.88, 0.81),       # the TP table, whatever the GPU
+    ("0.4.6", 0.88, 0.9070, 0.9070),   # > 80 GiB: (mem - 13 GiB) / mem
+    ("0.4.7", 0.88, 0.8712, 0.8712),   # > 96 GiB: min(f + 48 GiB·(1-f)/mem, (mem - 18 GiB)/mem)
+    ("0.4.8", 0.874, 0.911, 0.886),    # PR #7054: (9.5 + p/2) / (12 + p/2) GiB reserved
+    ("0.5.3", 0.834, 0.906, 0.896),    # PR #10975: chunk·1.5 + graphs·2 + TP/8 GiB, at least 10 GiB
+])
+def test_sglang_default_mem_fraction_by_version(version, h100, h200, h200_tp8):
+    from kvplan.gpus import get_gpu
+    from kvplan.planner import sglang_mem_fraction_static as frac
+
+    h100_b, h200_b = get_gpu("H100").memory_bytes, get_gpu("H200").memory_bytes
+    assert frac(h100_b, engine_version=version) == pytest.approx(h100, abs=5e-5)
+    assert frac(h200_b, engine_version=version) == pytest.approx(h200, abs=5e-5)
+    assert frac(h200_b, tp=8, engine_version=version) == pytest.approx(h200_tp8, abs=5e-5)
+    p = plan("meta-llama/Llama-3.1-8B", gpu="H100", max_model_len=8192, engine=f"sglang@{version}")
+    assert p.gpu_memory_utilization == pytest.approx(h100, abs=5e-5)
+
+
+def test_sglang_reserve_terms_and_small_gpu_graph_batch():
+    from kvplan.planner import sglang_mem_fraction_static as frac
+
+    h100 = 81559 * MiB  # nvidia-smi's memory.total, which SGLang reads
+    assert frac(h100) == 0.835  # ENGINE_KV_SPEC B.3
+    assert frac(h100, speculative="eagle3") == round((81559 - 13440 - 2048) / 81559, 3)
+    assert frac(h100, speculative="draft_model") == round((81559 - 13440 - 6144) / 81559, 3)
+    assert frac(h100, speculative="ngram") == 0.835
+    assert frac(h100, tp=8, dp_attention=8) == round((81559 - (512 + 12288 + 1024 + 1024 + 512 * 8 * 4.5)) / 81559, 3)
+    assert frac(h100, engine_version="0.4.8", speculative="eagle") == round((81559 - 10240 - 2048) / 81559, 3)
+    rtx = 24564 * MiB  # a 24 GB card: cuda_graph_max_bs 16 up to 0.5.4, 24 from 0.5.5
+    assert frac(rtx, engine_version="0.5.4") == round((24564 - 512 - 3072 - 32 - 128) / 24564, 3)
+    assert frac(rtx, engine_version="0.5.5") == round((24564 - 512 - 3072 - 48 - 128) / 24564, 3)
+
+
+def test_sglang_multimodal_factor_by_version():
+    from kvplan.planner import sglang_vlm_factor
+
+    assert sglang_vlm_factor((27, 1152), "0.4.4") == 0.95
+    assert sglang_vlm_factor((27, 1152), "0.4.9") == 0.90
+    assert sglang_vlm_factor((27, 1152), "0.4.10") == pytest.approx(0.95 * (1 - 0.1 * (27 * 1152 ** 2 / (24 * 1024 ** 2) - 1)))
+    assert sglang_vlm_factor((24, 1024)) == 0.95 and sglang_vlm_factor((80, 4096)) == 0.95 * 0.8
+    kw = dict(gpu="H100", max_model_len=8192, engine="sglang@0.5.9")
+    text, vlm = plan("google/gemma-3-1b-it", **kw), plan("google/gemma-3-27b-it", **kw)
+    assert text.gpu_memory_utilization == 0.834
+    assert vlm.gpu_memory_utilization == pytest.approx(0.834 * sglang_vlm_factor((27, 1152)))
+    # up to 0.4.8 ModelRunner scaled a given --mem-fraction-static too; from 0.4.9 only the default
+    given = dict(gpu="H100", max_model_len=8192, mem_fraction_static=0.8)
+    assert plan("google/gemma-3-27b-it", engine="sglang@0.4.8", **given).gpu_memory_utilization == pytest.approx(0.72)
+    assert plan("google/gemma-3-27b-it", engine="sglang@0.4.9", **given).gpu_memory_utilization == 0.8
+
+
+@pytest.mark.parametrize("model,version,windowed", [
+    ("google/gemma-3-27b-it", "0.4.9", False), ("google/gemma-3-27b-it", "0.4.10", True),
+    ("google/gemma-3-27b-it", "0.5.1", False), ("google/gemma-3-27b-it", "0.5.9", False),
+    ("openai/gpt-oss-120b", "0.5.7", False), ("openai/gpt-oss-120b", "0.5.8", True),
+    ("meta-llama/Llama-4-Scout-17B-16E-Instruct", "0.5.7", False),
+    ("meta-llama/Llama-4-Scout-17B-16E-Instruct", "0.5.8", True),
+])
+def test_sglang_hybrid_swa_pool_by_version(model, version, windowed):
+    """Window layers keep only their window in the hybrid SWA pool: Gemma 2/3 in 0.4.10 only (sglang
+    PR #7367, then disabled), gpt-oss and Llama 4 from 0.5.8 (PRs #17261, #16399)."""
+    est = kvplan.kv_cache(model, context_len=131072, engine=f"sglang@{version}")
+    tokens = {r.kind: r.tokens_per_seq for r in est.breakdown}
+    assert (min(tokens.values()) < 131072) == windowed, tokens
+    forced = kvplan.kv_cache(model, context_len=131072, engine=f"sglang@{version}", hybrid_swa_memory=not windowed)
+    assert forced.kv_bytes != est.kv_bytes  # the explicit switch still wins
+
+
+def test_sglang_mamba_pool_by_slots_then_by_ratio():
+    """Qwen3-Next (GDN) before 0.5.4 and Nemotron-H (Mamba2) before 0.5.7 ran with the radix cache off
+    and max_running_requests (else 512) Mamba slots; later releases give the Mamba pool r/(1+r) of the
+    budget (sglang PRs #11214, #13584)."""
+    kw = dict(kv_memory="40GiB", max_model_len=32768)
+    for model, before, since in (("Qwen/Qwen3-Next-80B-A3B-Thinking", "0.5.3", "0.5.4"),
+                                 ("nvidia/Nemotron-H-56B-Base-8K", "0.5.6", "0.5.7")):
+        old = kvplan.capacity(model, engine=f"sglang@{before}", **kw)
+        new = kvplan.capacity(model, engine=f"sglang@{since}", **kw)
+        assert any("512 request slots" in n for n in old.notes), old.notes
+        assert any("0.9 : 1" in n for n in new.notes) and old.kv_tokens != new.kv_tokens
+        given = kvplan.capacity(model, engine=f"sglang@{since}", max_mamba_cache_size=64, **kw)
+        assert any("64 request slots" in n for n in given.notes)
+    with pytest.raises(InvalidInputError):
+        kvplan.kv_cache("openai/gpt-oss-20b", context_len=1024, engine="sglang", hybrid_swa_models="gpt_oss")

@@ -19,16 +19,96 @@ from kvplan.engines.common import (
 from kvplan.dtypes import get_dtype
 from kvplan.errors import InvalidInputError
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
-from kvplan.versions import VersionTable
+from kvplan.versions import VersionRule, VersionTable
 
 NAME = "sglang"
-# No SGLang allocation rule is version-gated yet: the profile follows the 0.4-0.5 source (ENGINE_KV_SPEC B).
-VERSIONS = VersionTable("sglang", oldest="0.4.0", latest="0.5.9", scheme="semver")
 KV_DTYPES = ("bf16", "fp16", "fp32", "fp8", "fp8_e4m3", "fp8_e5m2")
 
-# NOTE: server_args._handle_model_specific_adjustments: gpt-oss and Llama 4 use the hybrid SWA pool;
-# Gemma 2/3/3n set disable_hybrid_swa_memory; any other windowed model gets full-length KV.
-HYBRID_SWA_MODEL_TYPES = {"gpt_oss", "llama4", "llama4_text", "mimo_v2_flash"}
+# Model types whose windowed layers get the hybrid SWA pool (window-sized) by default, by release.
+# 0.4.10: every model that exposes get_attention_sliding_window_size (Gemma 2/3/3n) and is not Llama 4;
+# 0.5.0: Gemma 2/3/3n set disable_hybrid_swa_memory (and gpt-oss, new in 0.5, too); 0.5.7: MiMo-V2-Flash;
+# 0.5.8: is_hybrid_swa_model() lists Llama 4, gpt-oss and MiMo-V2 (Gemma stays off).
+_GEMMA_SWA = ("gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text")
+HYBRID_SWA_MODEL_TYPES = ("gpt_oss", "llama4", "llama4_text", "mimo_v2_flash")
+
+_SGL = "https://github.com/sgl-project/sglang"
+# Which SGLang rule changes at which release. Keys that name an `Options` field become that option's
+# default at the requested version (an explicit option still wins); the others are read by the planner.
+# Post releases (0.4.6.post1) count as their base release: where a .postN changed a rule, the note says so.
+VERSIONS = VersionTable("sglang", oldest="0.4.0", latest="0.5.9", scheme="semver", rules=(
+    VersionRule("mem_fraction_rule", "0.4.6", "tp_table", "tp_table_big13",
+                "default --mem-fraction-static: a table by TP size (0.88 / 0.87 / 0.85 / 0.81 / 0.79 at TP 1 / 2 / "
+                "4 / 8 / 16) up to 0.4.5; from 0.4.6 GPUs above 80 GiB reserve 13 GiB instead: (mem - 13 GiB) / mem",
+                "sglang 0.4.5 vs 0.4.6 wheels (pip download sglang==X.Y.Z): python/sglang/srt/server_args.py "
+                "__post_init__"),
+    VersionRule("mem_fraction_rule", "0.4.7", "tp_table_big13", "tp_table_big18",
+                "GPUs above 96 GiB: min(f + 48 GiB·(1-f)/mem, (mem - 18 GiB)/mem) (20 GiB with speculative "
+                "decoding), above 180,000 MB 0.79; the table is by TP×PP",
+                f"{_SGL}/pull/5893 (relax mem_fraction_static for h200, 2025-04-29); sglang 0.4.7 wheel"),
+    VersionRule("mem_fraction_rule", "0.4.8", "tp_table_big18", "gpu_tier",
+                "reserved = (2.8 + TP·PP/10) GiB below 35 GiB, (9.5 + TP·PP/2) GiB below 90 GiB, (12 + TP·PP/2) "
+                "GiB below 160 GiB, 32 GiB above (+2 GiB speculative, +4 GiB DP attention); "
+                "f = round((mem - reserved)/mem, 3)",
+                f"{_SGL}/pull/7054 (Simplify the heuristics for setting --mem-fraction-static, 2025-06-10); "
+                "sglang 0.4.8-0.5.2 wheels"),
+    VersionRule("mem_fraction_rule", "0.5.3", "gpu_tier", "reserve",
+                "reserved = 512 MB + 1.5·max(chunked_prefill_size, 2048) + 2·cuda_graph_max_bs + TP·PP/8 GiB "
+                "(at least 10 GiB above 60 GB; + DP-attention and speculative terms); both sizes set by GPU "
+                "memory tier",
+                f"{_SGL}/pull/10975 (Use more general heuristics to set the default value of "
+                "--mem-fraction-static, 2025-09-27); sglang 0.5.3 wheel"),
+    VersionRule("small_gpu_graph_bs", "0.5.5", 16, 24,
+                "cuda_graph_max_bs on 20-35 GB GPUs at TP < 4 (enters the reserved memory as 2 MB per batch "
+                "slot): 16 in 0.5.3-0.5.4, 24 from 0.5.5",
+                "sglang 0.5.4 vs 0.5.5 wheels, server_args.py _handle_gpu_memory_settings"),
+    VersionRule("vlm_mem_fraction", "0.4.5", "x0.95", "x0.90",
+                "multimodal models: the fraction is multiplied by 0.95 up to 0.4.4, by 0.90 from 0.4.5",
+                f"sglang 0.4.4 vs 0.4.5 wheels, model_runner.py ('Automatically reduce --mem-fraction-static ... "
+                "because this is a multimodal model')"),
+    VersionRule("vlm_mem_fraction", "0.4.10", "x0.90", "vit_scaled",
+                "multimodal models: f × 0.95 × clamp(1 - 0.1·(L·H²/(24·1024²) - 1), 0.8, 1.05) with the vision "
+                "tower's num_hidden_layers L (default 24) and hidden_size H (default 1024)",
+                f"{_SGL}/pull/6881 (tune mem fraction static for vlm); sglang 0.4.10 wheel, "
+                "server_args.adjust_mem_fraction_for_vlm"),
+    VersionRule("vlm_factor_on_explicit", "0.4.9", True, False,
+                "up to 0.4.8 the multimodal factor also scales a --mem-fraction-static given on the command line "
+                "(it is applied in ModelRunner); from 0.4.9 only the default",
+                "sglang 0.4.8 vs 0.4.9 wheels (model_runner.py vs server_args.py)"),
+    VersionRule("hybrid_swa_models", "0.4.10", (), _GEMMA_SWA,
+                "hybrid SWA pool (window layers keep a window-sized pool): introduced for every model with "
+                "get_attention_sliding_window_size except Llama 4, i.e. Gemma 2/3/3n (0.4.10.post2 already "
+                "turned it off for Gemma 2); before 0.4.10 windowed layers are cached at full length",
+                f"{_SGL}/pull/7367 (SWA memory pool); sglang 0.4.9 vs 0.4.10 wheels"),
+    VersionRule("hybrid_swa_models", "0.5.0", _GEMMA_SWA, (),
+                "Gemma 2/3/3n set disable_hybrid_swa_memory ('not compatible', FIXME in server_args); gpt-oss "
+                "(new in 0.5) also runs without the SWA pool: every layer at full length",
+                "sglang 0.4.10 vs 0.5.1 wheels, server_args._handle_model_specific_adjustments"),
+    VersionRule("hybrid_swa_models", "0.5.7", (), ("mimo_v2_flash",),
+                "MiMo-V2-Flash uses the SWA pool (is_hybrid_model returns 1 for it)",
+                "sglang 0.5.7 wheel, configs/model_config.py is_hybrid_model"),
+    VersionRule("hybrid_swa_models", "0.5.8", ("mimo_v2_flash",), HYBRID_SWA_MODEL_TYPES,
+                "gpt-oss (except with the trtllm_mha backend, the Blackwell default) and Llama 4 use the SWA pool "
+                "by default: is_hybrid_swa_model lists Llama4ForConditionalGeneration, GptOssForCausalLM, MiMo-V2",
+                f"{_SGL}/pull/17261 (Use swa radix cache and memory pool for gpt-oss model, 2026-01-17), "
+                f"{_SGL}/pull/16399 (Remove hybrid_kvcache_ratio: Llama 4, 2026-01-04); sglang 0.5.8 wheel"),
+    VersionRule("indexer_in_budget", "0.5.4", False, True,
+                "DSA models (DeepSeek-V3.2, GLM-5): the fp8 indexer key (132 B per token per layer) is counted "
+                "in the token budget and in the 'KV size' log line; before, it was allocated beside the pool "
+                "unbudgeted (an OOM on 8×B200)",
+                f"{_SGL}/pull/11309 ([DeepSeek-V3.2] Include indexer kv cache when estimating kv cache size, "
+                "2025-10-07); sglang 0.5.3 vs 0.5.4 wheels"),
+    VersionRule("mamba_pool_ratio_gdn", "0.5.4", False, True,
+                "GDN hybrids (Qwen3-Next): the Mamba pool takes r/(1+r) of the budget (mamba_full_memory_ratio "
+                "r = 0.9) with the Mamba radix cache; before, radix cache off and max_mamba_cache_size = "
+                "max_running_requests or 512 request slots (÷ DP size with DP attention)",
+                f"{_SGL}/pull/11214 (Support mamba radix cache v0, 2025-10), {_SGL}/pull/11679 (ratio 0.2 -> "
+                "0.9, quoted in sglang#25993); sglang 0.5.3 vs 0.5.4 wheels"),
+    VersionRule("mamba_pool_ratio_mamba2", "0.5.7", False, True,
+                "Mamba2 hybrids (Nemotron-H, Granite-4.0-H): the same r/(1+r) Mamba pool; before, radix cache off "
+                "('model detected, disable radix cache') and 512 request slots",
+                f"{_SGL}/pull/13584 (Enable RadixCache for Mamba2 models, 2025-11-19); sglang 0.5.6 vs 0.5.7 "
+                "wheels"),
+))
 
 
 @dataclass(frozen=True)
@@ -43,6 +123,17 @@ class Options:
     mamba_ssm_dtype: str = "fp32"
     """--mamba-ssm-dtype (SGLANG_MAMBA_SSM_DTYPE): float32 by default."""
     mamba_full_memory_ratio: float = 0.9
+    max_mamba_cache_size: int | None = None
+    """--max-mamba-cache-size: Mamba request slots (÷ DP size with DP attention). None = by ratio, or 512
+    slots where the version sizes the Mamba pool by slots."""
+    hybrid_swa_models: tuple[str, ...] = HYBRID_SWA_MODEL_TYPES
+    """Model types that get the hybrid SWA pool by default (set by the version; see VERSIONS)."""
+    indexer_in_budget: bool = True
+    """DSA indexer counted in the token budget (sglang PR #11309, 0.5.4); set by the version."""
+    mamba_pool_ratio_gdn: bool = True
+    """GDN hybrids size the Mamba pool by mamba_full_memory_ratio (0.5.4+), else by slots; set by the version."""
+    mamba_pool_ratio_mamba2: bool = True
+    """Mamba2 hybrids size the Mamba pool by mamba_full_memory_ratio (0.5.7+), else by slots; set by the version."""
     num_speculative_tokens: int = 0
     """Tokens proposed per step by speculative decoding (`--speculative` / `--draft-model` add the draft's
     layers). Accepted so one command line works on every engine: here the pool changes only by the
@@ -59,6 +150,14 @@ class Options:
             raise InvalidInputError("dp_attention", f"must be a DP size of 1 or more, got {self.dp_attention!r}")
         if self.block_size is not None and not 1 <= self.block_size <= 1 << 16:
             raise InvalidInputError("block_size", f"page size must be between 1 and 65536, got {self.block_size}")
+        models = self.hybrid_swa_models
+        if isinstance(models, list):
+            object.__setattr__(self, "hybrid_swa_models", models := tuple(models))
+        if not isinstance(models, tuple) or not all(isinstance(m, str) for m in models):
+            raise InvalidInputError("hybrid_swa_models", f"expected a list of model types, got {models!r}"[:200])
+        if self.max_mamba_cache_size is not None and not 1 <= self.max_mamba_cache_size <= 1 << 24:
+            raise InvalidInputError("max_mamba_cache_size", f"must be between 1 and 16777216, got "
+                                                            f"{self.max_mamba_cache_size}")
         for name in ("swa_full_tokens_ratio", "mamba_full_memory_ratio"):
             value = getattr(self, name)
             if not 0 < value <= 100:
@@ -91,7 +190,7 @@ def _indexer(spec) -> int:
 def _hybrid_swa(arch: ModelArch, opts: Options) -> bool:
     if opts.hybrid_swa_memory is not None:
         return opts.hybrid_swa_memory
-    return arch.model_type in HYBRID_SWA_MODEL_TYPES
+    return arch.model_type in opts.hybrid_swa_models
 
 
 def _per_token(spec, req: Request) -> tuple[int, int]:
@@ -160,9 +259,13 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
                 r[0] += n
                 r[2] += _indexer(spec) * tokens * req.batch * n
     notes = []
-    if _dsa(arch):
+    if _dsa(arch) and opts.indexer_in_budget:
         notes.append(f"DSA: NSA pool with page size {page}; each MLA layer also keeps a {_indexer_bytes(arch)} B "
                      "indexer key per token (fp8 + fp32 scale), counted in the budget since sglang PR #11309")
+    elif _dsa(arch):
+        notes.append(f"DSA: NSA pool with page size {page}; the {_indexer_bytes(arch)} B indexer key per token and "
+                     "layer is allocated beside the pool but left out of the token budget and of the logged "
+                     "'KV size' (SGLang before 0.5.4, PR #11309): the 'indexer' row is memory the budget did not count")
     if arch.windowed:
         notes.append("hybrid SWA pool: window layers keep only the window" if hybrid else
                      "hybrid SWA memory disabled for this model: window layers are cached at full length")
@@ -173,8 +276,9 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
                               notes=notes)
 
 
-def _cell(groups, req: Request, hybrid: bool) -> tuple[int, int]:
-    """(full-pool, swa-pool) bytes per token over the attention layers of one rank."""
+def _cell(groups, req: Request, hybrid: bool, indexer: bool = True) -> tuple[int, int]:
+    """(full-pool, swa-pool) bytes per token over the attention layers of one rank; `indexer` False
+    leaves the DSA indexer key out, as SGLang's budget did before 0.5.4."""
     full = swa = 0
     for spec, n in groups:
         if isinstance(spec, RecurrentState):
@@ -183,8 +287,15 @@ def _cell(groups, req: Request, hybrid: bool) -> tuple[int, int]:
         if hybrid and isinstance(spec, (SlidingWindow, ChunkedLocal)):
             swa += (k + v) * n
         else:
-            full += (k + v + _indexer(spec)) * n
+            full += (k + v + (_indexer(spec) if indexer else 0)) * n
     return full, swa
+
+
+def _mamba_by_ratio(states, opts: Options) -> bool:
+    """Whether this release sizes the Mamba pool by mamba_full_memory_ratio (else by request slots):
+    GDN hybrids from 0.5.4, Mamba2 hybrids from 0.5.7 (they ran without a radix cache before)."""
+    gdn = any(s.mixer == "gdn" for s, _ in states)
+    return opts.mamba_pool_ratio_gdn if gdn else opts.mamba_pool_ratio_mamba2
 
 
 def _indexer_bytes(arch: ModelArch) -> int:
@@ -200,16 +311,20 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
     hybrid = _hybrid_swa(arch, opts)
     per_seq_tokens = cdiv(req.context_len, page) * page
     best = None
+    ratio_mode = True
     for stage in grouped_stages(arch, req.pp):
-        full, swa = _cell(stage, attn, hybrid)
+        full, swa = _cell(stage, attn, hybrid, opts.indexer_in_budget)
         states = [(s, n) for s, n in stage if isinstance(s, RecurrentState)]
         budget, mamba_slots = kv_memory_bytes, None
         if states:
-            r = opts.mamba_full_memory_ratio
-            mamba_mem = int(kv_memory_bytes * r / (1 + r))
             per_req = sum(_state_bytes(s, attn, opts, arch.dtype) * n for s, n in states)
-            mamba_slots = mamba_mem // per_req
-            budget = kv_memory_bytes - mamba_mem
+            ratio_mode = _mamba_by_ratio(states, opts) and opts.max_mamba_cache_size is None
+            if ratio_mode:
+                r = opts.mamba_full_memory_ratio
+                mamba_slots = int(kv_memory_bytes * r / (1 + r)) // per_req
+            else:  # --max-mamba-cache-size, or max_running_requests / 512 slots, split over DP ranks
+                mamba_slots = (opts.max_mamba_cache_size or 512) // opts.dp_attention
+            budget = max(0, kv_memory_bytes - mamba_slots * per_req)  # SGLang: "Not enough memory"
         ratio = opts.swa_full_tokens_ratio
         tokens = int(budget // (full + ratio * swa)) if swa else (budget // full if full else 0)
         tokens = tokens // page * page
@@ -225,9 +340,13 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
             best = (tokens, seqs, mamba_slots)
     tokens, seqs, mamba_slots = best
     notes = [f"pool rows allocated: {tokens + page:,} (one padded page for dummy writes)"]
+    if mamba_slots is not None and not tokens:
+        notes.append(f"the {mamba_slots:,} Mamba request slots take the whole budget: SGLang stops with 'Not enough "
+                     "memory'; lower max_mamba_cache_size (or max_running_requests)")
     if mamba_slots is not None:
         notes.append(f"Mamba pool: {mamba_slots:,} request slots ({opts.mamba_full_memory_ratio} : 1 of "
-                     "the budget)")
+                     "the budget)" if ratio_mode else f"Mamba pool: {mamba_slots:,} request slots "
+                     "(--max-mamba-cache-size, else max_running_requests or 512; radix cache off)")
     seqs = 0.0 if seqs == float("inf") else seqs
     return Capacity(
         model=arch.model_id, engine=NAME, kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp,
