@@ -83,7 +83,11 @@ LLMD_CONFIGS = {
 }
 # configs the project keeps (tests/golden/configs, sources in its SOURCES.md)
 LLMD_PROJECT_CONFIGS = {"deepseek-ai/DeepSeek-V2-Lite-Chat": "configs/deepseek-ai--DeepSeek-V2-Lite"}
-LLMD_SAME_GEOMETRY = {"moonshotai/Kimi-Dev-72B": "Qwen/Qwen2.5-72B"}  # model card: fine-tuned from Qwen2.5-72B
+LLMD_SAME_GEOMETRY = {
+    "moonshotai/Kimi-Dev-72B": "Qwen/Qwen2.5-72B",  # model card: fine-tuned from Qwen2.5-72B
+    # the instruct fine-tune of the bundled base config (its logged weights, 15.25 GiB, are the base's)
+    "ibm-granite/granite-3.1-8b-instruct": "ibm-granite/granite-3.1-8b-base",
+}
 
 
 def _records(ex, source: dict[str, Any]) -> list[dict[str, Any]]:
