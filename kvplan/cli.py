@@ -15,7 +15,7 @@ from kvplan import __version__
 from kvplan.dtypes import KV_DTYPE_NAMES
 from kvplan.engines import DEFAULT_ENGINE, ENGINE_NAMES
 from kvplan.errors import InvalidInputError, KvplanError
-from kvplan.units import fmt_auto, fmt_bytes, parse_tokens
+from kvplan.units import fmt_auto, fmt_bytes, number_or_text, parse_tokens
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
@@ -52,13 +52,7 @@ def _option_value(text: str) -> Any:
         return True
     if lowered in ("false", "no", "off"):
         return False
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            return text
+    return number_or_text(text)
 
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:

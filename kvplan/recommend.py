@@ -32,12 +32,12 @@ import math
 import sys
 import time
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from kvplan.api import Model, _arch, capacity, kv_cache
 from kvplan.engines import resolve_engine
-from kvplan.errors import InvalidInputError, KvplanError
+from kvplan.errors import InvalidInputError
 from kvplan.gpus import GPU, get_gpu
 from kvplan.units import GiB, cdiv, fmt_bytes
 from kvplan.workload import SLA, Z95, Workload, make_sla, make_workload

@@ -111,6 +111,16 @@ def show_number(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def number_or_text(text: str) -> int | float | str:
+    """'8' -> 8, '0.9' -> 0.9, anything else unchanged: settings read from a command line or a log."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
 def check_count(value: int, field: str, *, minimum: int = 1, maximum: int = MAX_TOKENS) -> int:
     """Return `value` if it is an int in [minimum, maximum], else raise InvalidInputError naming `field`.
 

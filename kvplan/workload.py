@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from kvplan.errors import InvalidInputError
-from kvplan.units import MAX_TOKENS, parse_tokens
+from kvplan.units import MAX_TOKENS, check_count, parse_tokens
 
 __all__ = ["Workload", "SLA", "LengthClass", "make_workload", "make_sla", "read_lengths",
            "littles_law_concurrency", "lognormal_quantiles", "Z95", "MAX_LENGTH_CLASSES"]
@@ -248,13 +248,7 @@ def _int_cell(value: Any, name: str, *, minimum: int) -> int:
         if not math.isfinite(value) or value != int(value):
             raise InvalidInputError(name, f"expected a whole number, got {value!r}")
         value = int(value)
-    if not isinstance(value, int):
-        raise InvalidInputError(name, f"expected a whole number, got {value!r}")
-    if value < minimum:
-        raise InvalidInputError(name, f"must be at least {minimum}, got {value}")
-    if value > MAX_TOKENS:
-        raise InvalidInputError(name, f"{value:,} is absurdly large")
-    return value
+    return check_count(value, name, minimum=minimum)
 
 
 def _quantile(values: list[tuple[int, float]], q: float) -> int:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port, health
 
 ROOT = Path(__file__).resolve().parents[1]
 if not (ROOT / ".venv" / ".kvplan-test").exists():
@@ -33,21 +31,13 @@ def test_test_sh_reruns_offline():
 
 
 def test_app_sh_restarts_offline():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(["bash", "scripts/app.sh", "--server.headless", "true", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
                             cwd=ROOT, env=OFFLINE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        deadline, body = time.monotonic() + 90, ""
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read().decode()
-                break
-            except OSError:
-                time.sleep(0.5)
+        body = health(port, proc)
         assert body == "ok", f"the app did not start offline (exit code {proc.poll()})"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

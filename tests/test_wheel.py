@@ -12,16 +12,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
-import time
-import urllib.request
 import venv
 from pathlib import Path
 
 import pytest
+from conftest import free_port, health
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = sorted(p.parent.name.replace("--", "/", 1) for p in (ROOT / "model_specs").glob("*/config.json"))
@@ -101,21 +99,13 @@ def test_size_on_a_bundled_id(installed):
 
 def test_app_starts_from_the_installed_package(installed):
     bin_dir, work, env, _ = installed
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([bin_dir / "kvplan", "app", "--server.headless", "true", "--server.port", str(port),
                              "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
                             cwd=work, env={**env, "KVPLAN_OFFLINE": "1", "HF_HUB_OFFLINE": "1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline, body = time.monotonic() + 90, ""
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read().decode()
-                break
-            except OSError:
-                time.sleep(0.5)
+        body = health(port, proc)
         assert body == "ok", f"health endpoint did not answer (exit code {proc.poll()})"
         # `kvplan app` became the server (exec): stopping that one process stops the app
         proc.terminate()

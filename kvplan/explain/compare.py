@@ -97,6 +97,18 @@ def _printed(q: Logged) -> str:
     return f"{value} {q.unit}" if q.unit not in ("x",) else f"{value}x"
 
 
+def _weights_rows(ctx, p, arch, tp: int, pp: int, rule: str) -> None:
+    """A row for each logged weights figure, against the checkpoint's weights split over TP/PP."""
+    from kvplan.weights import weights_bytes
+
+    for q in p.all("weights_bytes"):
+        try:
+            w = weights_bytes(arch, "auto", tp, pp)
+        except KvplanError:
+            w = None
+        ctx.rows.append(_bytes_row("weights_bytes", q, w, rule))
+
+
 def _bytes_row(name: str, q: Logged, predicted: int | None, rule: str, cache: str | None = None) -> Quantity:
     logged = q.to_bytes()
     lo, hi = q.byte_interval()
@@ -424,7 +436,6 @@ def _vllm_answers(ctx: Context, pl, length, kv_dtype, cap_args, budgets, total_q
 # --- SGLang ---------------------------------------------------------------------------------------------------
 def _sglang(ctx: Context) -> None:
     from kvplan.api import kv_cache
-    from kvplan.weights import weights_bytes
 
     p, arch, s = ctx.parsed, ctx.arch, ctx.parsed.settings
     tp = int(s.get("tp_size") or 1)
@@ -435,12 +446,7 @@ def _sglang(ctx: Context) -> None:
     kv_dtype = {"fp8_e4m3": "fp8", "fp8_e5m2": "fp8_e5m2"}.get(kv_dtype, kv_dtype)
     opts = {"dp_attention": dp} if dp > 1 else {}
     tokens = p.first("kv_tokens") or p.first("max_total_num_tokens")
-    for q in p.all("weights_bytes"):
-        try:
-            w = weights_bytes(arch, "auto", tp, pp)
-        except KvplanError:
-            w = None
-        ctx.rows.append(_bytes_row("weights_bytes", q, w, "checkpoint dtype/quantization and TP split"))
+    _weights_rows(ctx, p, arch, tp, pp, "checkpoint dtype/quantization and TP split")
     est = None
     if tokens is not None:
         n = int(tokens.value)
@@ -617,14 +623,7 @@ def _trtllm(ctx: Context) -> None:
         lo, hi = free.byte_interval()
         ctx.notes.append(f"free_gpu_memory_fraction {frac} of {free.value} GiB free = {free.value * frac:.2f} GiB "
                          f"for KV (logged {kvq.value} GiB; capped by max_tokens when set)")
-    for q in p.all("weights_bytes"):
-        from kvplan.weights import weights_bytes
-
-        try:
-            w = weights_bytes(arch, "auto", tp, pp)
-        except KvplanError:
-            w = None
-        ctx.rows.append(_bytes_row("weights_bytes", q, w, "engine file size: weights in the engine's build dtype"))
+    _weights_rows(ctx, p, arch, tp, pp, "engine file size: weights in the engine's build dtype")
 
 
 def _tgi(ctx: Context) -> None:

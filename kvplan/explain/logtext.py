@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kvplan.errors import InvalidInputError, LogParseError
-from kvplan.units import GiB, KiB, MiB
+from kvplan.units import GiB, KiB, MiB, number_or_text
 
 MAX_LOG_CHARS = 8 * MiB
 """Biggest log accepted (the largest real vLLM DEBUG startup log we know, TP=4, is 0.64 MB)."""
@@ -95,6 +95,17 @@ class ParsedLog:
         for q in self.logged:
             seen.setdefault(q.rank, None)
         return list(seen)
+
+
+def literal(text: str) -> Any:
+    """A value as Python's repr printed it in an engine's settings line: 'x' -> x, True/False/None, numbers."""
+    if text.startswith("'"):
+        return text[1:-1]
+    if text in ("True", "False"):
+        return text == "True"
+    if text == "None":
+        return None
+    return number_or_text(text)
 
 
 def bounded_lines(text: str) -> list[str]:

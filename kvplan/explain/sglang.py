@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-from kvplan.explain.logtext import (HEAD_CHARS, classify_failure, exception_line, explain_failure, num,
-                                    ParsedLog, pick_failure, require)
+from kvplan.explain.logtext import (HEAD_CHARS, classify_failure, exception_line, explain_failure, literal,
+                                    num, ParsedLog, pick_failure, require)
 
 _RANK = re.compile(r"^\W{0,4}\[[0-9: -]{8,26}((?: (?:DP|TP|PP|EP)\d{1,4}){1,4})\]")
 _SA = re.compile(r"\b([a-z_]{1,40})=('[^']{0,300}'|[A-Za-z0-9_.\-]{1,60})")
@@ -36,21 +36,6 @@ def detect(lines: list[str]) -> bool:
                for h in (ln[:HEAD_CHARS] for ln in lines))
 
 
-def _value(text: str):
-    if text.startswith("'"):
-        return text[1:-1]
-    if text in ("True", "False"):
-        return text == "True"
-    if text == "None":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 def parse(lines: list[str]) -> ParsedLog:
     p = ParsedLog("sglang")
     excs: list[tuple[str, str]] = []
@@ -61,7 +46,7 @@ def parse(lines: list[str]) -> ParsedLog:
         if "ServerArgs(" in line:
             for key, val in _SA.findall(full[full.find("ServerArgs("):]):
                 if key in _KEEP:
-                    p.setting(key, _value(val))
+                    p.setting(key, literal(val))
         if "sglang" in line and p.engine_version is None:
             vm = re.search(r"sglang(?:==| version:? ?v?)([0-9]+\.[0-9]+\.[0-9][0-9A-Za-z.+_-]{0,30})", line)
             if vm:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from kvplan.explain.logtext import (HEAD_CHARS, ParsedLog, classify_failure, exception_line, explain_failure, num,
-                                    pick_failure, require)
+from kvplan.explain.logtext import (HEAD_CHARS, ParsedLog, classify_failure, exception_line, explain_failure, literal,
+                                    num, pick_failure, require)
 
 _RANK = re.compile(r"^\W{0,12}\(([A-Za-z_][A-Za-z0-9_]{0,40})(?: rank=(\d{1,5}))?(?: pid=\d{1,10})?[^)]{0,80}\)")
 _VERSION = [re.compile(r"LLM engine \(v([0-9][0-9A-Za-z.+_-]{0,40})\)"),
@@ -76,22 +76,6 @@ def detect(lines: list[str]) -> bool:
         for h in (ln[:HEAD_CHARS] for ln in lines))
 
 
-def _value(text: str):
-    if text.startswith("'"):
-        return text[1:-1]
-    if text in ("True", "False"):
-        return text == "True"
-    if text == "None":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            return text
-
-
 def parse(lines: list[str]) -> ParsedLog:
     p = ParsedLog("vllm", variant="V1")
     v0 = v1 = False
@@ -118,11 +102,11 @@ def parse(lines: list[str]) -> ParsedLog:
         if "non-default args:" in line:
             for key, val in _ARG.findall(full):
                 if key in _KEEP:
-                    p.setting(_ALIASES.get(key, key), _value(val))
+                    p.setting(_ALIASES.get(key, key), literal(val))
         elif "with config:" in line:
             for key, val in _CFG.findall(full):
                 if key in _KEEP and _ALIASES.get(key, key) not in p.settings:
-                    p.setting(_ALIASES.get(key, key), _value(val))
+                    p.setting(_ALIASES.get(key, key), literal(val))
         elif "Defaulting max_num_batched_tokens to" in line:
             dm = re.search(r"max_num_batched_tokens to (\d{1,9})", line)
             if dm:
