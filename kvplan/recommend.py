@@ -816,13 +816,9 @@ def _why_not(wl: Workload, sla: SLA, rejected: dict, best_fail: dict, max_gpus: 
     if "weights" in best_fail:
         score, detail = best_fail["weights"]
         longest = int(-score)
-        changes.append(f"use more GPUs per instance (max_tp / max_pp), fp8 weights, or requests of at most "
-                       f"{longest:,} tokens (best: {detail})")
-    order = {"tpot": 0, "ttft": 1, "max_gpus": 2, "weights": 3}
-    top = max(rejected, key=lambda k: (rejected[k], -order.get(k, 9)))
-    changes.sort(key=lambda c: 0 if c.startswith({"tpot": "relax tpot", "ttft": "relax ttft",
-                                                  "max_gpus": "allow max_gpus",
-                                                  "weights": "use more"}.get(top, "?")) else 1)
+        shorter = f", or requests of at most {longest:,} tokens" if longest > 0 else ""
+        # last: layouts that got past the memory check failed on something else, which is the change to make
+        changes.append(f"use more GPUs per instance (max_tp / max_pp) or fp8 weights{shorter} (best: {detail})")
     return why, changes
 
 

@@ -255,6 +255,20 @@ def test_an_sla_no_gpu_meets_is_a_result_with_the_smallest_change():
     assert d["deployments"] == [] and d["fits"] is False and d["smallest_change"]
 
 
+def test_weights_that_do_not_fit_suggest_more_gpus_not_zero_token_requests():
+    # Llama-3.1-405B in bf16 is about 811 GB of weights; one L40S has 48 GB: no request length helps.
+    r = recommend("meta-llama/Llama-3.1-405B", users=10, prompt_tokens=1000, output_tokens=100, gpus="L40S",
+                  max_tp=1, max_pp=1)
+    assert not r.fits and r.rejected == {"weights": 1}
+    assert r.smallest_change.startswith("use more GPUs per instance (max_tp / max_pp) or fp8 weights (best:")
+    assert "at most 0 tokens" not in r.smallest_change
+    # With a layout that passes the memory check but misses the SLA, the SLA change comes first.
+    r = recommend("meta-llama/Llama-3.1-405B", users=10, prompt_tokens=1000, output_tokens=100, gpus="L40S",
+                  max_tp=8, max_pp=4, tpot_ms=5)
+    assert not r.fits and r.rejected["weights"] >= 1 and r.rejected["tpot"] >= 1
+    assert r.changes[0].startswith("relax tpot_ms to ") and r.changes[-1].startswith("use more GPUs")
+
+
 @pytest.mark.parametrize("kwargs, field", [
     (dict(users=10, prompt_tokens=-5, output_tokens=10), "prompt_tokens"),
     (dict(users=10, prompt_tokens=100, output_tokens=0), "output_tokens"),
