@@ -206,6 +206,14 @@ class ModelArch:
         return cached
 
     @cached_property
+    def digest(self) -> str:
+        """A digest of the whole spec (its repr), computed once: the app keys its caches on it, where
+        Streamlit's own hashing walked every layer spec on each rerun (half of a Plan rerun)."""
+        import hashlib
+
+        return hashlib.blake2b(repr(self).encode(), digest_size=16).hexdigest()
+
+    @cached_property
     def kinds(self) -> frozenset[str]:
         """The set of layer kinds present (computed once; the arch is immutable)."""
         return frozenset(s.kind for s in self.layers)

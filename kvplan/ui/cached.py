@@ -4,8 +4,9 @@ Eight people opening the same view used to compute it eight times on Streamlit's
 which share one interpreter lock: the sessions queued behind each other (benchmarks/app_sessions.py).
 Every sweep a page draws goes through here instead: the first session computes it, concurrent
 sessions asking for the same inputs wait for that one result (Streamlit locks per key) and later
-ones get a copy. Keys are the inputs; a ModelArch is keyed by its repr (the whole frozen spec), so
-two different uploads with the same file name never share a result. Entries are bounded.
+ones get a copy. Keys are the inputs; a ModelArch is keyed by a digest of its repr (the whole frozen
+spec, ModelArch.digest), so two different uploads with the same file name never share a result.
+Entries are bounded.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from kvplan.errors import KvplanError
 from kvplan.layers import ModelArch
 from kvplan.ui import sweeps
 
-_HASH = {ModelArch: repr}
+HASH_FUNCS = {ModelArch: lambda arch: arch.digest}
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ _ENTRIES = 512
 
 
 def _cache(fn):
-    return st.cache_data(show_spinner=False, max_entries=_ENTRIES, hash_funcs=_HASH)(fn)
+    return st.cache_data(show_spinner=False, max_entries=_ENTRIES, hash_funcs=HASH_FUNCS)(fn)
 
 
 @_cache

@@ -24,7 +24,7 @@ from kvplan.errors import InvalidInputError, KvplanError
 from kvplan.gpus import get_gpu, list_gpus
 from kvplan.hf_config import parse_config
 from kvplan.layers import ModelArch
-from kvplan.registry import bundled_config, list_models, parse_json
+from kvplan.registry import list_models, load_model, parse_json
 from kvplan.ui import cached, sweeps, tables, text
 from kvplan.ui.whatif import ATTENTION_CHOICES, WhatIf, apply
 from kvplan.units import parse_bytes, parse_tokens
@@ -182,11 +182,6 @@ def number_input(where: Any, label: str, *, key: str, min_value: int | float, ma
     return int(out) if integer else float(out)
 
 
-@st.cache_data(show_spinner=False)
-def _bundled(model_id: str) -> dict[str, Any]:
-    return bundled_config(model_id)
-
-
 @st.cache_data(ttl=3600, show_spinner="Fetching config.json from the Hugging Face Hub…")
 def _hub(repo_id: str) -> ModelArch:
     from kvplan.hub import load_hub_model  # lazy: huggingface_hub is optional
@@ -210,7 +205,7 @@ def _load_model(src: str, prefix: str = "") -> ModelArch | None:
         except ImportError:
             if repo in list_models():
                 text.info(f"Hub support is not installed: using kvplan's bundled copy of {repo}.")
-                return parse_config(_bundled(repo), repo)
+                return load_model(repo)
             st.error("Hub support not installed (`pip install huggingface_hub`); bundled and uploaded "
                      "models still work.")
             return None
@@ -219,7 +214,7 @@ def _load_model(src: str, prefix: str = "") -> ModelArch | None:
             # where the Hub's message would advise environment variables a browser user cannot set.
             if repo in list_models():
                 text.info(f"The Hub could not be reached: using kvplan's bundled copy of {repo}'s config.json.")
-                return parse_config(_bundled(repo), repo)
+                return load_model(repo)
             raise
     if src == "Upload":
         up = st.file_uploader("config.json", type=["json"], key=f"{prefix}upload", max_upload_size=MAX_UPLOAD_MB)
@@ -233,7 +228,7 @@ def _load_model(src: str, prefix: str = "") -> ModelArch | None:
     model = st.selectbox("Bundled model", models, index=models.index(DEFAULT_MODEL)
                          if DEFAULT_MODEL in models else 0, key=f"{prefix}model", bind=QP,
                          help="Type to search the bundled configs (they work offline).")
-    return parse_config(_bundled(model), model)
+    return load_model(model)  # parsed once per server (and one object: its cache digest is computed once)
 
 
 def _has_versions(engine: str) -> bool:

@@ -13,7 +13,7 @@ from kvplan.dtypes import KV_DTYPE_NAMES
 from kvplan.engines import ENGINE_NAMES
 from kvplan.errors import KvplanError
 from kvplan.gpus import list_gpus
-from kvplan.ui import plan_chart, plan_view, widgets
+from kvplan.ui import cached, plan_chart, plan_view, widgets
 
 try:
     from kvplan.ui import text
@@ -108,19 +108,19 @@ def _say(kind: str, message) -> None:
     getattr(text, kind)(message)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, hash_funcs=cached.HASH_FUNCS)
 def _recommend(arch, kwargs: tuple):
     from kvplan.recommend import recommend
     return recommend(arch, **dict(kwargs))
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64, hash_funcs=cached.HASH_FUNCS)
 def _curve(arch, inst: plan_view.Instance, max_context: int, request_tokens: int) -> plan_view.Curve:
     grid = plan_view.context_points(max_context, request_tokens, start=plan_view.MIN_CONTEXT + inst.prefix_tokens)
     return plan_view.instance_curve(arch, inst, grid)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+@st.cache_data(show_spinner=False, max_entries=256, hash_funcs=cached.HASH_FUNCS)
 def _longest(arch, inst: plan_view.Instance, need: int, max_context: int, _curve: plan_view.Curve) -> int:
     """Cached apart from the curve: a new user count moves only this (`_curve` brackets it, unhashed)."""
     return plan_view.longest_context_for(arch, inst, need, max_context, curve=_curve) if need else 0
