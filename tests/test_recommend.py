@@ -375,3 +375,31 @@ def test_model_arch_hash_is_memoised_and_consistent():
     assert a == b and hash(a) == hash(b) and hash(a) == hash(a)
     c = dataclasses.replace(a, model_id="other")
     assert c != a
+
+
+def test_options_for_one_engine_reach_only_that_engine():
+    # SGLang's dp_attention and vLLM's block_size are options the other engine does not take: given per
+    # engine, each engine's capacity is its own plan() with them. TP 1 cannot host a DP-attention size
+    # of 2 (it must divide tp): that size is skipped, not an error.
+    kw = dict(users=1, prompt_tokens=7000, output_tokens=1000, gpus="H100", max_tp=2, max_pp=1)
+    r = recommend(L8, engines=["vllm", "sglang"], **kw,
+                  options_by_engine={"sglang": {"dp_attention": 2}, "vllm": {"block_size": 32}})
+    by = {d.engine: d for d in r.deployments}
+    sgl = plan(L8, gpu="H100", tp=2, max_model_len=8000, engine="sglang", dp_attention=2)
+    vll = plan(L8, gpu="H100", tp=1, max_model_len=8000, engine="vllm", block_size=32)
+    assert (by["sglang"].tp, by["sglang"].max_users_per_instance) == (2, sgl.max_sequences)
+    assert (by["vllm"].tp, by["vllm"].max_users_per_instance) == (1, vll.max_sequences)
+    assert vll.block_size == 32
+    with pytest.raises(InvalidInputError) as err:
+        recommend(L8, engines="vllm", **kw, options_by_engine={"sglang": {"dp_attention": 2}})
+    assert err.value.field == "options_by_engine"
+
+
+def test_max_num_seqs_given_caps_the_users_per_instance():
+    # 100 users, at most 16 sequences per vLLM instance: 7 replicas (ceil(100 / 16)), each launched
+    # with --max-num-seqs 16, the cap named as the limit.
+    r = recommend(L8, users=100, prompt_tokens=7000, output_tokens=1000, gpus="H100", max_tp=1, max_pp=1,
+                  max_num_seqs=16)
+    d = r.best
+    assert (d.replicas, d.max_users_per_instance, d.binding) == (7, 16, "max_num_seqs")
+    assert "--max-num-seqs 16" in d.launch
