@@ -100,7 +100,7 @@ def test_chart_marks_target_fit_and_longest():
     assert list(line.customdata) == [860, 110, 12, 0]  # hover shows whole users
     assert line.y[-1] == plan_chart.FLOOR and math.log10(line.y[-1]) < 0  # 0 users: in the shaded band
     marker = fig.data[-1]
-    assert marker.x == (8800,) and marker.y == (100,) and "100 users fit up to 8,800 tokens" in marker.text[0]
+    assert marker.x == (8800,) and marker.y == (100,) and marker.name == "100 users fit up to 8,800 tokens each"
     shapes = fig.layout.shapes
     assert any(s.type == "rect" and s.y1 == 1 for s in shapes)  # the does-not-fit band ends at 1 user
     assert any(s.y0 == 100 and s.y1 == 100 for s in shapes)  # target line

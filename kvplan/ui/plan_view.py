@@ -152,6 +152,12 @@ def engine_label(engine: str) -> str:
     return ENGINE_LABELS.get(engine, engine)
 
 
+def engine_with_version(d: Any) -> str:
+    """"vLLM 0.28.0": the engine and the release whose rules were applied."""
+    version = getattr(d, "engine_version", "") or ""
+    return f"{engine_label(d.engine)} {version}".strip()
+
+
 def gib(n: int | float) -> str:
     return f"{n / 2**30:,.1f} GiB"
 
@@ -191,7 +197,7 @@ def alternatives_rows(rec: Any) -> list[dict[str, Any]]:
     rows = []
     for i, d in enumerate(rec.deployments, 1):
         row = {"Rank": i, "Deployment": f"{d.num_gpus:,} × {d.gpu}, {layout_text(d.tp, d.pp, d.replicas)}",
-               "Engine": engine_label(d.engine), "KV / weights": f"{d.kv_dtype} / {d.weights_dtype}",
+               "Engine": engine_with_version(d), "KV / weights": f"{d.kv_dtype} / {d.weights_dtype}",
                "Users (room for)": f"{fmt_int(d.users)} ({fmt_int(d.max_users)})",
                "Limit": BINDING_LABELS.get(d.binding, d.binding),
                "Tokens/s per user": f"{d.decode_tokens_per_s_per_user:,.0f}",
@@ -245,18 +251,21 @@ def latency_notes(rec: Any) -> list[str]:
 # --- A given deployment ("how many users on my 2 × H100?") --------------------------------------
 
 TP_CHOICES = (1, 2, 4, 8, 16)
+PP_CHOICES = (1, 2, 4, 8)
 
 
 def fixed_plan(arch, *, gpu: str, num_gpus: int, tp: int, engine: str, kv_dtype: str, weights_dtype: str,
-               prefix_tokens: int, request_tokens: int, engine_version: str | None = None, plan_fn=None):
-    """`kvplan.plan` for a deployment the user already has: `num_gpus` GPUs in TP-`tp` instances,
-    each request `request_tokens` long (the engine's max_model_len)."""
+               prefix_tokens: int, request_tokens: int, pp: int = 1, engine_version: str | None = None,
+               plan_fn=None, **options: Any):
+    """`kvplan.plan` for a deployment the user already has: `num_gpus` GPUs in tp × pp instances,
+    each request `request_tokens` long (the engine's max_model_len); `options` are plan's own
+    (gpu_memory_utilization, kv_memory, the engine's options)."""
     if plan_fn is None:
         from kvplan.planner import plan as plan_fn
     extra = {"engine_version": engine_version} if engine_version else {}
-    return plan_fn(arch, gpu=gpu, num_gpus=num_gpus, tp=tp, engine=engine, kv_dtype=kv_dtype,
+    return plan_fn(arch, gpu=gpu, num_gpus=num_gpus, tp=tp, pp=pp, engine=engine, kv_dtype=kv_dtype,
                    weights_dtype=weights_dtype, max_model_len=request_tokens,
-                   prefix_tokens=min(prefix_tokens, request_tokens), **extra)
+                   prefix_tokens=min(prefix_tokens, request_tokens), **extra, **options)
 
 
 def fixed_users(p) -> int:
@@ -281,3 +290,14 @@ def fixed_ledger_rows(p) -> list[dict[str, Any]]:
              ("overhead", p.non_torch_bytes + p.cuda_graph_bytes), ("KV in use", used), ("KV free", budget - used),
              ("not reserved", max(0, p.free_bytes))]
     return [{"part": name, "bytes": int(value)} for name, value in parts]
+
+
+def alternative_cards(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """`alternatives_rows` for a narrow screen, one deployment per card: a title (rank, deployment,
+    engine) and its other figures on one line, each named (plain text)."""
+    out = []
+    for r in rows:
+        title = f"{r['Rank']}. {r['Deployment']} · {r['Engine']}"
+        rest = [f"{k}: {v}" for k, v in r.items() if k not in ("Rank", "Deployment", "Engine")]
+        out.append((title, " · ".join(rest)))
+    return out

@@ -92,12 +92,12 @@ LABELS = {"context": "Context length", "context_len": "Context length", "max_mod
           "gpu": "GPU"}
 
 
-def describe(err: BaseException, label: str | None = None) -> str:
+def describe(err: BaseException, label: str | None = None, labels: dict[str, str] | None = None) -> str:
     """One line for an error, with the app's label in place of the API field name (plain text: show
-    it with `text.error`)."""
+    it with `text.error`). `labels`: a page's own labels for field names, before the sidebar's."""
     msg = str(err)
     field_name = getattr(err, "field", None)
-    shown = label or LABELS.get(field_name or "")
+    shown = label or (labels or {}).get(field_name or "") or LABELS.get(field_name or "")
     if isinstance(err, KvplanError) and field_name and shown and msg.startswith(f"{field_name}: "):
         return f"{shown}: {msg[len(field_name) + 2:]}"
     if shown and label:
