@@ -136,6 +136,15 @@ def test_answer_and_table_read_as_sentences():
     assert sum(r["bytes"] for r in ledger) == best.memory.gpu_memory_bytes
     assert pv.ledger_table(ledger, best.memory.gpu_memory_bytes)[-1]["Part"] == "total"
     assert any("not measurements" in line for line in pv.latency_notes(rec))
+    # On a phone the same deployments are cards: the table's numbers, in words, with the version modelled.
+    cards = pv.alternative_cards(rec)
+    assert len(cards) == len(rows)
+    for (title, line), row, d in zip(cards, rows, rec.deployments):
+        assert title == f"{row['Rank']}. {row['Deployment']} · {row['Engine']}" and row["Engine"] == f"vLLM {d.engine_version}"
+        assert line.startswith(f"{d.users:,} users (room for {d.max_users:,}) · {row['Tokens/s per user']} tokens/s per "
+                               f"user · first token {row['First token']} · limit: {row['Limit']}")
+    measured = {r["Part"]: r["What it is"] for r in pv.ledger_table(ledger, 1, kv_measured=True)}
+    assert "measured KV memory" in measured["not reserved"]
 
 
 def test_fixed_deployment_sentence():

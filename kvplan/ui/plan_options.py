@@ -38,11 +38,12 @@ class Knob:
     label: str
     option: str
     engine: str
-    default: int | bool
-    lo: int = 0
+    default: int | bool | None  # None: blank, the engine's own default (`placeholder` says which)
+    lo: int = 1
     hi: int = 1 << 16
     step: int = 1
     help: str = ""
+    placeholder: str = ""
 
     @property
     def is_switch(self) -> bool:
@@ -50,23 +51,25 @@ class Knob:
 
 
 KNOBS = (
-    Knob("vllm_block", "vLLM block size (tokens)", "block_size", "vllm", 0, 0, 1 << 16, 16,
-         "Tokens per KV block (vLLM --block-size). 0 = the attention backend's choice: 16 (MLA models: 16 "
-         "or 64 by backend)."),
-    Knob("vllm_seqs", "vLLM max sequences per instance", "max_num_seqs", "vllm", 0, 0, 1 << 20, 16,
+    Knob("vllm_block", "vLLM block size (tokens)", "block_size", "vllm", None, 1, 1 << 16, 16,
+         "Tokens per KV block (vLLM --block-size). Blank = the attention backend's choice: 16 (MLA models: "
+         "16 or 64 by backend).", "backend's (16)"),
+    Knob("vllm_seqs", "vLLM max sequences per instance", "max_num_seqs", "vllm", None, 1, 1 << 20, 16,
          "vLLM --max-num-seqs: caps the users one instance runs at once and sizes the sampler's memory. "
-         "0 = vLLM's default (1,024 on GPUs of 70 GiB and more, else 256)."),
-    Knob("sgl_page", "SGLang page size (tokens)", "block_size", "sglang", 0, 0, 1 << 16, 16,
-         "SGLang --page-size. 0 = SGLang's default (1 token; 64 for DeepSeek sparse attention)."),
+         "Blank = vLLM's default (1,024 on GPUs of 70 GiB and more, else 256).", "vLLM's default"),
+    Knob("sgl_page", "SGLang page size (tokens)", "block_size", "sglang", None, 1, 1 << 16, 16,
+         "SGLang --page-size. Blank = SGLang's default (1 token; 64 for DeepSeek sparse attention).",
+         "SGLang's (1)"),
     Knob("sgl_dp", "SGLang DP-attention size", "dp_attention", "sglang", 1, 1, 1024, 1,
          "SGLang --enable-dp-attention --dp-size N: attention runs at TP / N, so each GPU keeps N times the "
          "KV heads of its own requests. 1 = off. N must divide the TP size; other TP sizes are skipped."),
-    Knob("trt_block", "TensorRT-LLM tokens per block", "block_size", "trtllm", 0, 0, 1 << 16, 32,
-         "TensorRT-LLM tokens_per_block. 0 = its default (32)."),
+    Knob("trt_block", "TensorRT-LLM tokens per block", "block_size", "trtllm", None, 1, 1 << 16, 32,
+         "TensorRT-LLM tokens_per_block. Blank = its default (32).", "default (32)"),
     Knob("lcpp_ub", "llama.cpp physical batch (-ub)", "ubatch", "llama.cpp", 512, 1, 1 << 16, 128,
          "llama.cpp -ub: a sliding-window layer keeps window + ubatch cells. Default 512."),
-    Knob("lcpp_swa_full", "llama.cpp full-size sliding-window cache (--swa-full)", "swa_full", "llama.cpp", False,
-         help="Sliding-window layers keep the whole context (needed for context shift and cache reuse)."),
+    Knob("lcpp_swa_full", "llama.cpp --swa-full", "swa_full", "llama.cpp", False,
+         help="Sliding-window layers keep a cache of the whole context (needed for context shift and cache "
+              "reuse) instead of the window."),
 )
 
 
@@ -108,7 +111,7 @@ class Choices:
     max_lora_rank: int = 16
     mm_limits: str = ""
     speculative: str = "off"
-    num_speculative_tokens: int = 0
+    num_speculative_tokens: int | None = None
     draft_model: str | None = None
     max_tp: int = 8
     max_pp: int = 4
@@ -134,7 +137,7 @@ class Choices:
         out: dict[str, Any] = {}
         for k in knobs_for((engine,)):
             value = self.knobs.get(k.key, k.default)
-            if value != k.default:
+            if value is not None and value != k.default:
                 out[k.option] = bool(value) if k.is_switch else int(value)
         if self.max_loras and engine in LORA_ENGINES:
             out.update(max_loras=self.max_loras, max_lora_rank=self.max_lora_rank)
@@ -178,7 +181,7 @@ class Choices:
                        "budget)")
         for k in knobs_for(self.engines):
             value = self.knobs.get(k.key, k.default)
-            if value != k.default:
+            if value is not None and value != k.default:
                 out.append(f"{k.label}: {'on' if value else 'off'}" if k.is_switch else f"{k.label}: {int(value):,}")
         lora = [engine_label(e) for e in self.engines if e in LORA_ENGINES]
         if self.max_loras and lora:

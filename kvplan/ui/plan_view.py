@@ -225,9 +225,13 @@ LEDGER_WHAT = {"weights": "the model's share on each GPU", "activations": "peak 
                "KV free": "the rest of the engine's KV budget", "not reserved": "left out of the engine's memory fraction"}
 
 
-def ledger_table(rows: list[dict[str, Any]], gpu_memory_bytes: int) -> list[dict[str, str]]:
-    """The ledger as a short table: part, GiB per GPU, what it is."""
-    out = [{"Part": r["part"], "Per GPU": gib(r["bytes"]), "What it is": LEDGER_WHAT[r["part"]]} for r in rows]
+def ledger_table(rows: list[dict[str, Any]], gpu_memory_bytes: int, *, kv_measured: bool = False) -> list[dict[str, str]]:
+    """The ledger as a short table: part, GiB per GPU, what it is (`kv_measured`: the KV budget is the
+    measured one the user gave, so what is left is not the engine's headroom)."""
+    what = {**LEDGER_WHAT, **({"KV free": "the rest of the measured KV memory",
+                               "not reserved": "the rest of the GPU: the measured KV memory replaces the "
+                                               "computed budget"} if kv_measured else {})}
+    out = [{"Part": r["part"], "Per GPU": gib(r["bytes"]), "What it is": what[r["part"]]} for r in rows]
     out.append({"Part": "total", "Per GPU": gib(gpu_memory_bytes), "What it is": "the GPU's memory"})
     return out
 
@@ -292,12 +296,16 @@ def fixed_ledger_rows(p) -> list[dict[str, Any]]:
     return [{"part": name, "bytes": int(value)} for name, value in parts]
 
 
-def alternative_cards(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """`alternatives_rows` for a narrow screen, one deployment per card: a title (rank, deployment,
-    engine) and its other figures on one line, each named (plain text)."""
+def alternative_cards(rec: Any) -> list[tuple[str, str]]:
+    """The ranked deployments for a narrow screen, one card each: a title (rank, deployment, engine)
+    and one line of figures in words (plain text). The same numbers as `alternatives_rows`."""
     out = []
-    for r in rows:
-        title = f"{r['Rank']}. {r['Deployment']} · {r['Engine']}"
-        rest = [f"{k}: {v}" for k, v in r.items() if k not in ("Rank", "Deployment", "Engine")]
-        out.append((title, " · ".join(rest)))
+    for i, d in enumerate(rec.deployments, 1):
+        title = f"{i}. {d.num_gpus:,} × {d.gpu}, {layout_text(d.tp, d.pp, d.replicas)} · {engine_with_version(d)}"
+        figures = [f"{plural(d.users, 'user')} (room for {fmt_int(d.max_users)})",
+                   f"{d.decode_tokens_per_s_per_user:,.0f} tokens/s per user", f"first token {d.ttft_ms:,.0f} ms",
+                   f"limit: {BINDING_LABELS.get(d.binding, d.binding)}", f"KV {d.kv_dtype}, weights {d.weights_dtype}"]
+        if d.usd_per_hour is not None:
+            figures.append(f"${d.usd_per_hour:,.2f} per hour")
+        out.append((title, " · ".join(figures)))
     return out

@@ -152,10 +152,12 @@ def _drop_url_value(key: str) -> None:
 
 def number_input(where: Any, label: str, *, key: str, min_value: int | float, max_value: int | float,
                  value: int | float | None, step: int | float | None = None, help: str | None = None,
-                 format: str | None = None, placeholder: str | None = None) -> Any:
+                 format: str | None = None, placeholder: str | None = None, integer: bool | None = None) -> Any:
     """`st.number_input` bound to the URL, whose URL value is checked first: a value that is not a
-    finite number in range is dropped (the default is used) with a one-line message naming `label`."""
-    integer = isinstance(value, int) and not isinstance(value, bool)
+    finite number in range is dropped (the default is used) with a one-line message naming `label`.
+    Whole numbers when `value` is an int (or `integer`, for a blank default)."""
+    if integer is None:
+        integer = isinstance(value, int) and not isinstance(value, bool)
     raw = _initial_url_value(key)
     if raw:
         problem = _url_number_problem(raw, min_value, max_value, integer)

@@ -118,7 +118,8 @@ def engine_options(engines: list[str], arch, errors: list[str]) -> plan_options.
                     ch.knobs[k.key] = col.checkbox(k.label, value=k.default, key=k.key, bind=QP, help=k.help)
                 else:
                     ch.knobs[k.key] = widgets.number_input(col, k.label, min_value=k.lo, max_value=k.hi,
-                                                           value=k.default, step=k.step, key=k.key, help=k.help)
+                                                           value=k.default, step=k.step, key=k.key, help=k.help,
+                                                           placeholder=k.placeholder or None, integer=True)
         x = st.columns(4)
         if any(e in plan_options.LORA_ENGINES for e in engines):
             ch.max_loras = widgets.number_input(
@@ -133,9 +134,9 @@ def engine_options(engines: list[str], arch, errors: list[str]) -> plan_options.
                 help="The draft's own KV cache joins the pool: EAGLE adds one layer shaped like the model's, MTP the "
                      "model's own next-token layers, a draft model its layers; n-gram adds none.")
             ch.num_speculative_tokens = widgets.number_input(
-                x[3], "Draft tokens per step", min_value=0, max_value=64, value=0, key="spec_k",
-                help="Tokens proposed per step (vLLM hybrid models keep that many more state blocks). 0 = the "
-                     "method's default.")
+                x[3], "Draft tokens per step", min_value=1, max_value=64, value=None, key="spec_k", integer=True,
+                placeholder="method's default", help="Tokens proposed per step (vLLM hybrid models keep that many "
+                                                    "more state blocks). Blank = the method's default.")
             if ch.speculative in plan_options.DRAFT_METHODS:
                 draft = st.selectbox("Draft model", [NO_DRAFT, *list_models()], key="draft", bind=QP,
                                      help="A bundled model as the draft (its weights and its cache are added).")
@@ -291,7 +292,7 @@ def _alternatives(rec) -> None:
         st.table(rows, hide_index=True)
     with st.container(key="plan_alts_cards"):
         st.markdown("\n\n".join(text.md("**{}**  \n{}", title, line)
-                                 for title, line in plan_view.alternative_cards(rows)))
+                                 for title, line in plan_view.alternative_cards(rec)))
 
 
 def body() -> None:
@@ -369,7 +370,7 @@ def body() -> None:
     st.subheader(f"Memory per GPU ({shown.gpu})", anchor=False)
     left, right = st.columns([1, 1])
     left.plotly_chart(plan_chart.memory_ledger(ledger, title="GiB per GPU"), key="plan_ledger")
-    right.table(plan_view.ledger_table(ledger, total), hide_index=True)
+    right.table(plan_view.ledger_table(ledger, total, kv_measured=choices.kv_memory is not None), hide_index=True)
 
     if best is not None:
         st.subheader(f"Latency estimate: {plan_view.deployment_label(best)}", anchor=False)
