@@ -605,7 +605,7 @@ def recommend(model: Model, *, users: int | None = None, request_rate: float | N
                                 reject(reason, score, f"{label}: {detail}")
                                 continue
                             res.update(engine=engine, dev=dev, tp=tp, pp=pp, kv=kv, wd=wd, plan=p, dem=dem,
-                                       usable=usable, per_unit=per_unit, speed=speed)
+                                       usable=usable, per_unit=per_unit, speed=speed, options=eopts)
                             found.append(res)
                     if not tp_ok:
                         break
@@ -766,6 +766,14 @@ def _with_launch(d: Deployment, r: dict, model, arch, launch_command) -> Deploym
                             memory_fraction=p.gpu_memory_utilization,
                             model_dtype=p.weights_dtype if r["wd"] == "auto" else "")
     notes = list(d.notes)
+    if launch:  # the engine options it was sized with, as the engine's flags
+        from kvplan.launch import option_flags, unflagged_note
+
+        flags = option_flags(r["engine"], r.get("options", {}))
+        launch = f"{launch} {flags}" if flags else launch
+        note = unflagged_note(r["engine"], r.get("options", {}))
+        if note:
+            notes.append(note)
     if r["engine"] == "vllm" and d.max_users_per_instance < _vllm_max_num_seqs(r["dev"]):
         notes.append("the activation peak is vLLM's at its default max_num_seqs; "
                      f"--max-num-seqs {d.max_users_per_instance} needs less, so the real KV budget is a little larger")

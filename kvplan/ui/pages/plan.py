@@ -265,11 +265,17 @@ def _fixed(arch, s: dict, req: int, choices: plan_options.Choices):
                                 **choices.plan_options(engine))
 
 
-def _launch(arch, p) -> str:
-    from kvplan.launch import launch_command
-    return launch_command(p.engine, arch.model_id, tp=p.tp, pp=p.pp, max_model_len=p.max_model_len,
-                          max_num_seqs=max(1, p.max_sequences), kv_dtype=p.kv_dtype,
-                          weights_dtype=p.weights_dtype, memory_fraction=p.gpu_memory_utilization)
+def _launch(arch, p, choices: plan_options.Choices) -> tuple[str, list[str]]:
+    """The launch command of the deployment you have, with the engine options as flags, and a note
+    naming the options it cannot set."""
+    from kvplan.launch import launch_command, option_flags, unflagged_note
+    cmd = launch_command(p.engine, arch.model_id, tp=p.tp, pp=p.pp, max_model_len=p.max_model_len,
+                         max_num_seqs=max(1, p.max_sequences), kv_dtype=p.kv_dtype,
+                         weights_dtype=p.weights_dtype, memory_fraction=p.gpu_memory_utilization)
+    opts = choices.plan_options(p.engine)
+    flags = option_flags(p.engine, opts)
+    note = unflagged_note(p.engine, opts)
+    return (f"{cmd} {flags}" if cmd and flags else cmd), ([note] if note and cmd else [])
 
 
 def _versions_modelled(choices: plan_options.Choices) -> dict[str, str]:
@@ -376,11 +382,11 @@ def body() -> None:
         st.subheader(f"Latency estimate: {plan_view.deployment_label(best)}", anchor=False)
         for line in plan_view.latency_notes(rec):
             st.caption(line)
-    launch = _launch(arch, fixed) if fixed is not None else best.launch
+    launch, notes = _launch(arch, fixed, choices) if fixed is not None else (best.launch, list(best.notes))
     if launch:
         st.subheader("Launch command", anchor=False)
         st.code(launch, language="bash", wrap_lines=True)
-        for note in (() if fixed is not None else best.notes):
+        for note in notes:
             _say("caption", note)
 
 
