@@ -229,8 +229,7 @@ def ledger_table(rows: list[dict[str, Any]], gpu_memory_bytes: int, *, kv_measur
     """The ledger as a short table: part, GiB per GPU, what it is (`kv_measured`: the KV budget is the
     measured one the user gave, so what is left is not the engine's headroom)."""
     what = {**LEDGER_WHAT, **({"KV free": "the rest of the measured KV memory",
-                               "not reserved": "the rest of the GPU: the measured KV memory replaces the "
-                                               "computed budget"} if kv_measured else {})}
+                               "not reserved": "outside the measured KV memory"} if kv_measured else {})}
     out = [{"Part": r["part"], "Per GPU": gib(r["bytes"]), "What it is": what[r["part"]]} for r in rows]
     out.append({"Part": "total", "Per GPU": gib(gpu_memory_bytes), "What it is": "the GPU's memory"})
     return out

@@ -75,24 +75,35 @@ def engine_options(engines: list[str], arch, errors: list[str]) -> plan_options.
     knobs = plan_options.knobs_for(engines)
     keys = [*_OPTION_KEYS, *(k.key for k in knobs), *(_version_key(e) for e in engines)]
     with st.expander("Engine options", expanded=any(k in st.query_params for k in keys)):
-        st.caption("Rarely needed: blank or 0 keeps each engine's own default. Set here, they apply to the "
-                   "answer, the chart, the memory and the deployment you have.")
-        versioned = [e for e in engines if widgets._has_versions(e)]
-        if versioned:
-            cols = st.columns(max(4, len(versioned)))
-            for col, e in zip(cols, versioned):
+        st.caption("Rarely needed: blank keeps each engine's own default. Set here, they apply to the answer, "
+                   "the chart, the memory, the launch command and the deployment you have.")
+        for e in engines:  # one row per engine: its version, then its own knobs
+            own = plan_options.knobs_for((e,))
+            has_version = widgets._has_versions(e)
+            if not has_version and not own:
+                continue
+            cols = iter(st.columns(4, vertical_alignment="bottom"))  # a checkbox level with the boxes
+            if has_version:
                 label = f"{plan_options.engine_label(e)} version"
-                raw = col.text_input(label, "", key=_version_key(e), bind=QP,
-                                     placeholder=f"newest: {widgets._newest(e)}",
-                                     help="The release whose allocation rules apply, e.g. 0.19 or 0.20.2 (llama.cpp: "
-                                          "b4905 or ik); blank = the newest kvplan models. The Accuracy page lists "
-                                          "the rules that change between versions.").strip()
+                raw = next(cols).text_input(
+                    label, "", key=_version_key(e), bind=QP, placeholder=f"newest: {widgets._newest(e)}",
+                    help="The release whose allocation rules apply, e.g. 0.19 or 0.20.2 (llama.cpp: b4905 or ik); "
+                         "blank = the newest kvplan models. The Accuracy page lists the rules that change between "
+                         "versions.").strip()
                 if raw:
                     try:
                         resolve_engine(e, raw)
                         ch.versions[e] = raw
                     except KvplanError as err:
                         errors.append(_describe(err, label))
+            for k in own:
+                col = next(cols)
+                if k.is_switch:
+                    ch.knobs[k.key] = col.checkbox(k.label, value=k.default, key=k.key, bind=QP, help=k.help)
+                else:
+                    ch.knobs[k.key] = widgets.number_input(col, k.label, min_value=k.lo, max_value=k.hi,
+                                                           value=k.default, step=k.step, key=k.key, help=k.help,
+                                                           placeholder=k.placeholder or None, integer=True)
         m = st.columns(4)
         ch.gpu_memory_utilization = widgets.number_input(
             m[0], "GPU memory fraction", min_value=0.05, max_value=1.0, value=None, placeholder="engine default",
@@ -110,16 +121,6 @@ def engine_options(engines: list[str], arch, errors: list[str]) -> plan_options.
                                    help="The largest tensor-parallel size the answer may use.")
         ch.max_pp = m[3].selectbox("Largest PP to search", plan_options.PP_LIMITS, index=2, key="max_pp", bind=QP,
                                    help="The largest pipeline-parallel size (layers split over GPUs) the answer may use.")
-        if knobs:
-            cols = st.columns(4)
-            for i, k in enumerate(knobs):
-                col = cols[i % 4]
-                if k.is_switch:
-                    ch.knobs[k.key] = col.checkbox(k.label, value=k.default, key=k.key, bind=QP, help=k.help)
-                else:
-                    ch.knobs[k.key] = widgets.number_input(col, k.label, min_value=k.lo, max_value=k.hi,
-                                                           value=k.default, step=k.step, key=k.key, help=k.help,
-                                                           placeholder=k.placeholder or None, integer=True)
         x = st.columns(4)
         if any(e in plan_options.LORA_ENGINES for e in engines):
             ch.max_loras = widgets.number_input(
@@ -387,7 +388,7 @@ def body() -> None:
         st.subheader("Launch command", anchor=False)
         st.code(launch, language="bash", wrap_lines=True)
         for note in notes:
-            _say("caption", note)
+            _say("caption", note[:1].upper() + note[1:])
 
 
 widgets.run_page(body)
