@@ -581,9 +581,16 @@ def recommend(model: Model, *, users: int | None = None, request_rate: float | N
                                 tp_ok = False
                                 break
                             raise
+                        # A KV memory given replaces the budget: a layout whose weights and overheads
+                        # leave less than that on the GPU cannot hold it (Llama-3.1-70B at TP 1 on an H100).
+                        too_big = eopts.get("kv_memory") is not None and p.free_bytes < 0
                         for kv in kvs:
                             candidates += 1
                             label = f"{engine} {dev.name} tp={tp} pp={pp} kv={kv} weights={wd}"
+                            if too_big:
+                                reject("weights", p.free_bytes, f"{label}: weights, overheads and the given "
+                                       f"kv_memory exceed the GPU by {fmt_bytes(-p.free_bytes)}")
+                                continue
                             key = (kv, tp, pp)
                             if key not in demand_cache:
                                 demand_cache[key] = _demand(arch, engine, kv, tp, pp, wl, vopts)

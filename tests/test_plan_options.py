@@ -26,7 +26,8 @@ def test_each_option_reaches_only_the_engines_that_take_it():
                     knobs={"vllm_block": 32, "sgl_dp": 2, "lcpp_swa_full": True, "trt_block": 64},
                     kv_memory=20 << 30, max_loras=4, max_lora_rank=64, speculative="eagle", num_speculative_tokens=3)
     assert ch.engine_specs() == ("vllm@0.19", "sglang", "llama.cpp")
-    assert ch.common() == {"kv_memory": 20 << 30}
+    assert ch.common() == {}  # the measured KV memory is for the deployment you have only:
+    assert ch.plan_options("sglang") == {**ch.own("sglang"), "kv_memory": 20 << 30}
     assert ch.own("vllm") == {"block_size": 32, "max_loras": 4, "max_lora_rank": 64, "speculative": "eagle",
                               "num_speculative_tokens": 3}
     assert ch.own("sglang") == {"dp_attention": 2, "max_loras": 4, "max_lora_rank": 64, "speculative": "eagle",

@@ -130,11 +130,19 @@ def test_measured_kv_memory_replaces_the_budget_as_the_cli_does():
     p = _plan_of(L8, kv_memory="20GiB")
     assert _held(at) == plan_view.fixed_users(p) != _held(base)
     assert "KV memory 20.00 GiB per GPU as measured" in " ".join(c.value for c in at.caption).replace("\\", "")
-    # The search uses it too: its answer is recommend's with the same kv_memory.
+    # Measured on one layout, it is not applied to the search for the fewest GPUs (other layouts):
+    # without GPUs you have, the box is off and the answer is the computed one.
     at = _plan(plan_model=L8, gpus=["H100-SXM"], kvmem="20GiB")
-    r = recommend(L8, users=100, prompt_tokens=7000, output_tokens=1000, gpus=("H100-SXM",), kv_memory="20GiB")
+    assert at.text_input(key="kvmem").disabled
+    r = recommend(L8, users=100, prompt_tokens=7000, output_tokens=1000, gpus=("H100-SXM",))
     assert _answer(at) == plan_view.answer_sentence(r)
-    at = _plan(plan_model=L8, kvmem="lots")
+    # A KV memory that cannot be there (70B weights on one H100 and 30 GiB more) is said, not hidden.
+    at = _plan(plan_model=L70, gpus=["H100-SXM"], have="2", tp="2", kvmem="30GiB")
+    over = -_plan_of(L70, num_gpus=2, tp=2, kv_memory="30GiB").free_bytes
+    assert over > 0 and [w.value.replace("\\", "") for w in at.warning] == [
+        f"Measured KV memory per GPU: the weights, the overheads and 30.0 GiB of KV exceed the H100-SXM's memory "
+        f"by {plan_view.gib(over)}; check the GPU, the layout and the measured value."]
+    at = _plan(plan_model=L8, have="1", kvmem="lots")
     assert _errors(at) == ["Measured KV memory per GPU: write a size per GPU such as 51.38GiB or 20GB "
                            "(blank = computed)"]
 

@@ -423,3 +423,14 @@ def test_engine_options_become_launch_flags():
     r = recommend(L8, users=1, prompt_tokens=7000, output_tokens=1000, gpus="H100", max_tp=1, max_pp=1,
                   speculative="eagle")
     assert any("speculative decoding" in n for n in r.best.notes) and "speculative" not in r.best.launch
+
+
+def test_a_kv_memory_given_never_picks_a_layout_it_cannot_fit():
+    # 30 GiB of KV per GPU replaces the budget, but Llama-3.1-70B's 141 GB of bf16 weights leave no
+    # room for it on one or two H100s: the answer starts at TP 4, where weights + 30 GiB fit.
+    r = recommend("meta-llama/Llama-3.1-70B", users=100, prompt_tokens=7000, output_tokens=1000, gpus="H100",
+                  kv_memory="30GiB")
+    for d in r.deployments:
+        p = plan("meta-llama/Llama-3.1-70B", gpu="H100", tp=d.tp, pp=d.pp, max_model_len=8000, kv_memory="30GiB")
+        assert p.free_bytes >= 0, (d.tp, d.pp)
+    assert r.best.tp * r.best.pp >= 4

@@ -124,12 +124,11 @@ class Choices:
         return f"{engine}@{self.versions[engine]}" if self.versions.get(engine) else engine
 
     def common(self) -> dict[str, Any]:
-        """Options every engine takes (recommend / plan keyword arguments)."""
+        """Options every engine takes (recommend / plan keyword arguments). Not the measured KV
+        memory: it was measured on one layout, so it is the deployment-you-have's (`plan_options`)."""
         out: dict[str, Any] = {}
         if self.gpu_memory_utilization is not None:
             out["gpu_memory_utilization"] = self.gpu_memory_utilization
-        if self.kv_memory is not None:
-            out["kv_memory"] = self.kv_memory
         return out
 
     def own(self, engine: str) -> dict[str, Any]:
@@ -159,6 +158,8 @@ class Choices:
     def plan_options(self, engine: str) -> dict[str, Any]:
         """Everything `kvplan.plan` takes for one deployment of `engine`, version included."""
         out = {**self.common(), **self.own(engine)}
+        if self.kv_memory is not None:
+            out["kv_memory"] = self.kv_memory
         if self.versions.get(engine):
             out["engine_version"] = self.versions[engine]
         return out
@@ -177,8 +178,8 @@ class Choices:
         if self.gpu_memory_utilization is not None:
             out.append(f"GPU memory fraction {self.gpu_memory_utilization:.2f}")
         if self.kv_memory is not None:
-            out.append(f"KV memory {self.kv_memory / 2**30:,.2f} GiB per GPU as measured (replaces the computed "
-                       "budget)")
+            out.append(f"KV memory {self.kv_memory / 2**30:,.2f} GiB per GPU as measured on your deployment "
+                       "(replaces the computed budget)")
         for k in knobs_for(self.engines):
             value = self.knobs.get(k.key, k.default)
             if value is not None and value != k.default:

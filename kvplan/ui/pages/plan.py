@@ -68,7 +68,7 @@ def _version_key(engine: str) -> str:
     return "ver_" + engine.replace(".", "")
 
 
-def engine_options(engines: list[str], arch, errors: list[str]) -> plan_options.Choices:
+def engine_options(engines: list[str], arch, errors: list[str], have: int) -> plan_options.Choices:
     """The "Engine options" expander: versions, memory, search limits and each engine's own knobs.
     Closed unless the link sets one of them, so the first screen stays short."""
     ch = plan_options.Choices(engines=tuple(engines))
@@ -110,11 +110,13 @@ def engine_options(engines: list[str], arch, errors: list[str]) -> plan_options.
             step=0.01, format="%.2f", key="util",
             help="The engine's memory knob: vLLM gpu_memory_utilization (default 0.92 from 0.21, 0.9 before), "
                  "SGLang mem_fraction_static, TensorRT-LLM free_gpu_memory_fraction. Blank = the engine's default.")
-        raw = m[1].text_input("Measured KV memory per GPU", "", key="kvmem", bind=QP, placeholder="computed",
-                              help="The KV budget your engine logged, e.g. vLLM's \"Available KV cache memory: 51.38 "
-                                   "GiB\": it replaces kvplan's computed budget on every GPU. Blank = computed.")
+        raw = m[1].text_input("Measured KV memory per GPU", "", key="kvmem", bind=QP, disabled=not have,
+                              placeholder="computed" if have else "for GPUs you have",
+                              help="For the deployment you have (GPUs you have, above): the KV budget its engine "
+                                   "logged, e.g. vLLM's \"Available KV cache memory: 51.38 GiB\". It replaces "
+                                   "kvplan's computed budget on every GPU. Blank = computed.")
         try:
-            ch.kv_memory = plan_options.parse_kv_memory(raw)
+            ch.kv_memory = plan_options.parse_kv_memory(raw) if have else None
         except KvplanError as err:
             errors.append(_describe(err))
         ch.max_tp = m[2].selectbox("Largest TP to search", plan_options.TP_LIMITS, index=3, key="max_tp", bind=QP,
@@ -210,7 +212,7 @@ def inputs():
         pp = f[4].selectbox("PP per instance", plan_view.PP_CHOICES, key="pp", bind=QP, disabled=not have,
                             help="Pipeline stages per instance: the layers split over this many GPUs (how "
                                  "llama.cpp splits a model). GPUs you have = TP × PP × replicas.")
-        choices = engine_options(engines, arch, errors)
+        choices = engine_options(engines, arch, errors, have)
     if have and tp * pp > have:
         errors.append(f"GPUs you have: {have:,} is fewer than one instance of TP {tp} × PP {pp} = {tp * pp} GPUs.")
     elif have and have % (tp * pp):
@@ -294,7 +296,6 @@ def _alternatives(rec) -> None:
     """The ranked deployments: a table on wide screens, one card per deployment on a phone (the
     table's eight columns scroll sideways at 390 px); CSS picks one by the screen's width."""
     rows = plan_view.alternatives_rows(rec)
-    st.html(_NARROW_CSS)
     with st.container(key="plan_alts_table"):
         st.table(rows, hide_index=True)
     with st.container(key="plan_alts_cards"):
@@ -303,6 +304,9 @@ def _alternatives(rec) -> None:
 
 
 def body() -> None:
+    # The phone layout's CSS first, so it is in place before the alternatives arrive (drawn as an
+    # element: style-only HTML goes to Streamlit's event container, where it was lost on some reruns).
+    st.html(_NARROW_CSS + '<span aria-hidden="true"></span>')
     st.title("Plan: GPUs for your users")
     st.caption("Tell kvplan your model and workload; it answers how many GPUs of which kind, in which layout "
                "and on which engine serve it — the KV cache sized to the byte by each engine's own rules.")
@@ -332,6 +336,10 @@ def body() -> None:
     with answer:
         if fixed is not None:
             st.subheader(plan_view.fixed_sentence(fixed), anchor=False)
+            if fixed.free_bytes < 0:  # only with a measured KV memory: the computed budget always fits
+                _say("warning", f"Measured KV memory per GPU: the weights, the overheads and {plan_view.gib(choices.kv_memory)} "
+                                f"of KV exceed the {fixed.gpu}'s memory by {plan_view.gib(-fixed.free_bytes)}; check the "
+                                "GPU, the layout and the measured value.")
         if best is None:
             _say("error", f"Nothing fits: {rec.why_not}")
             if rec.smallest_change:
