@@ -235,5 +235,11 @@ def test_engine_option_links_are_checked_like_the_others():
     assert any(w.startswith("vLLM max sequences per instance: the link's value '-3' must be between") for w in warnings)
     assert any(w.startswith("GPU memory fraction: the link's value '2' must be between") for w in warnings)
     assert at.subheader and not at.error  # answered with the defaults
+    # A choice that is not offered (Streamlit would show the default without a word) is named too.
+    at = _plan(plan_model=L70, gpus=["H100-SXM"], have="4", pp="3", spec="bogus")
+    assert [w.value.replace("\\", "") for w in at.warning] == [
+        "PP per instance: the link's value '3' is not one of the choices; using 1.",
+        "Speculative decoding: the link's value 'bogus' is not one of the choices; using off."]
+    assert "PP" not in _answer(at)  # 4 GPUs as 4 replicas: PP 1
     at = _plan(plan_model=L8, spec="draft_model")
     assert _errors(at) == ["Draft model: pick the draft model that speculative decoding draft_model runs."]

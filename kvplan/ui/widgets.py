@@ -184,6 +184,25 @@ def number_input(where: Any, label: str, *, key: str, min_value: int | float, ma
     return int(out) if integer else float(out)
 
 
+def selectbox(where: Any, label: str, options: Any, *, key: str, index: int = 0, help: str | None = None,
+              disabled: bool = False) -> Any:
+    """`st.selectbox` bound to the URL, whose URL value is checked first: Streamlit silently shows the
+    default for a value that is not an option (`?pp=3` of 1, 2, 4, 8), so the link's reader is told."""
+    options = list(options)
+    raw = _initial_url_value(key)
+    if raw and str(raw[-1]) not in [str(o) for o in options]:
+        _drop_url_value(key)
+        shown = str(raw[-1])
+        shown = shown if len(shown) <= 40 else shown[:40] + "…"
+        msg = f"{label}: the link's value {shown!r} is not one of the choices; using {options[index]}."
+        if where is st:
+            text.warning(msg)
+        else:
+            with where:
+                text.warning(msg)
+    return where.selectbox(label, options, index=index, key=key, bind=QP, help=help, disabled=disabled)
+
+
 @st.cache_data(show_spinner=False)
 def _bundled(model_id: str) -> dict[str, Any]:
     return bundled_config(model_id)

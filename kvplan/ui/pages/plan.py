@@ -119,9 +119,9 @@ def engine_options(engines: list[str], arch, errors: list[str], have: int) -> pl
             ch.kv_memory = plan_options.parse_kv_memory(raw) if have else None
         except KvplanError as err:
             errors.append(_describe(err))
-        ch.max_tp = m[2].selectbox("Largest TP to search", plan_options.TP_LIMITS, index=3, key="max_tp", bind=QP,
+        ch.max_tp = widgets.selectbox(m[2], "Largest TP to search", plan_options.TP_LIMITS, index=3, key="max_tp",
                                    help="The largest tensor-parallel size the answer may use.")
-        ch.max_pp = m[3].selectbox("Largest PP to search", plan_options.PP_LIMITS, index=2, key="max_pp", bind=QP,
+        ch.max_pp = widgets.selectbox(m[3], "Largest PP to search", plan_options.PP_LIMITS, index=2, key="max_pp",
                                    help="The largest pipeline-parallel size (layers split over GPUs) the answer may use.")
         x = st.columns(4)
         if any(e in plan_options.LORA_ENGINES for e in engines):
@@ -132,8 +132,8 @@ def engine_options(engines: list[str], arch, errors: list[str], have: int) -> pl
             ch.max_lora_rank = widgets.number_input(x[1], "Largest LoRA rank", min_value=1, max_value=4096, value=16,
                                                     key="lora_rank", help="--max-lora-rank (default 16).")
         if any(e in plan_options.SPECULATIVE_ENGINES for e in engines):
-            ch.speculative = x[2].selectbox(
-                "Speculative decoding", plan_options.SPECULATIVE_METHODS, key="spec", bind=QP,
+            ch.speculative = widgets.selectbox(
+                x[2], "Speculative decoding", plan_options.SPECULATIVE_METHODS, key="spec",
                 help="The draft's own KV cache joins the pool: EAGLE adds one layer shaped like the model's, MTP the "
                      "model's own next-token layers, a draft model its layers; n-gram adds none.")
             ch.num_speculative_tokens = widgets.number_input(
@@ -141,7 +141,7 @@ def engine_options(engines: list[str], arch, errors: list[str], have: int) -> pl
                 placeholder="method's default", help="Tokens proposed per step (vLLM hybrid models keep that many "
                                                     "more state blocks). Blank = the method's default.")
             if ch.speculative in plan_options.DRAFT_METHODS:
-                draft = st.selectbox("Draft model", [NO_DRAFT, *list_models()], key="draft", bind=QP,
+                draft = widgets.selectbox(st, "Draft model", [NO_DRAFT, *list_models()], key="draft",
                                      help="A bundled model as the draft (its weights and its cache are added).")
                 ch.draft_model = None if draft == NO_DRAFT else draft
                 if ch.speculative == "draft_model" and ch.draft_model is None:
@@ -207,9 +207,9 @@ def inputs():
         have = widgets.number_input(f[2], "GPUs you have", min_value=0, max_value=4096, value=0, key="have",
                                     help="0 = find the fewest. Otherwise: check a deployment you have, of the first "
                                          "GPU and engine above.")
-        tp = f[3].selectbox("TP per instance", plan_view.TP_CHOICES, key="tp", bind=QP, disabled=not have,
+        tp = widgets.selectbox(f[3], "TP per instance", plan_view.TP_CHOICES, key="tp", disabled=not have,
                             help="Tensor-parallel GPUs per engine instance; the rest are replicas.")
-        pp = f[4].selectbox("PP per instance", plan_view.PP_CHOICES, key="pp", bind=QP, disabled=not have,
+        pp = widgets.selectbox(f[4], "PP per instance", plan_view.PP_CHOICES, key="pp", disabled=not have,
                             help="Pipeline stages per instance: the layers split over this many GPUs (how "
                                  "llama.cpp splits a model). GPUs you have = TP × PP × replicas.")
         choices = engine_options(engines, arch, errors, have)
