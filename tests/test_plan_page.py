@@ -152,9 +152,11 @@ def test_one_version_per_engine_and_the_version_modelled_is_shown():
     p = _plan_of(L8, engine_version="0.19")
     assert _held(at) == plan_view.fixed_users(p)
     said = " ".join(c.value for c in at.caption).replace("\\", "")
-    assert "Modelled on vLLM 0.19.0 (as asked), SGLang 0.5.9 (newest)" in said
+    from kvplan.engines import engine_versions
+    sgl = engine_versions("sglang")["default"]
+    assert f"Modelled on vLLM 0.19.0 (as asked), SGLang {sgl} (newest)" in said
     engines = set(at.table[0].value["Engine"])
-    assert engines <= {"vLLM 0.19.0", "SGLang 0.5.9"} and "vLLM 0.19.0" in engines
+    assert engines <= {"vLLM 0.19.0", f"SGLang {sgl}"} and "vLLM 0.19.0" in engines
     assert at.text_input(key="ver_vllm").value == "0.19"
     at = _plan(plan_model=L8, engines=["vllm", "sglang"], ver_sglang="banana")
     assert len(at.error) == 1 and _errors(at)[0].startswith("SGLang version: 'banana' is not a sglang version")
