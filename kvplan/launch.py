@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import shlex
 
-__all__ = ["launch_command", "option_flags", "unflagged_options", "unflagged_note", "vllm", "sglang", "llamacpp", "trtllm"]
+__all__ = ["launch_command", "option_flags", "unflagged_options", "unflagged_note", "vllm", "sglang", "llamacpp",
+           "trtllm"]
 
 
 def _q(text: str) -> str:

@@ -225,7 +225,8 @@ LEDGER_WHAT = {"weights": "the model's share on each GPU", "activations": "peak 
                "KV free": "the rest of the engine's KV budget", "not reserved": "left out of the engine's memory fraction"}
 
 
-def ledger_table(rows: list[dict[str, Any]], gpu_memory_bytes: int, *, kv_measured: bool = False) -> list[dict[str, str]]:
+def ledger_table(rows: list[dict[str, Any]], gpu_memory_bytes: int, *,
+                 kv_measured: bool = False) -> list[dict[str, str]]:
     """The ledger as a short table: part, GiB per GPU, what it is (`kv_measured`: the KV budget is the
     measured one the user gave, so what is left is not the engine's headroom)."""
     what = {**LEDGER_WHAT, **({"KV free": "the rest of the measured KV memory",

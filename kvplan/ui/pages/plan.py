@@ -337,9 +337,9 @@ def body() -> None:
         if fixed is not None:
             st.subheader(plan_view.fixed_sentence(fixed), anchor=False)
             if fixed.free_bytes < 0:  # only with a measured KV memory: the computed budget always fits
-                _say("warning", f"Measured KV memory per GPU: the weights, the overheads and {plan_view.gib(choices.kv_memory)} "
-                                f"of KV exceed the {fixed.gpu}'s memory by {plan_view.gib(-fixed.free_bytes)}; check the "
-                                "GPU, the layout and the measured value.")
+                kv, over = plan_view.gib(choices.kv_memory), plan_view.gib(-fixed.free_bytes)
+                _say("warning", f"Measured KV memory per GPU: the weights, the overheads and {kv} of KV exceed the "
+                                f"{fixed.gpu}'s memory by {over}; check the GPU, the layout and the measured value.")
         if best is None:
             _say("error", f"Nothing fits: {rec.why_not}")
             if rec.smallest_change:
