@@ -312,8 +312,9 @@ def body() -> None:
                "and on which engine serve it — the KV cache sized to the byte by each engine's own rules.")
     answer = st.container()
     arch, s, choices, errors = inputs()
-    for msg in dict.fromkeys(errors):
-        _say("error", msg)
+    with answer:  # where the answer would be: the first thing read, also on a phone
+        for msg in dict.fromkeys(errors):
+            _say("error", msg)
     if arch is None or errors:
         return
     if not s["gpus"] or not s["engines"]:
