@@ -14,13 +14,20 @@ behind a load balancer. Flags, by engine (checked against each engine's CLI refe
   layer, --split-mode layer spreads layers over several GPUs.
 * TensorRT-LLM (`trtllm-serve`): --tp_size, --pp_size, --max_batch_size, --max_seq_len,
   --kv_cache_free_gpu_memory_fraction; an fp8 KV cache is set in an --extra_llm_api_options YAML.
+
+Engine options the deployment was sized with become flags too (`option_flags`): vLLM --block-size,
+--enable-lora --max-loras --max-lora-rank, --limit-mm-per-prompt (JSON); SGLang --page-size,
+--enable-dp-attention --dp-size, --enable-lora --max-loras-per-batch --max-lora-rank; llama.cpp -ub,
+--swa-full. Options with no flag here (speculative decoding, whose flags name a draft checkpoint;
+TensorRT-LLM's tokens_per_block, a YAML key) are listed by `unflagged_options`.
 """
 
 from __future__ import annotations
 
 import shlex
 
-__all__ = ["launch_command", "vllm", "sglang", "llamacpp", "trtllm"]
+__all__ = ["launch_command", "option_flags", "unflagged_options", "unflagged_note", "vllm", "sglang", "llamacpp",
+           "trtllm"]
 
 
 def _q(text: str) -> str:
@@ -114,3 +121,81 @@ def launch_command(engine: str, model: str, *, tp: int, pp: int, max_model_len: 
         return trtllm(model, tp=tp, pp=pp, max_model_len=max_model_len, free_gpu_memory_fraction=memory_fraction,
                       max_batch_size=max_num_seqs, kv_dtype=kv_dtype)
     return ""
+
+
+def _mm_json(value) -> str | None:
+    from kvplan.pool import parse_mm_limits
+
+    limits = parse_mm_limits(value)
+    if "*" in limits:  # one count for every modality: vLLM's JSON form names each modality
+        return None
+    return "{" + ",".join(f'"{k}":{v}' for k, v in limits.items()) + "}"
+
+
+def _flags(engine: str, options: dict) -> tuple[list[str], list[str]]:
+    """(flags, options that have no flag here) for the engine options a deployment was sized with."""
+    flags: list[str] = []
+    left: list[str] = []
+    o = {k: v for k, v in options.items() if v is not None}
+    if engine == "vllm":
+        if "block_size" in o:
+            flags.append(f"--block-size {int(o.pop('block_size'))}")
+        if "max_loras" in o or "max_lora_rank" in o:
+            flags.append("--enable-lora")
+            if "max_loras" in o:
+                flags.append(f"--max-loras {int(o.pop('max_loras'))}")
+            if "max_lora_rank" in o:
+                flags.append(f"--max-lora-rank {int(o.pop('max_lora_rank'))}")
+        if "limit_mm_per_prompt" in o:
+            js = _mm_json(o["limit_mm_per_prompt"])
+            if js is not None:
+                o.pop("limit_mm_per_prompt")
+                flags.append(f"--limit-mm-per-prompt {_q(js)}")
+        o.pop("max_num_seqs", None)  # the command's --max-num-seqs is the planned concurrency, within it
+    elif engine == "sglang":
+        if "block_size" in o:
+            flags.append(f"--page-size {int(o.pop('block_size'))}")
+        dp = o.pop("dp_attention", 1)
+        if dp and int(dp) > 1:
+            flags.append(f"--enable-dp-attention --dp-size {int(dp)}")
+        if "max_loras" in o or "max_lora_rank" in o:
+            flags.append("--enable-lora")
+            if "max_loras" in o:
+                flags.append(f"--max-loras-per-batch {int(o.pop('max_loras'))}")
+            if "max_lora_rank" in o:
+                flags.append(f"--max-lora-rank {int(o.pop('max_lora_rank'))}")
+    elif engine == "llama.cpp":
+        if "ubatch" in o:
+            flags.append(f"-ub {int(o.pop('ubatch'))}")
+        if o.pop("swa_full", False):
+            flags.append("--swa-full")
+    # Planner inputs that are not engine settings: the KV memory was measured from this same launch,
+    # the version is the engine you install.
+    for key in ("kv_memory", "engine_version", "gpu_memory_utilization"):
+        o.pop(key, None)
+    left = sorted(o)
+    return flags, left
+
+
+def option_flags(engine: str, options: dict) -> str:
+    """The flags, in the engine's CLI, for the engine options a deployment was sized with ("" for none)."""
+    return " ".join(_flags(engine, options)[0])
+
+
+def unflagged_options(engine: str, options: dict) -> list[str]:
+    """The options `option_flags` could not turn into flags (to be added by hand)."""
+    return _flags(engine, options)[1]
+
+
+_IN_WORDS = {"speculative": "speculative decoding", "num_speculative_tokens": "speculative decoding",
+             "draft_model": "speculative decoding", "block_size": "tokens per block", "limit_mm_per_prompt":
+             "multimodal items per prompt"}
+
+
+def unflagged_note(engine: str, options: dict) -> str | None:
+    """A note naming what the deployment was sized with but the command does not set, or None."""
+    left = list(dict.fromkeys(_IN_WORDS.get(k, k.replace("_", " ")) for k in unflagged_options(engine, options)))
+    if not left:
+        return None
+    return (f"sized with {', '.join(left)}, which the launch command does not set: add your engine's own "
+            "flags for it")

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from kvplan.api import Model, _arch, capacity, kv_cache
-from kvplan.engines import resolve_engine
+from kvplan.engines import get_engine, resolve_engine
 from kvplan.errors import InvalidInputError
 from kvplan.gpus import GPU, get_gpu
 from kvplan.units import GiB, cdiv, fmt_bytes
@@ -474,7 +474,8 @@ def recommend(model: Model, *, users: int | None = None, request_rate: float | N
               max_tp: int = 8, max_pp: int = 4, max_gpus: int = MAX_GPUS,
               bandwidth_efficiency: float | None = None, compute_efficiency: float | None = None,
               gpu_memory_utilization: float | None = None, engine_version: str | None = None,
-              allreduce_us: float | None = None, **engine_options: Any) -> Recommendation:
+              allreduce_us: float | None = None, options_by_engine: Mapping[str, Mapping[str, Any]] | None = None,
+              **engine_options: Any) -> Recommendation:
     """Deployments that serve a workload within an SLA, best first.
 
     Workload: `users` (concurrent sessions) or `request_rate` (requests/s; concurrency from Little's
@@ -488,7 +489,9 @@ def recommend(model: Model, *, users: int | None = None, request_rate: float | N
     up to `max_pp`, at most `max_gpus` GPUs. Latency: `bandwidth_efficiency` / `compute_efficiency`
     override the achieved fractions of peak. `engine_options` go to `planner.plan`: the engine's own
     knobs (block_size, ...) and the planner's (kv_memory replaces each GPU's KV budget,
-    activation_bytes, mem_fraction_static, ...).
+    activation_bytes, mem_fraction_static, ...). `options_by_engine` {engine: options} adds options
+    for one engine only (SGLang's dp_attention beside vLLM's block_size, which the other engines do not
+    take). A `max_num_seqs` given caps the users per instance (otherwise vLLM's default cap applies).
 
     An SLA or workload no candidate meets is not an error: the result has `fits=False`, `why_not`
     and `smallest_change`.
@@ -519,6 +522,15 @@ def recommend(model: Model, *, users: int | None = None, request_rate: float | N
         mod, version = resolve_engine(e, engine_version)
         specs.setdefault((mod.NAME, str(version)), (mod.NAME, version))
     engine_names = [name for name, _ in specs.values()]
+    own_options: dict[str, dict[str, Any]] = {}
+    for key, opts in (options_by_engine or {}).items():
+        if not isinstance(opts, Mapping):
+            raise InvalidInputError("options_by_engine", f"expected {{engine: {{option: value}}}}, got {opts!r}"[:200])
+        name = get_engine(str(key)).NAME
+        if name not in engine_names:
+            raise InvalidInputError("options_by_engine", f"options for {name}, which is not among the engines "
+                                                         f"searched ({', '.join(engine_names)})")
+        own_options[name] = {**own_options.get(name, {}), **opts}
     wdtypes = [str(w) for w in (_as_list(weights_dtype, "weights_dtype") or ["auto"])]
     for name, value in (("max_tp", max_tp), ("max_pp", max_pp), ("max_gpus", max_gpus)):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
@@ -546,7 +558,9 @@ def recommend(model: Model, *, users: int | None = None, request_rate: float | N
 
     for engine, version in specs.values():
         kvs = _kv_dtypes(engine, kv_dtype)
-        vopts = {**kv_options, "engine_version": version}
+        own = own_options.get(engine, {})
+        eopts = {**engine_options, **own}
+        vopts = {**kv_options, **{k: v for k, v in own.items() if k not in planner_only}, "engine_version": version}
         demand_cache: dict[tuple, _Demand] = {}
         for tp in (t for t in TP_SIZES if t <= max_tp):
             tp_ok = True
@@ -559,16 +573,24 @@ def recommend(model: Model, *, users: int | None = None, request_rate: float | N
                             p = plan(arch, gpu=dev, tp=tp, pp=pp, num_gpus=tp * pp, max_model_len=wl.max_model_len,
                                      engine=engine, kv_dtype=kvs[0], weights_dtype=wd,
                                      gpu_memory_utilization=gpu_memory_utilization, engine_version=version,
-                                     **engine_options)
+                                     **eopts)
                         except InvalidInputError as err:
-                            if err.field == "tp":
+                            # A TP the heads (or SGLang's DP-attention size) cannot split: skip the size.
+                            if err.field in ("tp", "dp_attention"):
                                 skipped.append(f"{engine} tp={tp}: {err}")
                                 tp_ok = False
                                 break
                             raise
+                        # A KV memory given replaces the budget: a layout whose weights and overheads
+                        # leave less than that on the GPU cannot hold it (Llama-3.1-70B at TP 1 on an H100).
+                        too_big = eopts.get("kv_memory") is not None and p.free_bytes < 0
                         for kv in kvs:
                             candidates += 1
                             label = f"{engine} {dev.name} tp={tp} pp={pp} kv={kv} weights={wd}"
+                            if too_big:
+                                reject("weights", p.free_bytes, f"{label}: weights, overheads and the given "
+                                       f"kv_memory exceed the GPU by {fmt_bytes(-p.free_bytes)}")
+                                continue
                             key = (kv, tp, pp)
                             if key not in demand_cache:
                                 demand_cache[key] = _demand(arch, engine, kv, tp, pp, wl, vopts)
@@ -583,13 +605,14 @@ def recommend(model: Model, *, users: int | None = None, request_rate: float | N
                                        f"(longest that fits: {p.max_model_len_that_fits:,})")
                                 continue
                             speed = _speed(arch, p, dev, dem, wl, engine, eta_bw, eta_fl, counts, ar_us)
-                            res = _size(wl, sla, speed, n_mem, p, tp * pp, max_gpus, dev)
+                            res = _size(wl, sla, speed, n_mem, p, tp * pp, max_gpus, dev,
+                                        max_num_seqs=eopts.get("max_num_seqs"))
                             if isinstance(res, tuple):
                                 reason, score, detail = res
                                 reject(reason, score, f"{label}: {detail}")
                                 continue
                             res.update(engine=engine, dev=dev, tp=tp, pp=pp, kv=kv, wd=wd, plan=p, dem=dem,
-                                       usable=usable, per_unit=per_unit, speed=speed)
+                                       usable=usable, per_unit=per_unit, speed=speed, options=eopts)
                             found.append(res)
                     if not tp_ok:
                         break
@@ -641,9 +664,9 @@ def _vllm_max_num_seqs(dev: GPU) -> int:
 
 
 def _size(wl: Workload, sla: SLA, speed: _Speed, n_mem: int, p, gpus_per_instance: int, max_gpus: int,
-          dev: GPU):
+          dev: GPU, max_num_seqs: int | None = None):
     """Users per instance and replicas for one candidate instance, or (reason, score, detail)."""
-    cap_seqs = _vllm_max_num_seqs(dev) if p.engine == "vllm" else 10**6
+    cap_seqs = max_num_seqs or (_vllm_max_num_seqs(dev) if p.engine == "vllm" else 10**6)
     tpot_sla = None if sla.tpot_ms is None else sla.tpot_ms / 1e3
     ttft_sla = None if sla.ttft_ms is None else sla.ttft_ms / 1e3
 
@@ -750,6 +773,14 @@ def _with_launch(d: Deployment, r: dict, model, arch, launch_command) -> Deploym
                             memory_fraction=p.gpu_memory_utilization,
                             model_dtype=p.weights_dtype if r["wd"] == "auto" else "")
     notes = list(d.notes)
+    if launch:  # the engine options it was sized with, as the engine's flags
+        from kvplan.launch import option_flags, unflagged_note
+
+        flags = option_flags(r["engine"], r.get("options", {}))
+        launch = f"{launch} {flags}" if flags else launch
+        note = unflagged_note(r["engine"], r.get("options", {}))
+        if note:
+            notes.append(note)
     if r["engine"] == "vllm" and d.max_users_per_instance < _vllm_max_num_seqs(r["dev"]):
         notes.append("the activation peak is vLLM's at its default max_num_seqs; "
                      f"--max-num-seqs {d.max_users_per_instance} needs less, so the real KV budget is a little larger")

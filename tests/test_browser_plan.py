@@ -53,6 +53,27 @@ def _answer(page) -> str:
     return page.locator("h3").first.inner_text()
 
 
+# Elements of the page (not the collapsed sidebar) whose content is wider than they are: they scroll
+# sideways, which on a phone hides columns (the alternatives table did, at 390 px).
+_SIDEWAYS = """[...document.querySelectorAll('[data-testid=stMain] [data-testid=stTable], [data-testid=stMain] '
+  + '[data-testid=stMarkdownContainer], [data-testid=stMain] [data-testid=stDataFrame]')]
+  .filter(e => e.offsetParent && e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
+  .map(e => e.getAttribute('data-testid') + ' ' + e.scrollWidth + '>' + e.clientWidth + ': '
+       + e.innerText.slice(0, 60))"""
+
+
+def _check_width(page, view: str, name: str) -> None:
+    """Nothing scrolls sideways at 390 px; the ranked alternatives are cards on a phone and a table
+    on a desktop (CSS picks one by the screen's width)."""
+    if view == "phone":
+        assert not page.evaluate(_SIDEWAYS), f"{name}: scrolls sideways at 390 px: {page.evaluate(_SIDEWAYS)}"
+    if page.locator(".st-key-plan_alts_cards").count():
+        shown, hidden = ("cards", "table") if view == "phone" else ("table", "cards")
+        page.wait_for_function(
+            "([a, b]) => { const d = k => getComputedStyle(document.querySelector('.st-key-plan_alts_' + k)).display;"
+            " return d(a) !== 'none' && d(b) === 'none' }", arg=[shown, hidden], timeout=10_000)
+
+
 def _shoot(pages, url: str, name: str) -> str:
     """Open `url` in every view, screenshot each, check for errors; return the desktop answer."""
     answers = {}
@@ -61,6 +82,7 @@ def _shoot(pages, url: str, name: str) -> str:
         _settle(page, charts=2 if view == "full" else 0)
         page.screenshot(path=str(SHOTS / f"{name}_{view}.png"))
         assert page.locator('[data-testid="stException"]').count() == 0, f"{name} {view}: exception"
+        _check_width(page, view, name)
         assert not [e for e in page.console_errors if "404" not in e], page.console_errors
         page.console_errors.clear()
         answers[view] = _answer(page)
@@ -177,3 +199,22 @@ def test_responsiveness_widget_to_chart(server, pages):
     print("\n[responsiveness] users change -> chart redrawn: " +
           ", ".join(f"{u}: {ms:.0f} ms" for u, ms in times))
     assert not _errors(page)
+
+
+def test_engine_options_from_a_link(server, pages):
+    """The Engine options from a link: PP, a pinned vLLM version and a measured KV memory reach the
+    answer (the same users as kvplan.plan), the expander opens to show them, and the version modelled
+    is said under the answer."""
+    import kvplan
+    from kvplan.ui import plan_view
+
+    answer = _shoot(pages, f"{server}/?plan_model=meta-llama/Llama-3.1-70B&gpus=H100-SXM&have=4&tp=2&pp=2"
+                           "&ver_vllm=0.19&kvmem=30GiB&users=100&prompt=7000&output=1000", "f_engine_options")
+    p = kvplan.plan("meta-llama/Llama-3.1-70B", gpu="H100-SXM", num_gpus=4, tp=2, pp=2, max_model_len=8000,
+                    engine_version="0.19", kv_memory="30GiB")
+    assert answer == plan_view.fixed_sentence(p), answer
+    page = pages["desktop"]
+    assert page.get_by_label("vLLM version", exact=True).is_visible()  # the expander is open
+    said = page.get_by_text("Modelled on vLLM 0.19.0").inner_text()
+    assert "KV memory 30.00 GiB per GPU as measured" in said
+    print(f"  {said}")

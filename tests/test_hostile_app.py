@@ -129,8 +129,12 @@ def test_hostile_hub_configs_on_the_plan_page(hub_src, name):
 
 @pytest.mark.parametrize("params", [
     {"users": "-5"}, {"users": "1e999"}, {"prompt": "nan"}, {"prompt": "-1"}, {"output": "99999999999999"},
-    {"prefix": "x" * 5000}, {"gpus": "nope"}, {"engines": "nope"}, {"kv": "float128"}, {"ver": "../../x"},
+    {"prefix": "x" * 5000}, {"gpus": "nope"}, {"engines": "nope"}, {"kv": "float128"}, {"ver_vllm": "../../x"},
     {"have": "-1"}, {"tp": "3"}, {"ttft": "nan"}, {"rate": "inf", "wl": "Requests/s"},
+    # Engine options (the expander): each a one-line message or the default, never a traceback.
+    {"engines": "llama.cpp", "ver_llamacpp": "<img src=x onerror=alert(1)>"}, {"have": "1", "kvmem": "1e999GiB"},
+    {"plan_model": "Qwen/Qwen2.5-VL-7B-Instruct", "mm": "<img src=x>=1,video=-1"}, {"engines": "sglang", "sgl_dp": "nan"},
+    {"spec": "draft_model", "draft": "../../etc/passwd"}, {"pp": "-1", "have": "2"}, {"lcpp_swa_full": "maybe"},
 ])
 def test_hostile_plan_parameters(params):
     at = _run("plan", **params)
@@ -170,7 +174,9 @@ URL_NUMBERS = [("window", "size", "Sliding window"), ("max_ctx", "size", "Max co
                ("size_batch", "size", "Batch (sequences)"), ("why_gen", "why", "Generated tokens"),
                ("why_prompt", "why", "Prompt tokens"), ("cap_users", "capacity", "Target users"),
                ("cap_num", "capacity", "GPUs"), ("cap_util", "capacity", "Memory fraction"),
-               ("cmp_frac", "compare", "Memory fraction")]
+               ("cmp_frac", "compare", "Memory fraction"), ("users", None, "Concurrent users"),
+               ("have", None, "GPUs you have"), ("util", None, "GPU memory fraction"),
+               ("vllm_block", None, "vLLM block size (tokens)"), ("spec_k", None, "Draft tokens per step")]
 
 
 @pytest.mark.parametrize("value", ["1e999", "-1e999", "nan", "9" * 5000, "1.5"])

@@ -100,7 +100,7 @@ def test_chart_marks_target_fit_and_longest():
     assert list(line.customdata) == [860, 110, 12, 0]  # hover shows whole users
     assert line.y[-1] == plan_chart.FLOOR and math.log10(line.y[-1]) < 0  # 0 users: in the shaded band
     marker = fig.data[-1]
-    assert marker.x == (8800,) and marker.y == (100,) and "100 users fit up to 8,800 tokens" in marker.text[0]
+    assert marker.x == (8800,) and marker.y == (100,) and marker.name == "100 users fit up to 8,800 tokens each"
     shapes = fig.layout.shapes
     assert any(s.type == "rect" and s.y1 == 1 for s in shapes)  # the does-not-fit band ends at 1 user
     assert any(s.y0 == 100 and s.y1 == 100 for s in shapes)  # target line
@@ -136,6 +136,15 @@ def test_answer_and_table_read_as_sentences():
     assert sum(r["bytes"] for r in ledger) == best.memory.gpu_memory_bytes
     assert pv.ledger_table(ledger, best.memory.gpu_memory_bytes)[-1]["Part"] == "total"
     assert any("not measurements" in line for line in pv.latency_notes(rec))
+    # On a phone the same deployments are cards: the table's numbers, in words, with the version modelled.
+    cards = pv.alternative_cards(rec)
+    assert len(cards) == len(rows)
+    for (title, line), row, d in zip(cards, rows, rec.deployments):
+        assert title == f"{row['Rank']}. {row['Deployment']} · {row['Engine']}" and row["Engine"] == f"vLLM {d.engine_version}"
+        assert line.startswith(f"{d.users:,} users (room for {d.max_users:,}) · {row['Tokens/s per user']} tokens/s per "
+                               f"user · first token {row['First token']} · limit: {row['Limit']}")
+    measured = {r["Part"]: r["What it is"] for r in pv.ledger_table(ledger, 1, kv_measured=True)}
+    assert "measured KV memory" in measured["not reserved"]
 
 
 def test_fixed_deployment_sentence():

@@ -389,3 +389,62 @@ def test_model_arch_hash_is_memoised_and_consistent():
     assert a == b and hash(a) == hash(b) and hash(a) == hash(a)
     c = dataclasses.replace(a, model_id="other")
     assert c != a
+
+
+def test_options_for_one_engine_reach_only_that_engine():
+    # SGLang's dp_attention and vLLM's block_size are options the other engine does not take: given per
+    # engine, each engine's capacity is its own plan() with them. TP 1 cannot host a DP-attention size
+    # of 2 (it must divide tp): that size is skipped, not an error.
+    kw = dict(users=1, prompt_tokens=7000, output_tokens=1000, gpus="H100", max_tp=2, max_pp=1)
+    r = recommend(L8, engines=["vllm", "sglang"], **kw,
+                  options_by_engine={"sglang": {"dp_attention": 2}, "vllm": {"block_size": 32}})
+    by = {d.engine: d for d in r.deployments}
+    sgl = plan(L8, gpu="H100", tp=2, max_model_len=8000, engine="sglang", dp_attention=2)
+    vll = plan(L8, gpu="H100", tp=1, max_model_len=8000, engine="vllm", block_size=32)
+    assert (by["sglang"].tp, by["sglang"].max_users_per_instance) == (2, sgl.max_sequences)
+    assert (by["vllm"].tp, by["vllm"].max_users_per_instance) == (1, vll.max_sequences)
+    assert vll.block_size == 32
+    # ... and launch with them: the options become the engine's own flags.
+    assert by["sglang"].launch.endswith(" --enable-dp-attention --dp-size 2")
+    assert by["vllm"].launch.endswith(" --block-size 32")
+    with pytest.raises(InvalidInputError) as err:
+        recommend(L8, engines="vllm", **kw, options_by_engine={"sglang": {"dp_attention": 2}})
+    assert err.value.field == "options_by_engine"
+
+
+def test_max_num_seqs_given_caps_the_users_per_instance():
+    # 100 users, at most 16 sequences per vLLM instance: 7 replicas (ceil(100 / 16)), each launched
+    # with --max-num-seqs 16, the cap named as the limit.
+    r = recommend(L8, users=100, prompt_tokens=7000, output_tokens=1000, gpus="H100", max_tp=1, max_pp=1,
+                  max_num_seqs=16)
+    d = r.best
+    assert (d.replicas, d.max_users_per_instance, d.binding) == (7, 16, "max_num_seqs")
+    assert "--max-num-seqs 16" in d.launch
+
+
+def test_engine_options_become_launch_flags():
+    from kvplan.launch import option_flags, unflagged_note
+    assert option_flags("vllm", {"block_size": 32, "max_loras": 4, "max_lora_rank": 64,
+                                 "limit_mm_per_prompt": "image=0,video=0", "kv_memory": 1 << 34}) == (
+        "--block-size 32 --enable-lora --max-loras 4 --max-lora-rank 64 --limit-mm-per-prompt "
+        "'{\"image\":0,\"video\":0}'")
+    assert option_flags("sglang", {"block_size": 64, "dp_attention": 2, "max_loras": 8}) == (
+        "--page-size 64 --enable-dp-attention --dp-size 2 --enable-lora --max-loras-per-batch 8")
+    assert option_flags("llama.cpp", {"ubatch": 256, "swa_full": True}) == "-ub 256 --swa-full"
+    assert option_flags("vllm", {}) == "" and unflagged_note("vllm", {"block_size": 16}) is None
+    # Speculative decoding's flags name a draft checkpoint kvplan does not know: said, not guessed.
+    assert "speculative decoding" in unflagged_note("vllm", {"speculative": "eagle", "num_speculative_tokens": 3})
+    r = recommend(L8, users=1, prompt_tokens=7000, output_tokens=1000, gpus="H100", max_tp=1, max_pp=1,
+                  speculative="eagle")
+    assert any("speculative decoding" in n for n in r.best.notes) and "speculative" not in r.best.launch
+
+
+def test_a_kv_memory_given_never_picks_a_layout_it_cannot_fit():
+    # 30 GiB of KV per GPU replaces the budget, but Llama-3.1-70B's 141 GB of bf16 weights leave no
+    # room for it on one or two H100s: the answer starts at TP 4, where weights + 30 GiB fit.
+    r = recommend("meta-llama/Llama-3.1-70B", users=100, prompt_tokens=7000, output_tokens=1000, gpus="H100",
+                  kv_memory="30GiB")
+    for d in r.deployments:
+        p = plan("meta-llama/Llama-3.1-70B", gpu="H100", tp=d.tp, pp=d.pp, max_model_len=8000, kv_memory="30GiB")
+        assert p.free_bytes >= 0, (d.tp, d.pp)
+    assert r.best.tp * r.best.pp >= 4

@@ -74,11 +74,12 @@ def users_vs_context(rows: list[dict[str, Any]], *, target_users: int | None = N
                           xanchor="right" if left else "left", xshift=-4 if left else 4,
                           font=dict(color="#666", size=11)))
     if longest and target_users and longest >= contexts[0]:
+        # The numbers go in the legend, not beside the marker: on a 390 px phone a label there ran off
+        # the plot whichever side it was put.
         data.append(dict(
-            type="scatter", x=[longest], y=[target_users], mode="markers+text", name="longest context that fits",
+            type="scatter", x=[longest], y=[target_users], mode="markers",
+            name=f"{target_users:,} users fit up to {longest:,} tokens each",
             marker=dict(symbol="diamond", size=13, color="#d62728", line=dict(color="white", width=1)),
-            text=[f"{target_users:,} users fit up to {longest:,} tokens"],
-            textposition="top right" if longest < contexts[-1] / 16 else "bottom left",
             hovertemplate=f"{target_users:,} users fit up to {longest:,} tokens each<extra></extra>"))
     decades = range(0, int(math.floor(y_hi)) + 1)
     ticks = [1 << k for k in range(contexts[0].bit_length() - 1, contexts[-1].bit_length())

@@ -152,6 +152,12 @@ def engine_label(engine: str) -> str:
     return ENGINE_LABELS.get(engine, engine)
 
 
+def engine_with_version(d: Any) -> str:
+    """"vLLM 0.28.0": the engine and the release whose rules were applied."""
+    version = getattr(d, "engine_version", "") or ""
+    return f"{engine_label(d.engine)} {version}".strip()
+
+
 def gib(n: int | float) -> str:
     return f"{n / 2**30:,.1f} GiB"
 
@@ -191,7 +197,7 @@ def alternatives_rows(rec: Any) -> list[dict[str, Any]]:
     rows = []
     for i, d in enumerate(rec.deployments, 1):
         row = {"Rank": i, "Deployment": f"{d.num_gpus:,} × {d.gpu}, {layout_text(d.tp, d.pp, d.replicas)}",
-               "Engine": engine_label(d.engine), "KV / weights": f"{d.kv_dtype} / {d.weights_dtype}",
+               "Engine": engine_with_version(d), "KV / weights": f"{d.kv_dtype} / {d.weights_dtype}",
                "Users (room for)": f"{fmt_int(d.users)} ({fmt_int(d.max_users)})",
                "Limit": BINDING_LABELS.get(d.binding, d.binding),
                "Tokens/s per user": f"{d.decode_tokens_per_s_per_user:,.0f}",
@@ -219,9 +225,13 @@ LEDGER_WHAT = {"weights": "the model's share on each GPU", "activations": "peak 
                "KV free": "the rest of the engine's KV budget", "not reserved": "left out of the engine's memory fraction"}
 
 
-def ledger_table(rows: list[dict[str, Any]], gpu_memory_bytes: int) -> list[dict[str, str]]:
-    """The ledger as a short table: part, GiB per GPU, what it is."""
-    out = [{"Part": r["part"], "Per GPU": gib(r["bytes"]), "What it is": LEDGER_WHAT[r["part"]]} for r in rows]
+def ledger_table(rows: list[dict[str, Any]], gpu_memory_bytes: int, *,
+                 kv_measured: bool = False) -> list[dict[str, str]]:
+    """The ledger as a short table: part, GiB per GPU, what it is (`kv_measured`: the KV budget is the
+    measured one the user gave, so what is left is not the engine's headroom)."""
+    what = {**LEDGER_WHAT, **({"KV free": "the rest of the measured KV memory",
+                               "not reserved": "outside the measured KV memory"} if kv_measured else {})}
+    out = [{"Part": r["part"], "Per GPU": gib(r["bytes"]), "What it is": what[r["part"]]} for r in rows]
     out.append({"Part": "total", "Per GPU": gib(gpu_memory_bytes), "What it is": "the GPU's memory"})
     return out
 
@@ -245,18 +255,21 @@ def latency_notes(rec: Any) -> list[str]:
 # --- A given deployment ("how many users on my 2 × H100?") --------------------------------------
 
 TP_CHOICES = (1, 2, 4, 8, 16)
+PP_CHOICES = (1, 2, 4, 8)
 
 
 def fixed_plan(arch, *, gpu: str, num_gpus: int, tp: int, engine: str, kv_dtype: str, weights_dtype: str,
-               prefix_tokens: int, request_tokens: int, engine_version: str | None = None, plan_fn=None):
-    """`kvplan.plan` for a deployment the user already has: `num_gpus` GPUs in TP-`tp` instances,
-    each request `request_tokens` long (the engine's max_model_len)."""
+               prefix_tokens: int, request_tokens: int, pp: int = 1, engine_version: str | None = None,
+               plan_fn=None, **options: Any):
+    """`kvplan.plan` for a deployment the user already has: `num_gpus` GPUs in tp × pp instances,
+    each request `request_tokens` long (the engine's max_model_len); `options` are plan's own
+    (gpu_memory_utilization, kv_memory, the engine's options)."""
     if plan_fn is None:
         from kvplan.planner import plan as plan_fn
     extra = {"engine_version": engine_version} if engine_version else {}
-    return plan_fn(arch, gpu=gpu, num_gpus=num_gpus, tp=tp, engine=engine, kv_dtype=kv_dtype,
+    return plan_fn(arch, gpu=gpu, num_gpus=num_gpus, tp=tp, pp=pp, engine=engine, kv_dtype=kv_dtype,
                    weights_dtype=weights_dtype, max_model_len=request_tokens,
-                   prefix_tokens=min(prefix_tokens, request_tokens), **extra)
+                   prefix_tokens=min(prefix_tokens, request_tokens), **extra, **options)
 
 
 def fixed_users(p) -> int:
@@ -281,3 +294,18 @@ def fixed_ledger_rows(p) -> list[dict[str, Any]]:
              ("overhead", p.non_torch_bytes + p.cuda_graph_bytes), ("KV in use", used), ("KV free", budget - used),
              ("not reserved", max(0, p.free_bytes))]
     return [{"part": name, "bytes": int(value)} for name, value in parts]
+
+
+def alternative_cards(rec: Any) -> list[tuple[str, str]]:
+    """The ranked deployments for a narrow screen, one card each: a title (rank, deployment, engine)
+    and one line of figures in words (plain text). The same numbers as `alternatives_rows`."""
+    out = []
+    for i, d in enumerate(rec.deployments, 1):
+        title = f"{i}. {d.num_gpus:,} × {d.gpu}, {layout_text(d.tp, d.pp, d.replicas)} · {engine_with_version(d)}"
+        figures = [f"{plural(d.users, 'user')} (room for {fmt_int(d.max_users)})",
+                   f"{d.decode_tokens_per_s_per_user:,.0f} tokens/s per user", f"first token {d.ttft_ms:,.0f} ms",
+                   f"limit: {BINDING_LABELS.get(d.binding, d.binding)}", f"KV {d.kv_dtype}, weights {d.weights_dtype}"]
+        if d.usd_per_hour is not None:
+            figures.append(f"${d.usd_per_hour:,.2f} per hour")
+        out.append((title, " · ".join(figures)))
+    return out

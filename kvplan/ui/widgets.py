@@ -92,12 +92,12 @@ LABELS = {"context": "Context length", "context_len": "Context length", "max_mod
           "gpu": "GPU"}
 
 
-def describe(err: BaseException, label: str | None = None) -> str:
+def describe(err: BaseException, label: str | None = None, labels: dict[str, str] | None = None) -> str:
     """One line for an error, with the app's label in place of the API field name (plain text: show
-    it with `text.error`)."""
+    it with `text.error`). `labels`: a page's own labels for field names, before the sidebar's."""
     msg = str(err)
     field_name = getattr(err, "field", None)
-    shown = label or LABELS.get(field_name or "")
+    shown = label or (labels or {}).get(field_name or "") or LABELS.get(field_name or "")
     if isinstance(err, KvplanError) and field_name and shown and msg.startswith(f"{field_name}: "):
         return f"{shown}: {msg[len(field_name) + 2:]}"
     if shown and label:
@@ -152,10 +152,12 @@ def _drop_url_value(key: str) -> None:
 
 def number_input(where: Any, label: str, *, key: str, min_value: int | float, max_value: int | float,
                  value: int | float | None, step: int | float | None = None, help: str | None = None,
-                 format: str | None = None, placeholder: str | None = None) -> Any:
+                 format: str | None = None, placeholder: str | None = None, integer: bool | None = None) -> Any:
     """`st.number_input` bound to the URL, whose URL value is checked first: a value that is not a
-    finite number in range is dropped (the default is used) with a one-line message naming `label`."""
-    integer = isinstance(value, int) and not isinstance(value, bool)
+    finite number in range is dropped (the default is used) with a one-line message naming `label`.
+    Whole numbers when `value` is an int (or `integer`, for a blank default)."""
+    if integer is None:
+        integer = isinstance(value, int) and not isinstance(value, bool)
     raw = _initial_url_value(key)
     if raw:
         problem = _url_number_problem(raw, min_value, max_value, integer)
@@ -180,6 +182,25 @@ def number_input(where: Any, label: str, *, key: str, min_value: int | float, ma
     if out is None:
         return None
     return int(out) if integer else float(out)
+
+
+def selectbox(where: Any, label: str, options: Any, *, key: str, index: int = 0, help: str | None = None,
+              disabled: bool = False) -> Any:
+    """`st.selectbox` bound to the URL, whose URL value is checked first: Streamlit silently shows the
+    default for a value that is not an option (`?pp=3` of 1, 2, 4, 8), so the link's reader is told."""
+    options = list(options)
+    raw = _initial_url_value(key)
+    if raw and str(raw[-1]) not in [str(o) for o in options]:
+        _drop_url_value(key)
+        shown = str(raw[-1])
+        shown = shown if len(shown) <= 40 else shown[:40] + "…"
+        msg = f"{label}: the link's value {shown!r} is not one of the choices; using {options[index]}."
+        if where is st:
+            text.warning(msg)
+        else:
+            with where:
+                text.warning(msg)
+    return where.selectbox(label, options, index=index, key=key, bind=QP, help=help, disabled=disabled)
 
 
 @st.cache_data(ttl=3600, show_spinner="Fetching config.json from the Hugging Face Hub…")

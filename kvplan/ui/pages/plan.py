@@ -10,21 +10,11 @@ from __future__ import annotations
 import streamlit as st
 
 from kvplan.dtypes import KV_DTYPE_NAMES
-from kvplan.engines import ENGINE_NAMES
+from kvplan.engines import ENGINE_NAMES, resolve_engine
 from kvplan.errors import KvplanError
 from kvplan.gpus import list_gpus
-from kvplan.ui import cached, plan_chart, plan_view, widgets
-
-try:
-    from kvplan.ui import text
-except ImportError:  # until kvplan/ui/text.py lands: escape every Markdown character here
-    import string as _string
-    import types
-
-    def _plain(kind: str):
-        return lambda m: getattr(st, kind)("".join("\\" + c if c in _string.punctuation else c for c in str(m)))
-
-    text = types.SimpleNamespace(**{k: _plain(k) for k in ("error", "warning", "info", "success", "caption")})
+from kvplan.registry import list_models
+from kvplan.ui import cached, plan_chart, plan_options, plan_view, text, widgets
 from kvplan.units import parse_tokens
 
 QP = widgets.QP
@@ -32,6 +22,34 @@ DEFAULT_GPUS = ["H100-SXM", "H200"]
 DEFAULT_ENGINES = ["vllm"]
 WORKLOAD_KINDS = ("Users", "Requests/s")
 WEIGHT_DTYPES = ("auto", "bf16", "fp8", "int4")
+NO_DRAFT = "none (EAGLE: one layer shaped like the model's)"
+# This page's labels for the field names an error from kvplan may carry (see widgets.describe).
+LABELS = {"num_gpus": "GPUs you have", "tp": "TP per instance", "pp": "PP per instance", "users": "Concurrent users",
+          "request_rate": "Requests per second", "prompt_tokens": "Prompt tokens", "output_tokens": "Output tokens",
+          "prefix_tokens": "Shared prefix tokens", "max_model_len": "Prompt + output tokens",
+          "tpot_ms": "Max ms per token", "ttft_ms": "Max ms to first token", "kv_dtype": "KV cache dtype",
+          "weights_dtype": "Weights dtype", "gpu_memory_utilization": "GPU memory fraction",
+          "kv_memory": "Measured KV memory per GPU", "block_size": "Block / page size (Engine options)",
+          "dp_attention": "SGLang DP-attention size", "max_num_seqs": "vLLM max sequences per instance",
+          "ubatch": "llama.cpp physical batch (-ub)", "max_loras": "LoRA adapter slots",
+          "max_lora_rank": "Largest LoRA rank", "limit_mm_per_prompt": "vLLM multimodal items per prompt",
+          "speculative": "Speculative decoding", "num_speculative_tokens": "Draft tokens per step",
+          "draft_model": "Draft model", "engine_version": "Engine version", "max_tp": "Largest TP to search",
+          "max_pp": "Largest PP to search", "gpu": "GPUs to consider", "engine": "Engines"}
+# The expander's keys that are not in plan_options.KNOBS: a link that sets one opens the expander.
+_OPTION_KEYS = ("util", "kvmem", "max_tp", "max_pp", "loras", "lora_rank", "mm", "spec", "spec_k", "draft")
+# Phones (Streamlit stacks columns below 640 px): the alternatives as cards instead of a wide table.
+_NARROW_CSS = """<style>
+.st-key-plan_alts_cards { display: none !important; }
+@media (max-width: 640px) {
+  .st-key-plan_alts_table { display: none !important; }
+  .st-key-plan_alts_cards { display: flex !important; }
+}
+</style>"""
+
+
+def _describe(err: BaseException, label: str | None = None) -> str:
+    return widgets.describe(err, label, labels=LABELS)
 
 
 def _tokens(where, label: str, default: str, key: str, help: str, errors: list[str], minimum: int = 1) -> int:
@@ -46,8 +64,104 @@ def _tokens(where, label: str, default: str, key: str, help: str, errors: list[s
         return 0
 
 
+def _version_key(engine: str) -> str:
+    return "ver_" + engine.replace(".", "")
+
+
+def engine_options(engines: list[str], arch, errors: list[str], have: int) -> plan_options.Choices:
+    """The "Engine options" expander: versions, memory, search limits and each engine's own knobs.
+    Closed unless the link sets one of them, so the first screen stays short."""
+    ch = plan_options.Choices(engines=tuple(engines))
+    knobs = plan_options.knobs_for(engines)
+    keys = [*_OPTION_KEYS, *(k.key for k in knobs), *(_version_key(e) for e in engines)]
+    with st.expander("Engine options", expanded=any(k in st.query_params for k in keys)):
+        st.caption("Rarely needed: blank keeps each engine's own default. Set here, they apply to the answer, "
+                   "the chart, the memory, the launch command and the deployment you have.")
+        for e in engines:  # one row per engine: its version, then its own knobs
+            own = plan_options.knobs_for((e,))
+            has_version = widgets._has_versions(e)
+            if not has_version and not own:
+                continue
+            cols = iter(st.columns(4, vertical_alignment="bottom"))  # a checkbox level with the boxes
+            if has_version:
+                label = f"{plan_options.engine_label(e)} version"
+                raw = next(cols).text_input(
+                    label, "", key=_version_key(e), bind=QP, placeholder=f"newest: {widgets._newest(e)}",
+                    help="The release whose allocation rules apply, e.g. 0.19 or 0.20.2 (llama.cpp: b4905 or ik); "
+                         "blank = the newest kvplan models. The Accuracy page lists the rules that change between "
+                         "versions.").strip()
+                if raw:
+                    try:
+                        resolve_engine(e, raw)
+                        ch.versions[e] = raw
+                    except KvplanError as err:
+                        errors.append(_describe(err, label))
+            for k in own:
+                col = next(cols)
+                if k.is_switch:
+                    ch.knobs[k.key] = col.checkbox(k.label, value=k.default, key=k.key, bind=QP, help=k.help)
+                else:
+                    ch.knobs[k.key] = widgets.number_input(col, k.label, min_value=k.lo, max_value=k.hi,
+                                                           value=k.default, step=k.step, key=k.key, help=k.help,
+                                                           placeholder=k.placeholder or None, integer=True)
+        m = st.columns(4)
+        ch.gpu_memory_utilization = widgets.number_input(
+            m[0], "GPU memory fraction", min_value=0.05, max_value=1.0, value=None, placeholder="engine default",
+            step=0.01, format="%.2f", key="util",
+            help="The engine's memory knob: vLLM gpu_memory_utilization (default 0.92 from 0.21, 0.9 before), "
+                 "SGLang mem_fraction_static, TensorRT-LLM free_gpu_memory_fraction. Blank = the engine's default.")
+        raw = m[1].text_input("Measured KV memory per GPU", "", key="kvmem", bind=QP, disabled=not have,
+                              placeholder="computed" if have else "for GPUs you have",
+                              help="For the deployment you have (GPUs you have, above): the KV budget its engine "
+                                   "logged, e.g. vLLM's \"Available KV cache memory: 51.38 GiB\". It replaces "
+                                   "kvplan's computed budget on every GPU. Blank = computed.")
+        try:
+            ch.kv_memory = plan_options.parse_kv_memory(raw) if have else None
+        except KvplanError as err:
+            errors.append(_describe(err))
+        ch.max_tp = widgets.selectbox(m[2], "Largest TP to search", plan_options.TP_LIMITS, index=3, key="max_tp",
+                                   help="The largest tensor-parallel size the answer may use.")
+        ch.max_pp = widgets.selectbox(m[3], "Largest PP to search", plan_options.PP_LIMITS, index=2, key="max_pp",
+                                   help="The largest pipeline-parallel size (layers split over GPUs) the answer may use.")
+        x = st.columns(4)
+        if any(e in plan_options.LORA_ENGINES for e in engines):
+            ch.max_loras = widgets.number_input(
+                x[0], "LoRA adapter slots", min_value=0, max_value=1024, value=0, key="loras",
+                help="LoRA adapters served at once (vLLM --max-loras, SGLang --max-loras-per-batch); their buffers "
+                     "come out of the KV budget. 0 = no LoRA. Modelled for vLLM and SGLang.")
+            ch.max_lora_rank = widgets.number_input(x[1], "Largest LoRA rank", min_value=1, max_value=4096, value=16,
+                                                    key="lora_rank", help="--max-lora-rank (default 16).")
+        if any(e in plan_options.SPECULATIVE_ENGINES for e in engines):
+            ch.speculative = widgets.selectbox(
+                x[2], "Speculative decoding", plan_options.SPECULATIVE_METHODS, key="spec",
+                help="The draft's own KV cache joins the pool: EAGLE adds one layer shaped like the model's, MTP the "
+                     "model's own next-token layers, a draft model its layers; n-gram adds none.")
+            ch.num_speculative_tokens = widgets.number_input(
+                x[3], "Draft tokens per step", min_value=1, max_value=64, value=None, key="spec_k", integer=True,
+                placeholder="method's default", help="Tokens proposed per step (vLLM hybrid models keep that many "
+                                                    "more state blocks). Blank = the method's default.")
+            if ch.speculative in plan_options.DRAFT_METHODS:
+                draft = widgets.selectbox(st, "Draft model", [NO_DRAFT, *list_models()], key="draft",
+                                     help="A bundled model as the draft (its weights and its cache are added).")
+                ch.draft_model = None if draft == NO_DRAFT else draft
+                if ch.speculative == "draft_model" and ch.draft_model is None:
+                    errors.append("Draft model: pick the draft model that speculative decoding draft_model runs.")
+        if arch is not None and arch.weight_dims.vision_num_layers and "vllm" in engines:
+            ch.mm_limits = st.text_input(
+                "vLLM multimodal items per prompt", "", key="mm", bind=QP, placeholder="engine default",
+                help="vLLM --limit-mm-per-prompt: e.g. image=0,video=0 for text only (no encoder cache and no "
+                     "encoder profiling run), or image=4.").strip()
+            if ch.mm_limits:
+                from kvplan.pool import parse_mm_limits
+                try:
+                    parse_mm_limits(ch.mm_limits)
+                except KvplanError as err:
+                    errors.append(_describe(err))
+    return ch
+
+
 def inputs():
-    """Draw the inputs; returns (arch, settings dict, errors)."""
+    """Draw the inputs; returns (arch, settings dict, engine choices, errors)."""
     errors: list[str] = []
     arch = None
     with st.container(border=True):
@@ -58,19 +172,19 @@ def inputs():
             try:
                 arch = widgets._load_model(src, "plan_")
             except KvplanError as err:
-                errors.append(f"Model: {err}")
+                errors.append(f"Model: {_describe(err)}")
             except Exception as err:  # noqa: BLE001 - a broken upload never shows a traceback
                 errors.append(f"Model: could not load it ({type(err).__name__}: {err})")
         c = st.columns([1.2, 1.2, 1, 1, 1])
         kind = c[0].radio("Workload as", WORKLOAD_KINDS, key="wl", bind=QP, horizontal=True,
                           help="Concurrent users, or a request rate (concurrency follows from Little's law).")
         if kind == "Users":
-            users = int(c[1].number_input("Concurrent users", min_value=1, max_value=10_000_000, value=100,
-                                          step=10, key="users", bind=QP))
+            users = widgets.number_input(c[1], "Concurrent users", min_value=1, max_value=10_000_000, value=100,
+                                         step=10, key="users")
             rate = None
         else:
-            rate = float(c[1].number_input("Requests per second", min_value=0.01, max_value=1e6, value=10.0,
-                                           step=1.0, key="rate", bind=QP))
+            rate = widgets.number_input(c[1], "Requests per second", min_value=0.01, max_value=1e6, value=10.0,
+                                        step=1.0, key="rate")
             users = None
         prompt = _tokens(c[2], "Prompt tokens", "7000", "prompt", "Mean prompt length (8000, 32k).", errors)
         output = _tokens(c[3], "Output tokens", "1000", "output", "Mean answer length.", errors)
@@ -86,21 +200,28 @@ def inputs():
         weights = g[3].selectbox("Weights dtype", WEIGHT_DTYPES, key="wdtype", bind=QP,
                                  help="auto = as the checkpoint ships.")
         f = st.columns(5)
-        tpot = f[0].number_input("Max ms per token", min_value=0, max_value=10_000, value=0, step=10, key="tpot",
-                                 bind=QP, help="Optional latency target: time per output token (0 = none).")
-        ttft = f[1].number_input("Max ms to first token", min_value=0, max_value=600_000, value=0, step=100,
-                                 key="ttft", bind=QP, help="Optional latency target (0 = none).")
-        ver = f[2].text_input("Engine version", "", key="ver", bind=QP, placeholder="newest modelled",
-                              help="e.g. 0.19 for vLLM 0.19; blank = the newest behaviour kvplan models.").strip()
-        have = int(f[3].number_input("GPUs you have", min_value=0, max_value=4096, value=0, key="have", bind=QP,
-                                     help="0 = find the fewest. Otherwise: check a deployment you have, of "
-                                          "the first GPU and engine above."))
-        tp = f[4].selectbox("TP per instance", plan_view.TP_CHOICES, key="tp", bind=QP, disabled=not have,
+        tpot = widgets.number_input(f[0], "Max ms per token", min_value=0, max_value=10_000, value=0, step=10,
+                                    key="tpot", help="Optional latency target: time per output token (0 = none).")
+        ttft = widgets.number_input(f[1], "Max ms to first token", min_value=0, max_value=600_000, value=0, step=100,
+                                    key="ttft", help="Optional latency target (0 = none).")
+        have = widgets.number_input(f[2], "GPUs you have", min_value=0, max_value=4096, value=0, key="have",
+                                    help="0 = find the fewest. Otherwise: check a deployment you have, of the first "
+                                         "GPU and engine above.")
+        tp = widgets.selectbox(f[3], "TP per instance", plan_view.TP_CHOICES, key="tp", disabled=not have,
                             help="Tensor-parallel GPUs per engine instance; the rest are replicas.")
-    settings = dict(engine_version=ver, have=have, tp=int(tp), users=users, rate=rate, prompt_tokens=prompt, output_tokens=output, prefix_tokens=prefix,
-                    gpus=gpus, engines=engines, kv_dtype=kv_dtype, weights_dtype=weights,
-                    tpot_ms=int(tpot) or None, ttft_ms=int(ttft) or None)
-    return arch, settings, errors
+        pp = widgets.selectbox(f[4], "PP per instance", plan_view.PP_CHOICES, key="pp", disabled=not have,
+                            help="Pipeline stages per instance: the layers split over this many GPUs (how "
+                                 "llama.cpp splits a model). GPUs you have = TP × PP × replicas.")
+        choices = engine_options(engines, arch, errors, have)
+    if have and tp * pp > have:
+        errors.append(f"GPUs you have: {have:,} is fewer than one instance of TP {tp} × PP {pp} = {tp * pp} GPUs.")
+    elif have and have % (tp * pp):
+        errors.append(f"GPUs you have: {have:,} do not split into instances of TP {tp} × PP {pp} = {tp * pp} "
+                      f"GPUs; use a multiple of {tp * pp}.")
+    settings = dict(have=have, tp=int(tp), pp=int(pp), users=users, rate=rate, prompt_tokens=prompt,
+                    output_tokens=output, prefix_tokens=prefix, gpus=gpus, engines=engines, kv_dtype=kv_dtype,
+                    weights_dtype=weights, tpot_ms=int(tpot) or None, ttft_ms=int(ttft) or None)
+    return arch, settings, choices, errors
 
 
 def _say(kind: str, message) -> None:
@@ -126,36 +247,74 @@ def _longest(arch, inst: plan_view.Instance, need: int, max_context: int, _curve
     return plan_view.longest_context_for(arch, inst, need, max_context, curve=_curve) if need else 0
 
 
-def _instance(d, prefix: int) -> plan_view.Instance:
+def _options_tuple(choices: plan_options.Choices, engine: str) -> tuple:
+    return tuple(sorted(choices.plan_options(engine).items()))
+
+
+def _instance(d, prefix: int, choices: plan_options.Choices) -> plan_view.Instance:
     return plan_view.Instance(gpu=d.gpu, tp=d.tp, pp=d.pp, engine=d.engine, kv_dtype=d.kv_dtype,
-                              weights_dtype=d.weights_dtype, prefix_tokens=prefix)
+                              weights_dtype=d.weights_dtype, prefix_tokens=prefix,
+                              options=_options_tuple(choices, d.engine))
 
 
-def _fixed(arch, s: dict, req: int):
+def _fixed(arch, s: dict, req: int, choices: plan_options.Choices):
     """The deployment the user has (None when they asked for the fewest GPUs)."""
     if not s["have"]:
         return None
-    return plan_view.fixed_plan(arch, gpu=s["gpus"][0], num_gpus=s["have"], tp=min(s["tp"], s["have"]),
-                                engine=s["engines"][0], kv_dtype=s["kv_dtype"], weights_dtype=s["weights_dtype"],
+    engine = s["engines"][0]
+    return plan_view.fixed_plan(arch, gpu=s["gpus"][0], num_gpus=s["have"], tp=s["tp"], pp=s["pp"],
+                                engine=engine, kv_dtype=s["kv_dtype"], weights_dtype=s["weights_dtype"],
                                 prefix_tokens=s["prefix_tokens"], request_tokens=req,
-                                engine_version=s["engine_version"] or None)
+                                **choices.plan_options(engine))
 
 
-def _launch(arch, p) -> str:
-    from kvplan.launch import launch_command
-    return launch_command(p.engine, arch.model_id, tp=p.tp, pp=p.pp, max_model_len=p.max_model_len,
-                          max_num_seqs=max(1, p.max_sequences), kv_dtype=p.kv_dtype,
-                          weights_dtype=p.weights_dtype, memory_fraction=p.gpu_memory_utilization)
+def _launch(arch, p, choices: plan_options.Choices) -> tuple[str, list[str]]:
+    """The launch command of the deployment you have, with the engine options as flags, and a note
+    naming the options it cannot set."""
+    from kvplan.launch import launch_command, option_flags, unflagged_note
+    cmd = launch_command(p.engine, arch.model_id, tp=p.tp, pp=p.pp, max_model_len=p.max_model_len,
+                         max_num_seqs=max(1, p.max_sequences), kv_dtype=p.kv_dtype,
+                         weights_dtype=p.weights_dtype, memory_fraction=p.gpu_memory_utilization)
+    opts = choices.plan_options(p.engine)
+    flags = option_flags(p.engine, opts)
+    note = unflagged_note(p.engine, opts)
+    return (f"{cmd} {flags}" if cmd and flags else cmd), ([note] if note and cmd else [])
+
+
+def _versions_modelled(choices: plan_options.Choices) -> dict[str, str]:
+    """Each engine's release whose rules are applied ("" for engines without versions)."""
+    out = {}
+    for e in choices.engines:
+        try:
+            out[e] = getattr(resolve_engine(e, choices.versions.get(e) or None)[1], "text", "") or ""
+        except KvplanError:
+            out[e] = ""
+    return out
+
+
+def _alternatives(rec) -> None:
+    """The ranked deployments: a table on wide screens, one card per deployment on a phone (the
+    table's eight columns scroll sideways at 390 px); CSS picks one by the screen's width."""
+    rows = plan_view.alternatives_rows(rec)
+    with st.container(key="plan_alts_table"):
+        st.table(rows, hide_index=True)
+    with st.container(key="plan_alts_cards"):
+        st.markdown("\n\n".join(text.md("**{}**  \n{}", title, line)
+                                 for title, line in plan_view.alternative_cards(rec)))
 
 
 def body() -> None:
+    # The phone layout's CSS first, so it is in place before the alternatives arrive (drawn as an
+    # element: style-only HTML goes to Streamlit's event container, where it was lost on some reruns).
+    st.html(_NARROW_CSS + '<span aria-hidden="true"></span>')
     st.title("Plan: GPUs for your users")
     st.caption("Tell kvplan your model and workload; it answers how many GPUs of which kind, in which layout "
                "and on which engine serve it — the KV cache sized to the byte by each engine's own rules.")
     answer = st.container()
-    arch, s, errors = inputs()
-    for msg in errors:
-        _say("error", msg)
+    arch, s, choices, errors = inputs()
+    with answer:  # where the answer would be: the first thing read, also on a phone
+        for msg in dict.fromkeys(errors):
+            _say("error", msg)
     if arch is None or errors:
         return
     if not s["gpus"] or not s["engines"]:
@@ -163,21 +322,25 @@ def body() -> None:
         return
     kwargs = dict(users=s["users"], request_rate=s["rate"], prompt_tokens=s["prompt_tokens"],
                   output_tokens=s["output_tokens"], prefix_tokens=s["prefix_tokens"], tpot_ms=s["tpot_ms"],
-                  ttft_ms=s["ttft_ms"], gpus=tuple(s["gpus"]), engines=tuple(s["engines"]),
-                  kv_dtype=s["kv_dtype"], weights_dtype=s["weights_dtype"],
-                  engine_version=s["engine_version"] or None)
+                  ttft_ms=s["ttft_ms"], gpus=tuple(s["gpus"]), engines=choices.engine_specs(),
+                  kv_dtype=s["kv_dtype"], weights_dtype=s["weights_dtype"], max_tp=choices.max_tp,
+                  max_pp=choices.max_pp, options_by_engine=choices.by_engine() or None, **choices.common())
     req = s["prompt_tokens"] + s["output_tokens"]
     try:
-        fixed = _fixed(arch, s, req)
+        fixed = _fixed(arch, s, req, choices)
         rec = _recommend(arch, tuple(kwargs.items()))
     except KvplanError as err:
         with answer:
-            _say("error", widgets.describe(err) if hasattr(widgets, "describe") else err)
+            _say("error", _describe(err))
         return
     best = rec.best
     with answer:
         if fixed is not None:
             st.subheader(plan_view.fixed_sentence(fixed), anchor=False)
+            if fixed.free_bytes < 0:  # only with a measured KV memory: the computed budget always fits
+                kv, over = plan_view.gib(choices.kv_memory), plan_view.gib(-fixed.free_bytes)
+                _say("warning", f"Measured KV memory per GPU: the weights, the overheads and {kv} of KV exceed the "
+                                f"{fixed.gpu}'s memory by {over}; check the GPU, the layout and the measured value.")
         if best is None:
             _say("error", f"Nothing fits: {rec.why_not}")
             if rec.smallest_change:
@@ -187,25 +350,25 @@ def body() -> None:
             _say("caption", plan_view.answer_details(rec))
         else:
             _say("info", f"To serve the workload: {plan_view.answer_sentence(rec)} {plan_view.answer_details(rec)}")
-        _say("caption", f"Model: {arch.model_id}")
+        _say("caption", f"Model: {arch.model_id}. {choices.describe(_versions_modelled(choices))}")
     if best is None and fixed is None:
         return
 
     if best is not None:
         st.subheader("Ranked alternatives", anchor=False)
-        st.table(plan_view.alternatives_rows(rec), hide_index=True)
+        _alternatives(rec)
 
     max_ctx = max(arch.max_position_embeddings or 131072, req)
     rows, longest, target = [], 0, best.users if best else (s["users"] or 0)
     if fixed is not None:
         inst = plan_view.Instance(gpu=fixed.gpu, tp=fixed.tp, pp=fixed.pp, engine=fixed.engine,
                                   kv_dtype=s["kv_dtype"], weights_dtype=s["weights_dtype"],
-                                  prefix_tokens=s["prefix_tokens"])
+                                  prefix_tokens=s["prefix_tokens"], options=_options_tuple(choices, fixed.engine))
         curve = _curve(arch, inst, max_ctx, req)
         longest = _longest(arch, inst, -(-target // fixed.dp) if target else 0, max_ctx, curve)
         rows += plan_view.deployment_rows(curve, fixed.dp, f"yours: {fixed.num_gpus:,} × {fixed.gpu}")
     for i, d in enumerate(rec.deployments[:2]):  # two lines read clearly; each costs a sweep
-        inst = _instance(d, s["prefix_tokens"])
+        inst = _instance(d, s["prefix_tokens"], choices)
         curve = _curve(arch, inst, max_ctx, req)
         if fixed is None and i == 0:
             longest = _longest(arch, inst, -(-d.users // d.replicas), max_ctx, curve)
@@ -223,18 +386,18 @@ def body() -> None:
     st.subheader(f"Memory per GPU ({shown.gpu})", anchor=False)
     left, right = st.columns([1, 1])
     left.plotly_chart(plan_chart.memory_ledger(ledger, title="GiB per GPU"), key="plan_ledger")
-    right.table(plan_view.ledger_table(ledger, total), hide_index=True)
+    right.table(plan_view.ledger_table(ledger, total, kv_measured=choices.kv_memory is not None), hide_index=True)
 
     if best is not None:
         st.subheader(f"Latency estimate: {plan_view.deployment_label(best)}", anchor=False)
         for line in plan_view.latency_notes(rec):
             st.caption(line)
-    launch = _launch(arch, fixed) if fixed is not None else best.launch
+    launch, notes = _launch(arch, fixed, choices) if fixed is not None else (best.launch, list(best.notes))
     if launch:
         st.subheader("Launch command", anchor=False)
         st.code(launch, language="bash", wrap_lines=True)
-        for note in (() if fixed is not None else best.notes):
-            _say("caption", note)
+        for note in notes:
+            _say("caption", note[:1].upper() + note[1:])
 
 
 widgets.run_page(body)
