@@ -32,7 +32,7 @@ def main() -> None:
         st.Page(PAGES / "why.py", title="Why a KV cache", url_path="why_a_kv_cache"),
     ])
     if nav.url_path != plan.url_path:
-        widgets.sidebar()
+        widgets.sidebar(nav.url_path)
     nav.run()
 
 

@@ -40,22 +40,28 @@ def tp_choices(arch: ModelArch) -> list[int]:
     return sweeps.tp_choices(arch)
 
 
+# `options` below: each engine's own options as a tuple ((engine, ((name, value), ...)), ...), see
+# sweeps.engine_options and widgets.Selection.options_key. They are arguments, so part of every key.
+
 @_cache
 def size_at(arch: ModelArch, context_len: int, *, engines: list[str], kv_dtypes: list[str], batch: int = 1,
-            tp: int = 1) -> tuple[sweeps.Table, dict]:
-    return sweeps.size_at(arch, context_len, engines=engines, kv_dtypes=kv_dtypes, batch=batch, tp=tp)
+            tp: int = 1, pp: int = 1, options: tuple = ()) -> tuple[sweeps.Table, dict]:
+    return sweeps.size_at(arch, context_len, engines=engines, kv_dtypes=kv_dtypes, batch=batch, tp=tp, pp=pp,
+                          options=options)
 
 
 @_cache
-def size_by_kind(arch: ModelArch, contexts: list[int], *, engine: str, kv_dtype: str, tp: int = 1,
-                 batch: int = 1) -> sweeps.Table:
-    return sweeps.size_by_kind(arch, contexts, engine=engine, kv_dtype=kv_dtype, tp=tp, batch=batch)
+def size_by_kind(arch: ModelArch, contexts: list[int], *, engine: str, kv_dtype: str, tp: int = 1, pp: int = 1,
+                 batch: int = 1, options: tuple = ()) -> sweeps.Table:
+    return sweeps.size_by_kind(arch, contexts, engine=engine, kv_dtype=kv_dtype, tp=tp, pp=pp, batch=batch,
+                               options=options)
 
 
 @_cache
 def size_lines(arch: ModelArch, contexts: list[int], *, engines: list[str], kv_dtypes: list[str], tp: int = 1,
-               batch: int = 1) -> sweeps.Table:
-    return sweeps.size_lines(arch, contexts, engines=engines, kv_dtypes=kv_dtypes, tp=tp, batch=batch)
+               pp: int = 1, batch: int = 1, options: tuple = ()) -> sweeps.Table:
+    return sweeps.size_lines(arch, contexts, engines=engines, kv_dtypes=kv_dtypes, tp=tp, pp=pp, batch=batch,
+                             options=options)
 
 
 @_cache
@@ -93,9 +99,9 @@ def compare_models(archs: list[ModelArch], **kwargs: Any) -> sweeps.Table:
 
 @_cache
 def cache_tradeoff(arch: ModelArch, *, prompt_len: int, gen_lens: list[int], engine: str,
-                   kv_dtype: str) -> sweeps.Table:
+                   kv_dtype: str, options: tuple = ()) -> sweeps.Table:
     return sweeps.cache_tradeoff(arch, prompt_len=prompt_len, gen_lens=gen_lens, engine=engine,
-                                 kv_dtype=kv_dtype)
+                                 kv_dtype=kv_dtype, options=options)
 
 
 class CachedError(KvplanError):

@@ -73,6 +73,23 @@ KNOBS = (
 )
 
 
+# The sidebar's own llama.cpp knobs (Size / Capacity / Compare / Why): the slots a llama-server shares
+# its cache between and whether they share one stream. The Plan page leaves them out: there the slots
+# are the planned concurrency (the launch command's -np).
+SIDEBAR_KNOBS = (
+    Knob("lcpp_np", "llama.cpp slots (-np)", "parallel", "llama.cpp", None, 1, 4096, 1,
+         "llama.cpp -np: the sequences the context is shared between. Blank = the batch (Size page). -c is "
+         "the context × the batch, split into one stream per slot unless the cache is unified.",
+         "= batch"),
+    Knob("lcpp_unified", "llama.cpp --kv-unified", "kv_unified", "llama.cpp", False,
+         help="All slots share one stream of -c cells (llama-server's default when -np is not given) instead "
+              "of one stream per slot: sliding-window layers then keep window × slots + ubatch cells in all."),
+)
+ALL_KNOBS = KNOBS + SIDEBAR_KNOBS
+# Options that are not fields of an engine's Options but that kvplan.kv_cache takes (the draft's layers).
+_KV_CACHE_EXTRA = ("speculative", "draft_model")
+
+
 def engine_label(engine: str) -> str:
     return ENGINE_LABELS.get(engine, engine)
 
@@ -134,7 +151,7 @@ class Choices:
     def own(self, engine: str) -> dict[str, Any]:
         """Options for `engine` only: its knobs, and LoRA / multimodal / speculative where it models them."""
         out: dict[str, Any] = {}
-        for k in knobs_for((engine,)):
+        for k in (k for k in ALL_KNOBS if k.engine == engine):
             value = self.knobs.get(k.key, k.default)
             if value is not None and value != k.default:
                 out[k.option] = bool(value) if k.is_switch else int(value)
@@ -180,7 +197,7 @@ class Choices:
         if self.kv_memory is not None:
             out.append(f"KV memory {self.kv_memory / 2**30:,.2f} GiB per GPU as measured on your deployment "
                        "(replaces the computed budget)")
-        for k in knobs_for(self.engines):
+        for k in (k for k in ALL_KNOBS if k.engine in self.engines):
             value = self.knobs.get(k.key, k.default)
             if value is not None and value != k.default:
                 out.append(f"{k.label}: {'on' if value else 'off'}" if k.is_switch else f"{k.label}: {int(value):,}")
@@ -196,3 +213,24 @@ class Choices:
             k = f", {self.num_speculative_tokens} tokens per step" if self.num_speculative_tokens else ""
             out.append(f"speculative decoding {self.speculative}{draft}{k} ({', '.join(spec)})")
         return "; ".join(out) + "."
+
+
+def kv_cache_options(options: dict[str, Any], engine: str) -> dict[str, Any]:
+    """The part of `options` (`Choices.own` / `plan_options`) that `kvplan.kv_cache` takes for `engine`:
+    its Options fields and the draft; not the planner's (LoRA, multimodal, max_num_seqs, memory)."""
+    import dataclasses
+
+    from kvplan.engines import get_engine
+
+    fields = {f.name for f in dataclasses.fields(get_engine(engine.partition("@")[0]).Options)}
+    return {k: v for k, v in options.items() if k in fields or k in _KV_CACHE_EXTRA}
+
+
+def option_labels(engine: str) -> dict[str, str]:
+    """The app's label for each option field `engine` may name in an error (see widgets.describe)."""
+    out = {k.option: k.label for k in ALL_KNOBS if k.engine == engine}
+    out.update(kv_memory="Measured KV memory per GPU", max_loras="LoRA adapter slots",
+               max_lora_rank="Largest LoRA rank", limit_mm_per_prompt="vLLM multimodal items per prompt",
+               speculative="Speculative decoding", num_speculative_tokens="Draft tokens per step",
+               draft_model="Draft model")
+    return out

@@ -124,8 +124,8 @@ def merge_identical_series(rows: list[dict[str, Any]], *, key: str = "series",
     return out
 
 
-def _split(engine: str, tp: int, pp: int) -> dict[str, int]:
-    """`tp` GPUs per instance as `engine` uses them (llama.cpp: layers, see `layout`)."""
+def split(engine: str, tp: int, pp: int = 1) -> dict[str, int]:
+    """`tp` × `pp` GPUs per instance as `engine` uses them (llama.cpp: layers, see `layout`)."""
     if base_engine(engine) == "llama.cpp" and tp > 1:
         return {"tp": 1, "pp": tp * pp}
     return {"tp": tp, "pp": pp}
@@ -135,13 +135,25 @@ def _err(label: str, err: KvplanError) -> str:
     return f"{label}: {err}"
 
 
+Options = tuple  # ((engine, ((name, value), ...)), ...): each engine's own options, hashable (a cache key)
+
+
+def engine_options(options: Options | None, engine: str) -> dict[str, Any]:
+    """`engine`'s options out of `options` (none when it has no entry)."""
+    for name, items in options or ():
+        if name == engine:
+            return dict(items)
+    return {}
+
+
 def size_by_kind(arch: ModelArch, contexts: list[int], *, engine: str, kv_dtype: str,
-                 tp: int = 1, pp: int = 1, batch: int = 1) -> Table:
-    """Per-layer-kind KV bytes (`batch` sequences, most-loaded GPU) at each context: the stacked chart."""
+                 tp: int = 1, pp: int = 1, batch: int = 1, options: Options | None = None) -> Table:
+    """Per-layer-kind KV bytes (`batch` sequences, most-loaded GPU) at each context: the stacked chart.
+    `options`: each engine's own options (`engine_options`), as `kvplan.kv_cache` takes them."""
     out = Table()
     try:
         ests = kvplan.sweep(arch, context_lens=contexts, engine=engine, kv_dtype=kv_dtype, batch=batch,
-                            **_split(engine, tp, pp))
+                            **split(engine, tp, pp), **engine_options(options, engine))
     except KvplanError as err:
         out.errors.append(_err(f"{engine} / {kv_dtype}", err))
         return out
@@ -154,7 +166,7 @@ def size_by_kind(arch: ModelArch, contexts: list[int], *, engine: str, kv_dtype:
 
 
 def size_lines(arch: ModelArch, contexts: list[int], *, engines: list[str], kv_dtypes: list[str],
-               tp: int = 1, pp: int = 1, batch: int = 1) -> Table:
+               tp: int = 1, pp: int = 1, batch: int = 1, options: Options | None = None) -> Table:
     """Total KV bytes of `batch` sequences at each context, one series per (engine, dtype) the engine
     can store (other pairs are skipped: `kv_dtype_choices`)."""
     out = Table()
@@ -164,7 +176,7 @@ def size_lines(arch: ModelArch, contexts: list[int], *, engines: list[str], kv_d
                 continue
             try:
                 ests = kvplan.sweep(arch, context_lens=contexts, engine=engine, kv_dtype=dtype, batch=batch,
-                                    **_split(engine, tp, pp))
+                                    **split(engine, tp, pp), **engine_options(options, engine))
             except KvplanError as err:
                 out.errors.append(_err(f"{engine} / {dtype}", err))
                 continue
@@ -175,7 +187,8 @@ def size_lines(arch: ModelArch, contexts: list[int], *, engines: list[str], kv_d
 
 
 def size_at(arch: ModelArch, context_len: int, *, engines: list[str], kv_dtypes: list[str],
-            batch: int = 1, tp: int = 1, pp: int = 1) -> tuple[Table, dict[tuple[str, str], Any]]:
+            batch: int = 1, tp: int = 1, pp: int = 1,
+            options: Options | None = None) -> tuple[Table, dict[tuple[str, str], Any]]:
     """One row per (engine, dtype) at `context_len`: bytes per token, KV, K/V/state split.
 
     Also returns the KVEstimate objects by (engine, requested dtype), for the "show the math" panel.
@@ -187,7 +200,7 @@ def size_at(arch: ModelArch, context_len: int, *, engines: list[str], kv_dtypes:
                 continue
             try:
                 est = kvplan.kv_cache(arch, context_len=context_len, batch=batch, engine=engine,
-                                      kv_dtype=dtype, **_split(engine, tp, pp))
+                                      kv_dtype=dtype, **split(engine, tp, pp), **engine_options(options, engine))
             except KvplanError as err:
                 out.errors.append(_err(f"{engine} / {dtype}", err))
                 continue
@@ -235,17 +248,20 @@ def fitting_plan(arch: ModelArch, *, context_len: int, max_tp: int = 8, plan_fn=
 
 def compare_models(archs: list[ModelArch], *, context_len: int, engines: list[str], kv_dtype: str,
                    gpu_label: str | None = None, gpu: str | None = None, gpu_memory: int | None = None,
-                   gpu_memory_bytes: int | None = None, fraction: float = 0.9, plan_fn=None) -> Table:
+                   gpu_memory_bytes: int | None = None, fraction: float = 0.9, plan_fn=None,
+                   options: Options | None = None, plan_options: Options | None = None) -> Table:
     """Models side by side per engine: bytes per token, KV at `context_len`, and, when a GPU is given,
     users per GPU at the smallest TP that fits one request, every engine given the same `fraction` of
-    the GPU (`same_fraction_gpu`). A dtype an engine cannot store is skipped for that engine."""
+    the GPU (`same_fraction_gpu`). A dtype an engine cannot store is skipped for that engine.
+    `options` / `plan_options`: each engine's options for `kvplan.kv_cache` / `kvplan.plan`."""
     out = Table()
     has_gpu = bool(gpu or gpu_memory)
     for arch in archs:
         for engine in engines:
             dtype = kv_dtype if kv_dtype in kv_dtype_choices(engine) else "auto"
             try:
-                est = kvplan.kv_cache(arch, context_len=context_len, engine=engine, kv_dtype=dtype)
+                est = kvplan.kv_cache(arch, context_len=context_len, engine=engine, kv_dtype=dtype,
+                                      **engine_options(options, engine))
             except KvplanError as err:
                 out.errors.append(_err(f"{arch.model_id} / {engine}", err))
                 continue
@@ -258,7 +274,7 @@ def compare_models(archs: list[ModelArch], *, context_len: int, engines: list[st
                     # The comparison is of KV memory at one context for every model: vLLM's refusal of a
                     # max_model_len above the model's maximum is not what is compared here.
                     p = fitting_plan(arch, context_len=context_len, engine=engine, kv_dtype=dtype, plan_fn=plan_fn,
-                                     allow_long_max_model_len=True,
+                                     allow_long_max_model_len=True, **engine_options(plan_options, engine),
                                      **same_fraction_gpu(engine, gpu=gpu, gpu_memory=gpu_memory,
                                                          gpu_memory_bytes=gpu_memory_bytes, fraction=fraction))
                     fits = p.max_sequences >= 1
@@ -334,7 +350,7 @@ def kv_projection_flops_per_token(arch: ModelArch) -> int:
 
 
 def cache_tradeoff(arch: ModelArch, *, prompt_len: int, gen_lens: list[int], engine: str,
-                   kv_dtype: str) -> Table:
+                   kv_dtype: str, tp: int = 1, pp: int = 1, options: Options | None = None) -> Table:
     """K/V projection work over a generation without a cache (O(n²)) and with one (O(n)), and the
     bytes the cache costs, after each number of generated tokens.
 
@@ -347,7 +363,8 @@ def cache_tradeoff(arch: ModelArch, *, prompt_len: int, gen_lens: list[int], eng
         without = n * prompt_len + n * (n + 1) // 2
         with_cache = prompt_len + n
         try:
-            kv = kvplan.kv_cache(arch, context_len=prompt_len + n, engine=engine, kv_dtype=kv_dtype).kv_bytes
+            kv = kvplan.kv_cache(arch, context_len=prompt_len + n, engine=engine, kv_dtype=kv_dtype,
+                                 **split(engine, tp, pp), **engine_options(options, engine)).kv_bytes
         except KvplanError as err:
             out.errors.append(str(err))
             return out

@@ -25,7 +25,7 @@ from kvplan.gpus import get_gpu, list_gpus
 from kvplan.hf_config import parse_config
 from kvplan.layers import ModelArch
 from kvplan.registry import list_models, load_model, parse_json
-from kvplan.ui import cached, sweeps, tables, text
+from kvplan.ui import cached, plan_options, sweeps, tables, text
 from kvplan.ui.whatif import ATTENTION_CHOICES, WhatIf, apply
 from kvplan.units import parse_bytes, parse_tokens
 
@@ -55,9 +55,35 @@ class Selection:
     context_len: int | None = None  # what to size: the typed context, capped at the model's maximum
     asked_context: int | None = None  # what was typed
     tp: int = 1
+    pp: int = 1  # pipeline stages per instance (vLLM / SGLang / TRT-LLM; llama.cpp's layer split is `tp`)
     whatif: WhatIf = field(default_factory=WhatIf)
+    page: str = ""  # the page the sidebar was drawn for: which engine options it offered
+    # The "Engine options" expander: Choices.own(engine) is every option of one engine; the pages take
+    # theirs through kv_options / plan_options, so an engine is never given another's knob.
+    choices: plan_options.Choices = field(default_factory=plan_options.Choices)
+    kv_memory: int | None = None  # Capacity: the measured KV budget per GPU (replaces the computed one)
+    labels: dict[str, str] = field(default_factory=dict)  # option field -> the app's label, for errors
     errors: list[str] = field(default_factory=list)
     error_fields: list[str] = field(default_factory=list)  # the sidebar labels with a problem
+
+    def kv_options(self, engine: str) -> dict[str, Any]:
+        """The engine options `kvplan.kv_cache` takes for `engine` ("vllm@0.19" too): the same
+        arguments as `kvplan size --block-size ... --speculative ...`."""
+        base = sweeps.base_engine(engine)
+        return plan_options.kv_cache_options(self.choices.own(base), base)
+
+    def plan_options(self, engine: str) -> dict[str, Any]:
+        """The engine and planner options `kvplan.plan` takes for `engine` (LoRA, multimodal,
+        max_num_seqs, the measured KV memory): `kvplan plan --block-size ... --kv-memory ...`."""
+        out = self.choices.own(sweeps.base_engine(engine))
+        if self.kv_memory is not None:
+            out["kv_memory"] = self.kv_memory
+        return out
+
+    def options_key(self, engines: list[str] | tuple[str, ...], *, plan: bool = False) -> tuple:
+        """Each engine's options as a hashable value (part of every cached result's key)."""
+        get = self.plan_options if plan else self.kv_options
+        return tuple((e, tuple(sorted(get(e).items()))) for e in engines)
 
     def plan_gpu(self) -> dict[str, Any]:
         """The GPU arguments of `kvplan.plan` for the sidebar's GPU."""
@@ -90,6 +116,10 @@ LABELS = {"context": "Context length", "context_len": "Context length", "max_mod
           "num_gpus": "GPUs", "users": "Target users", "prefix_tokens": "Shared prefix tokens",
           "gpu_memory_utilization": "Memory fraction", "kv_dtype": "KV cache dtype", "engine": "Engine",
           "gpu": "GPU"}
+# The sidebar's pipeline-parallel sizes (those above the model's layer count are not offered).
+PP_SIZES = (1, 2, 4, 8)
+PP_ENGINES = ("vllm", "sglang", "trtllm")  # llama.cpp's layer split is the GPUs-per-instance box
+NO_DRAFT = "none (EAGLE: one layer shaped like the model's)"
 
 
 def describe(err: BaseException, label: str | None = None, labels: dict[str, str] | None = None) -> str:
@@ -265,9 +295,10 @@ def _newest(engine: str) -> str:
     return str(engine_versions(engine).get("default") or "")
 
 
-def sidebar() -> Selection:
-    """Draw the shared sidebar and remember its result for the page (see `selection()`)."""
-    sel = Selection()
+def sidebar(page: str = "") -> Selection:
+    """Draw the shared sidebar and remember its result for the page (see `selection()`). `page` (the
+    page's URL path) picks the engine options offered: Capacity's planner options only there."""
+    sel = Selection(page=page)
     try:
         _sidebar(sel)
     except Exception as err:  # noqa: BLE001 - (st.stop / rerun are not Exceptions) never a traceback
@@ -374,6 +405,143 @@ def _sidebar(sel: Selection) -> None:
                                                              allow_beyond=allow)
                 if warn:
                     text.warning(warn)
+        _engine_options(sel)
+
+
+def _engine_options(sel: Selection) -> None:
+    """The "Engine options" expander: PP and the selected engine's own knobs (those of `kvplan size
+    --help` / `kvplan plan --help`), each bound to the URL; closed unless the link sets one. Only the
+    options that apply to the engine (and to the page) are drawn. A value the engine rejects is shown
+    as one line naming its label and left out, so the page sizes with the engine's default."""
+    engine, page = sel.engine, sel.page
+    capacity = page == "capacity"
+    knobs = [k for k in plan_options.ALL_KNOBS if k.engine == engine
+             and (capacity or k.option in plan_options.kv_cache_options({k.option: 1}, engine))
+             and not (capacity and k.option == "parallel")]  # Capacity: the slots are the users that fit
+    spec = engine in plan_options.SPECULATIVE_ENGINES
+    lora = capacity and engine in plan_options.LORA_ENGINES
+    mm = capacity and engine == "vllm" and sel.arch is not None and bool(sel.arch.weight_dims.vision_num_layers)
+    pp_sizes = [n for n in PP_SIZES if sel.arch is None or n <= max(1, sel.arch.num_layers)]
+    keys = [f"sb_{k.key}" for k in knobs] + (["sb_pp"] if engine in PP_ENGINES else []) \
+        + (["sb_spec", "sb_spec_k", "sb_draft"] if spec else []) + (["sb_kvmem"] if capacity else []) \
+        + (["sb_loras", "sb_lora_rank"] if lora else []) + (["sb_mm"] if mm else [])
+    if not keys:
+        return
+    labels = plan_options.option_labels(engine)
+    ch = plan_options.Choices(engines=(engine,))
+    problems: list[tuple[str, str]] = []
+    with st.expander("Engine options", expanded=any(k in st.query_params for k in keys)):
+        text.caption(f"The {plan_options.engine_label(engine)} settings kvplan sizes with; blank keeps the "
+                     "engine's own default." + (" Other engines' lines use their defaults." if page == "size"
+                                                else ""))
+        if engine in PP_ENGINES:
+            if st.session_state.get("sb_pp") not in (None, *pp_sizes):
+                st.session_state["sb_pp"] = 1
+            sel.pp = int(selectbox(st, "Pipeline stages (PP)", pp_sizes, key="sb_pp",
+                                   help="GPUs the layers are split over, one stage each; each instance is "
+                                        "TP × PP GPUs (kvplan sizes the most-loaded stage)."))
+            labels["pp"] = "Pipeline stages (PP)"
+        for k in knobs:
+            if k.is_switch:
+                ch.knobs[k.key] = st.checkbox(k.label, value=k.default, key=f"sb_{k.key}", bind=QP, help=k.help)
+            else:
+                ch.knobs[k.key] = number_input(st, k.label, min_value=k.lo, max_value=k.hi, value=k.default,
+                                               step=k.step, key=f"sb_{k.key}", help=k.help,
+                                               placeholder=k.placeholder or None, integer=True)
+        if spec:
+            ch.speculative = selectbox(st, "Speculative decoding", plan_options.SPECULATIVE_METHODS, key="sb_spec",
+                                       help="The draft's own KV cache joins the pool: EAGLE adds one layer shaped "
+                                            "like the model's, MTP the model's own next-token layers, a draft "
+                                            "model its layers; n-gram adds none.")
+            if ch.speculative != "off":
+                ch.num_speculative_tokens = number_input(
+                    st, "Draft tokens per step", min_value=1, max_value=64, value=None, key="sb_spec_k",
+                    integer=True, placeholder="method's default",
+                    help="Tokens proposed per step (vLLM hybrid models keep that many more state blocks).")
+            if ch.speculative in plan_options.DRAFT_METHODS:
+                draft = selectbox(st, "Draft model", [NO_DRAFT, *list_models()], key="sb_draft",
+                                  help="A bundled model as the draft (its cache is added).")
+                ch.draft_model = None if draft == NO_DRAFT else draft
+                if ch.speculative == "draft_model" and ch.draft_model is None:
+                    problems.append(("Draft model", "Draft model: pick the draft model that speculative decoding "
+                                                    "draft_model runs (or another method)."))
+                    ch.speculative = "off"
+        if capacity:
+            raw = st.text_input("Measured KV memory per GPU", "", key="sb_kvmem", bind=QP, placeholder="computed",
+                                help="The KV budget your engine logged, e.g. vLLM's \"Available KV cache memory: "
+                                     "51.38 GiB\". It replaces kvplan's computed budget. Blank = computed.")
+            try:
+                sel.kv_memory = plan_options.parse_kv_memory(raw)
+            except KvplanError as err:
+                problems.append(("Measured KV memory per GPU", describe(err, labels=labels)))
+        if lora:
+            ch.max_loras = number_input(st, "LoRA adapter slots", min_value=0, max_value=1024, value=0, key="sb_loras",
+                                        help="LoRA adapters served at once (vLLM --max-loras, SGLang "
+                                             "--max-loras-per-batch); their buffers come out of the KV budget. "
+                                             "0 = no LoRA.")
+            if ch.max_loras:
+                ch.max_lora_rank = number_input(st, "Largest LoRA rank", min_value=1, max_value=4096, value=16,
+                                                key="sb_lora_rank", help="--max-lora-rank (default 16).")
+        if mm:
+            ch.mm_limits = st.text_input("vLLM multimodal items per prompt", "", key="sb_mm", bind=QP,
+                                         placeholder="engine default",
+                                         help="e.g. image=0,video=0 for text only (no encoder cache), or "
+                                              "image=4.").strip()
+            if ch.mm_limits:
+                from kvplan.pool import parse_mm_limits
+                try:
+                    parse_mm_limits(ch.mm_limits)
+                except KvplanError as err:
+                    problems.append(("vLLM multimodal items per prompt", describe(err, labels=labels)))
+                    ch.mm_limits = ""
+    sel.choices, sel.labels = ch, labels
+    _check_options(sel, problems)
+    for label, msg in problems:
+        sel.fail(label, msg)
+
+
+def _check_options(sel: Selection, problems: list[tuple[str, str]]) -> None:
+    """Size once with the options (cheap: one context) so a value the engine rejects is named here,
+    by its label, and left out; the pages then never see it."""
+    if sel.arch is None:
+        return
+    import kvplan
+
+    for _ in range(8):  # each round drops the option the engine named
+        opts = sel.kv_options(sel.engine)
+        if not opts and sel.pp == 1:
+            return
+        try:
+            kvplan.kv_cache(sel.arch, context_len=sel.context_len or 4096, engine=sel.engine_spec,
+                            kv_dtype=sel.kv_dtype, **sweeps.split(sel.engine, sel.tp, sel.pp), **opts)
+            return
+        except KvplanError as err:
+            name = getattr(err, "field", None)
+            label = sel.labels.get(name or "") or LABELS.get(name or "") or "Engine options"
+            problems.append((label, describe(err, labels=sel.labels)))
+            if not _drop_option(sel, name):
+                sel.choices = plan_options.Choices(engines=sel.choices.engines)
+                sel.pp = 1
+                return
+
+
+def _drop_option(sel: Selection, name: str | None) -> bool:
+    """Forget the option `name` (an engine field) so the engine's default is used; False if unknown."""
+    ch = sel.choices
+    if name == "pp":
+        sel.pp = 1
+        return True
+    for k in plan_options.ALL_KNOBS:
+        if k.option == name and k.key in ch.knobs:
+            ch.knobs.pop(k.key)
+            return True
+    if name in ("speculative", "draft_model"):
+        ch.speculative, ch.draft_model = "off", None
+        return True
+    if name == "num_speculative_tokens":
+        ch.num_speculative_tokens = None
+        return True
+    return False
 
 
 def selection() -> Selection:
@@ -411,13 +579,24 @@ def summary(sel: Selection, *, gpu: bool = True, context: bool = True) -> None:
     what the page shows and where to change it."""
     parts = [sel.arch.model_id if sel.arch else "no model", sel.engine_spec,
              f"KV {sel.kv_dtype}"]
-    if sel.tp > 1:
-        parts.append(f"TP {sel.tp}")
+    if sel.tp * sel.pp > 1:
+        parts.append(layout_words(sel))
+    parts += options_words(sel)
     if gpu:
         parts.append(sel.gpu_label())
     if context and sel.context_len:
         parts.append(f"{sel.context_len:,} tokens")
     st.caption(text.md("{} — change them in the sidebar (» at the top left on a phone).", " · ".join(parts)))
+    if sel.error_fields:  # the message is in the sidebar, which a phone keeps closed
+        _fix_sidebar(sel)
+
+
+def options_words(sel: Selection) -> list[str]:
+    """The engine options set in the sidebar, in words ("vLLM block size (tokens): 32")."""
+    out = sel.choices.describe({}).rstrip(".").split("; ")[1:]  # [0] is "Modelled on ..."
+    if sel.kv_memory is not None:
+        out.append(f"measured KV memory {sel.kv_memory / 2**30:,.2f} GiB per GPU")
+    return out
 
 
 def run_page(body: Callable[[], None]) -> None:
@@ -431,12 +610,27 @@ def run_page(body: Callable[[], None]) -> None:
         text.error(f"Something went wrong: {type(err).__name__}: {err}")
 
 
-def show_errors(errors: list[str], *, limit: int = 6) -> None:
+def show_errors(errors: list[str], *, limit: int = 6, labels: dict[str, str] | None = None) -> None:
+    """Each message once, as plain text; `labels` (option field -> the app's label) renames the field a
+    core message starts its reason with ("vllm / auto: block_size: ..." -> "...: vLLM block size: ...")."""
+    if labels:
+        errors = [_relabel(m, labels) for m in errors]
     errors = list(dict.fromkeys(errors))  # the same message once
     for msg in errors[:limit]:
         text.warning(msg)
     if len(errors) > limit:
         text.warning(f"… and {len(errors) - limit} more")
+
+
+def _relabel(message: str, labels: dict[str, str]) -> str:
+    for name, label in labels.items():
+        message = message.replace(f": {name}: ", f": {label}: ")
+    return message
+
+
+def layout_words(sel: Selection) -> str:
+    """"TP 2", "TP 2 × PP 2": the sidebar's GPUs per instance, in the engine's terms."""
+    return f"TP {sel.tp}" + (f" × PP {sel.pp}" if sel.pp > 1 else "")
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

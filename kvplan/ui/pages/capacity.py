@@ -36,8 +36,9 @@ def body() -> None:
     catalog = [g.name for g in list_gpus()]
     extra = c[0].multiselect("Also compare GPUs", catalog, key="cap_gpus", bind=QP,
                              help="One line per GPU; the sidebar's GPU is always first.")
-    num_gpus = widgets.number_input(c[1], "GPUs", min_value=1, max_value=1024, value=sel.tp, key="cap_num",
-                                    help="GPUs in the deployment: TP-sized instances side by side.")
+    per_instance = sel.tp * sel.pp
+    num_gpus = widgets.number_input(c[1], "GPUs", min_value=1, max_value=1024, value=per_instance, key="cap_num",
+                                    help="GPUs in the deployment: instances of TP × PP GPUs side by side.")
     util = widgets.number_input(c[2], "Memory fraction", min_value=0.05, max_value=1.0, value=None,
                                 placeholder="engine default", step=0.05, format="%.2f", key="cap_util",
                                 help="The engine's memory knob (vLLM gpu_memory_utilization, SGLang "
@@ -50,10 +51,10 @@ def body() -> None:
                                  key="cap_users")
     wdtype = c[5].selectbox("Weights dtype", WEIGHT_DTYPES, key="cap_wdtype", bind=QP,
                             help="auto = the checkpoint's own (its quantization if any).")
-    if num_gpus % sel.tp:
-        text.warning(f"GPUs: {num_gpus:,} does not split into TP {sel.tp} instances; using "
-                     f"{_plural(sel.tp * -(-num_gpus // sel.tp), 'GPU')}.")
-        num_gpus = sel.tp * -(-num_gpus // sel.tp)
+    if num_gpus % per_instance:
+        text.warning(f"GPUs: {num_gpus:,} does not split into {widgets.layout_words(sel)} instances; using "
+                     f"{_plural(per_instance * -(-num_gpus // per_instance), 'GPU')}.")
+        num_gpus = per_instance * -(-num_gpus // per_instance)
 
     gpus = {}
     if sel.gpu:
@@ -65,9 +66,10 @@ def body() -> None:
     if not gpus:
         st.info("Choose a GPU in the sidebar.")
         return
-    common = dict(num_gpus=num_gpus, **sweeps.layout(sel.engine, sel.tp), engine=sel.engine_spec,
+    # The same arguments as `kvplan plan` with the sidebar's engine options (--block-size, --kv-memory, ...).
+    common = dict(num_gpus=num_gpus, **sweeps.split(sel.engine, sel.tp, sel.pp), engine=sel.engine_spec,
                   kv_dtype=sel.kv_dtype, weights_dtype=wdtype,
-                  gpu_memory_utilization=util, prefix_tokens=prefix)
+                  gpu_memory_utilization=util, prefix_tokens=prefix, **sel.plan_options(sel.engine))
 
     first_label = next(iter(gpus))
     rows, bars, errors, longest_plan = [], [], [], {}
@@ -76,25 +78,25 @@ def body() -> None:
             p = cached.raise_if_error(cached.plan(arch, max_model_len=ctx, users=users or None, **gargs, **common))
         except KvplanError as err:
             if label == first_label:
-                text.error(f"{label}: {widgets.describe(err)}")
+                text.error(f"{label}: {widgets.describe(err, labels=sel.labels)}")
             else:
-                errors.append(f"{label}: {widgets.describe(err)}")
+                errors.append(f"{label}: {widgets.describe(err, labels=sel.labels)}")
             continue
         rows.append({"gpu": label, **{k: getattr(p, k, None) for k in COLUMNS if k != "gpu"}})
         bars += sweeps.memory_rows(p, label)
         longest_plan[label] = p
         if label == first_label:
             _banner(arch, p, label, gargs, common, ctx, users, prefix)
-    widgets.show_errors(errors)
+    widgets.show_errors(errors, labels=sel.labels)
 
     hi = sweeps.max_context(arch, ctx)
     grid = [x for x in sweeps.context_grid(hi, points=32) if x >= prefix]  # a prefix fits in the context
     curve = cached.users_vs_context(arch, grid, gpus=gpus, **common)
-    widgets.show_errors(curve.errors)
+    widgets.show_errors(curve.errors, labels=sel.labels)
     left, right = st.columns([3, 2])
     if curve.rows:
         longest = sweeps.longest_fitting(curve.rows, users=users)
-        where = f"{num_gpus} × GPU, TP {sel.tp}" if num_gpus > 1 else f"1 GPU, TP {sel.tp}"
+        where = f"{num_gpus} × GPU, {widgets.layout_words(sel)}" if num_gpus > 1 else f"1 GPU, TP {sel.tp}"
         left.plotly_chart(cached.chart("users_lines", curve.rows, title=f"{arch.model_id} · {sel.engine_spec} · {where}",
                                        mark_context=ctx, target_users=users, longest=longest), key="cap_users_chart")
         left.caption("Whole sequences of that many tokens the deployment holds at once (log scale). Below "
@@ -155,7 +157,8 @@ def _banner(arch, p, label: str, gargs: dict, common: dict, ctx: int, users: int
 def _what_fits(arch, gargs: dict, common: dict, ctx: int, users: int, *, fewer_than: int | None = None) -> str:
     """The smallest layout of this GPU that holds the users (kvplan.min_gpus), as Markdown; with
     `fewer_than`, only when it needs fewer GPUs than the current layout."""
-    kw = {k: v for k, v in common.items() if k not in ("num_gpus", "tp", "pp")}
+    # Not the measured KV memory: it was measured on this layout, not on the ones searched.
+    kw = {k: v for k, v in common.items() if k not in ("num_gpus", "tp", "pp", "kv_memory")}
     if sweeps.base_engine(common["engine"]) == "llama.cpp":  # min_gpus searches tensor-parallel sizes; llama.cpp splits layers
         return text.md(" llama.cpp: split the layers over more GPUs (the sidebar's GPUs per instance) or "
                        "offload layers to the CPU.")

@@ -55,8 +55,9 @@ def body() -> None:
     table = cached.compare_models(archs, context_len=ctx, engines=engines, kv_dtype=sel.kv_dtype,
                                   gpu_label=gpu_label, gpu=sel.gpu,
                                   gpu_memory=None if sel.gpu else sel.gpu_memory,
-                                  gpu_memory_bytes=sel.gpu_memory_bytes(), fraction=fraction)
-    widgets.show_errors(errors + table.errors)
+                                  gpu_memory_bytes=sel.gpu_memory_bytes(), fraction=fraction,
+                                  options=sel.options_key(engines), plan_options=sel.options_key(engines, plan=True))
+    widgets.show_errors(errors + table.errors, labels=sel.labels)
     if not table.rows:
         return
     a, b = st.columns(2)

@@ -35,7 +35,7 @@ def body() -> None:
                               "straight line. linear: the bytes as they are, long contexts dominate.")
     who = "per sequence" if batch == 1 else f"for {batch:,} sequences"
     st.caption(text.md("KV cache {} on one GPU{}; GiB = 2³⁰ bytes. {}", who,
-                       f" (TP {sel.tp}: the most-loaded GPU)" if sel.tp > 1 else "",
+                       f" ({widgets.layout_words(sel)}: the most-loaded GPU)" if sel.tp * sel.pp > 1 else "",
                        "Both axes are logarithmic: a straight line is linear growth; a line that flattens is a "
                        "sliding window or a fixed state." if scale == "log-log" else "Both axes are linear."))
 
@@ -44,7 +44,9 @@ def body() -> None:
     dtypes = list(dict.fromkeys([sel.kv_dtype, *extra]))
     line_engines = list(dict.fromkeys([sel.engine_spec, *engines]))
 
-    at, ests = cached.size_at(arch, ctx, engines=line_engines, kv_dtypes=dtypes, batch=batch, tp=sel.tp)
+    options = sel.options_key(line_engines)  # each engine's own options (the sidebar's Engine options)
+    at, ests = cached.size_at(arch, ctx, engines=line_engines, kv_dtypes=dtypes, batch=batch, tp=sel.tp, pp=sel.pp,
+                              options=options)
     main = ests.get((sel.engine_spec, sel.kv_dtype))
     m = st.columns(4)
     if main is not None:
@@ -61,15 +63,16 @@ def body() -> None:
     left, right = st.columns(2)
     with left:
         kinds = cached.size_by_kind(arch, contexts, engine=sel.engine_spec, kv_dtype=sel.kv_dtype, tp=sel.tp,
-                                    batch=batch)
-        widgets.show_errors(kinds.errors)
+                                    pp=sel.pp, batch=batch, options=options)
+        widgets.show_errors(kinds.errors, labels=sel.labels)
         if kinds.rows:
             st.plotly_chart(cached.chart("memory_by_kind", kinds.rows, title=f"{sel.engine_spec}: by layer kind",
                                          log_x=scale == "log-log", log_y=scale == "log-log", y_title=y_title),
                             key="size_kinds")
     with right:
-        lines = cached.size_lines(arch, contexts, engines=line_engines, kv_dtypes=dtypes, tp=sel.tp, batch=batch)
-        widgets.show_errors(lines.errors)
+        lines = cached.size_lines(arch, contexts, engines=line_engines, kv_dtypes=dtypes, tp=sel.tp, pp=sel.pp,
+                                  batch=batch, options=options)
+        widgets.show_errors(lines.errors, labels=sel.labels)
         if lines.rows:
             merged = sweeps.merge_identical_series(lines.rows)
             st.plotly_chart(cached.chart("memory_lines", merged, title="per engine · dtype", mark_context=ctx,
@@ -79,7 +82,7 @@ def body() -> None:
                 st.caption("Engines that allocate the same bytes share one line (named \"a = b\").")
 
     st.subheader(f"At {ctx:,} tokens")
-    widgets.show_errors(at.errors)
+    widgets.show_errors(at.errors, labels=sel.labels)
     widgets.table(at.rows, "kv_size", AT_COLUMNS)
 
     with st.expander("Show the math", expanded=False):

@@ -31,8 +31,8 @@ def body() -> None:
     prompt, gen = int(prompt), int(gen)
     gens = sorted({max(1, gen * i // 40) for i in range(1, 41)})
     out = cached.cache_tradeoff(arch, prompt_len=prompt, gen_lens=gens, engine=sel.engine_spec,
-                                kv_dtype=sel.kv_dtype)
-    widgets.show_errors(out.errors)
+                                kv_dtype=sel.kv_dtype, options=sel.options_key([sel.engine_spec]))
+    widgets.show_errors(out.errors, labels=sel.labels)
     if not out.rows:
         return
     last = out.rows[-1]
