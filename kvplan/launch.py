@@ -11,14 +11,17 @@ behind a load balancer. Flags, by engine (checked against each engine's CLI refe
   --mem-fraction-static, --max-running-requests, --kv-cache-dtype (fp8_e4m3), --quantization fp8.
 * llama.cpp (`llama-server`): -c is the context of all slots together (per-slot × -np), -np slots,
   -ctk/-ctv cache types (a quantized V cache needs flash attention: -fa on), -ngl 999 offloads every
-  layer, --split-mode layer spreads layers over several GPUs.
+  layer, --split-mode layer spreads layers over several GPUs. An explicit -np leaves llama-server's
+  cache split into one stream of -c / -np cells per slot (only the automatic -np turns on
+  kv_unified: tools/server/server.cpp), which is what kvplan sizes: the slots × the cache of one
+  sequence. A deployment sized with kv_unified gets --kv-unified (one shared stream, never larger).
 * TensorRT-LLM (`trtllm-serve`): --tp_size, --pp_size, --max_batch_size, --max_seq_len,
   --kv_cache_free_gpu_memory_fraction; an fp8 KV cache is set in an --extra_llm_api_options YAML.
 
 Engine options the deployment was sized with become flags too (`option_flags`): vLLM --block-size,
 --enable-lora --max-loras --max-lora-rank, --limit-mm-per-prompt (JSON); SGLang --page-size,
 --enable-dp-attention --dp-size, --enable-lora --max-loras-per-batch --max-lora-rank; llama.cpp -ub,
---swa-full. Options with no flag here (speculative decoding, whose flags name a draft checkpoint;
+--swa-full, --kv-unified. Options with no flag here (speculative decoding, whose flags name a draft checkpoint;
 TensorRT-LLM's tokens_per_block, a YAML key) are listed by `unflagged_options`.
 """
 
@@ -169,6 +172,8 @@ def _flags(engine: str, options: dict) -> tuple[list[str], list[str]]:
             flags.append(f"-ub {int(o.pop('ubatch'))}")
         if o.pop("swa_full", False):
             flags.append("--swa-full")
+        if o.pop("kv_unified", False):
+            flags.append("--kv-unified")
     # Planner inputs that are not engine settings: the KV memory was measured from this same launch,
     # the version is the engine you install.
     for key in ("kv_memory", "engine_version", "gpu_memory_utilization"):
