@@ -304,3 +304,124 @@ def test_hub_box_offline_uses_the_bundled_copy(monkeypatch):
     assert not _errors(at), _errors(at)
     assert any("bundled copy" in i for i in _plain(at.info))
     assert _charts(at) == 2
+
+
+# --- The sidebar's Engine options: each reaches the numbers as kvplan.kv_cache / kvplan.plan ------
+
+L8, G1 = "meta-llama/Llama-3.1-8B", "google/gemma-3-1b-it"
+
+
+def _open(page: str = "size", **params: str) -> AppTest:
+    """A link to `page` opened directly (as a shared /size?... URL is): its parameters reach that
+    page's sidebar, not the Plan page's inputs of the same name first."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page(f"{PAGES}/{page}.py")
+    for k, v in params.items():
+        at.query_params[k] = v
+    return _ok(at.run())
+
+
+def _size_metrics(kv) -> list[str]:
+    return [f"{kv.kv_bytes / 2**30:,.2f} GiB", f"{kv.bytes_per_token:,}"]
+
+
+@pytest.mark.parametrize("params,api", [
+    # URL -> the same inputs as kvplan.kv_cache arguments (context, batch, engine, layout, options)
+    ({"sb_vllm_block": "2048", "ctx": "3000"}, dict(context_len=3000, block_size=2048)),
+    ({"engine": "sglang", "sb_sgl_page": "4096", "ctx": "3000"}, dict(context_len=3000, engine="sglang", block_size=4096)),
+    ({"engine": "trtllm", "sb_trt_block": "4096", "ctx": "3000"}, dict(context_len=3000, engine="trtllm", block_size=4096)),
+    ({"engine": "sglang", "tp": "2", "sb_sgl_dp": "2"}, dict(context_len=32768, engine="sglang", tp=2, dp_attention=2)),
+    ({"sb_pp": "2", "model": "Qwen/Qwen3-8B"}, dict(model="Qwen/Qwen3-8B", context_len=32768, pp=2)),
+    ({"sb_spec": "eagle"}, dict(context_len=32768, speculative="eagle")),
+    ({"sb_spec": "draft_model", "sb_draft": "meta-llama/Llama-3.2-1B"},
+     dict(context_len=32768, speculative="draft_model", draft_model="meta-llama/Llama-3.2-1B")),
+    ({"model": G1, "engine": "llama.cpp", "size_batch": "4", "sb_lcpp_np": "2", "ctx": "8k"},
+     dict(model=G1, context_len=8192, batch=4, engine="llama.cpp", parallel=2)),
+    ({"model": G1, "engine": "llama.cpp", "size_batch": "8", "sb_lcpp_unified": "true", "ctx": "8k"},
+     dict(model=G1, context_len=8192, batch=8, engine="llama.cpp", kv_unified=True)),
+    ({"model": G1, "engine": "llama.cpp", "sb_lcpp_ub": "8192", "size_batch": "4"},
+     dict(model=G1, context_len=32768, batch=4, engine="llama.cpp", ubatch=8192)),
+    ({"model": G1, "engine": "llama.cpp", "sb_lcpp_swa_full": "true"},
+     dict(model=G1, context_len=32768, engine="llama.cpp", swa_full=True)),
+])
+def test_size_engine_options_reach_the_numbers(params, api):
+    import kvplan
+    at = _ok(_open(**params))
+    assert not _errors(at), _errors(at)
+    api = {"model": L8, **api}
+    options = {k: api[k] for k in api if k not in ("model", "context_len", "batch", "engine", "tp")}
+    base = {k: v for k, v in api.items() if k not in options}
+    want = _size_metrics(kvplan.kv_cache(base.pop("model"), **base, **options))
+    default = _size_metrics(kvplan.kv_cache(api["model"], **base))
+    assert want != default, "pick inputs the option changes"  # so the test can fail
+    assert [m.value for m in at.metric][:2] == want
+    expander = next(e for e in at.sidebar.expander if e.label == "Engine options")
+    assert expander.proto.expanded  # a link that sets an option opens it
+    assert "change them in the sidebar" in at.caption[0].value
+
+
+@pytest.mark.parametrize("params,api", [
+    ({"sb_kvmem": "20GiB"}, dict(kv_memory="20GiB")),
+    ({"sb_loras": "8", "sb_lora_rank": "256"}, dict(max_loras=8, max_lora_rank=256)),
+    ({"sb_vllm_seqs": "8", "cap_users": "4"}, dict(max_num_seqs=8, users=4)),
+    ({"sb_spec": "eagle"}, dict(speculative="eagle")),
+    ({"sb_vllm_block": "4096", "ctx": "3000"}, dict(block_size=4096, max_model_len=3000)),
+    ({"engine": "sglang", "sb_pp": "2", "model": "Qwen/Qwen3-8B"},
+     dict(model="Qwen/Qwen3-8B", engine="sglang", pp=2, num_gpus=2)),
+    ({"model": "google/gemma-3-27b-it", "sb_mm": "image=0,video=0"},
+     dict(model="google/gemma-3-27b-it", limit_mm_per_prompt="image=0,video=0")),
+    ({"model": G1, "engine": "llama.cpp", "sb_lcpp_swa_full": "true"}, dict(model=G1, engine="llama.cpp", swa_full=True)),
+])
+def test_capacity_engine_options_reach_the_plan(params, api):
+    import kvplan
+    at = _ok(_open("capacity", **params))
+    assert not _errors(at), _errors(at)
+    api = {"model": L8, "max_model_len": 32768, "gpu": "H100-SXM", **api}
+    planner = ("model", "max_model_len", "gpu", "users", "engine")
+    options = {k: v for k, v in api.items() if k not in planner}
+    base = {k: v for k, v in api.items() if k in planner}
+
+    def banner(p) -> tuple[str, str]:
+        return (f"**{p.total_sequences:,} user{'s' if p.total_sequences != 1 else ''}**",
+                f"KV budget {p.kv_budget_bytes / 2**30:,.2f} GiB per GPU")
+
+    want, default = banner(kvplan.plan(base.pop("model"), **base, **options)), banner(kvplan.plan(api["model"], **base))
+    assert want != default, "pick inputs the option changes"
+    shown = _plain(at.success)[0]
+    assert want[0] in shown and want[1] in shown, (want, shown)
+
+
+def test_engine_options_apply_only_where_they_can():
+    at = _ok(_open())  # vLLM on Size: its block size and speculative decoding; no llama.cpp knob, no Capacity input
+    keys = {w.key for w in at.sidebar.number_input} | {w.key for w in at.sidebar.selectbox}
+    assert {"sb_vllm_block", "sb_spec", "sb_pp"} <= keys
+    assert not keys & {"sb_lcpp_np", "sb_lcpp_ub", "sb_loras", "sb_vllm_seqs", "sb_sgl_page"}
+    assert not [t for t in at.sidebar.text_input if t.key == "sb_kvmem"]
+    expander = next(e for e in at.sidebar.expander if e.label == "Engine options")
+    assert not expander.proto.expanded  # nothing set: closed
+    at = _ok(_open("capacity", engine="llama.cpp"))  # the planner picks the slots: no -np on Capacity
+    keys = {w.key for w in at.sidebar.number_input}
+    assert "sb_lcpp_ub" in keys and "sb_lcpp_np" not in keys and "sb_pp" not in {w.key for w in at.sidebar.selectbox}
+    assert [t for t in at.sidebar.text_input if t.key == "sb_kvmem"]
+
+
+def test_an_option_the_engine_rejects_is_named_and_left_out():
+    import kvplan
+    # Llama-3.1-8B has no MTP layers: one line naming the input, the page sized without it.
+    at = _ok(_open(sb_spec="mtp"))
+    errs = [e for e in _plain(at.sidebar.error)]
+    assert len(errs) == 1 and errs[0].startswith("Speculative decoding: ") and "speculative:" not in errs[0]
+    assert [m.value for m in at.metric][:2] == _size_metrics(kvplan.kv_cache(L8, context_len=32768))
+    assert any("Fix Speculative decoding in the sidebar" in w for w in _plain(at.warning))
+    at = _ok(_open(engine="sglang", tp="2", sb_sgl_dp="4"))  # DP size must divide TP
+    errs = _plain(at.sidebar.error)
+    assert len(errs) == 1 and errs[0].startswith("SGLang DP-attention size: "), errs
+
+
+def test_engine_options_key_the_cache():
+    # Two option sets never share a cached result: the second block size is computed, not replayed.
+    from kvplan.ui import cached
+    arch = __import__("kvplan").load_model(L8)
+    a, _ = cached.size_at(arch, 3000, engines=["vllm"], kv_dtypes=["auto"], options=(("vllm", (("block_size", 16),)),))
+    b, _ = cached.size_at(arch, 3000, engines=["vllm"], kv_dtypes=["auto"], options=(("vllm", (("block_size", 2048),)),))
+    assert a.rows[0]["kv_bytes"] != b.rows[0]["kv_bytes"]
