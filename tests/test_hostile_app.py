@@ -197,3 +197,50 @@ def test_url_numbers_are_one_line_messages(key, page, label, value):
 
 def test_zz_app_report():
     print(f"\nhostile app runs: {TRIED['app']}; no exception reached the page")
+
+
+# The sidebar's Engine options: a hostile link value for each is one line naming the input's label
+# (no API or CLI name, no traceback), and the page still draws with the engine's default.
+SIDEBAR_OPTIONS = [
+    ("sb_vllm_block", "1e999", "size", {}, "vLLM block size (tokens)"),
+    ("sb_sgl_page", "-1", "size", {"engine": "sglang"}, "SGLang page size (tokens)"),
+    ("sb_trt_block", "nan", "size", {"engine": "trtllm"}, "TensorRT-LLM tokens per block"),
+    ("sb_sgl_dp", "0", "size", {"engine": "sglang"}, "SGLang DP-attention size"),
+    ("sb_sgl_dp", "4", "size", {"engine": "sglang"}, "SGLang DP-attention size"),  # in range, but TP is 1
+    ("sb_lcpp_np", "99999", "size", {"engine": "llama.cpp"}, "llama.cpp slots (-np)"),
+    ("sb_lcpp_ub", "<b>x</b>", "size", {"engine": "llama.cpp"}, "llama.cpp physical batch (-ub)"),
+    ("sb_lcpp_swa_full", "maybe", "size", {"engine": "llama.cpp"}, "llama.cpp full-length sliding-window cache"),
+    ("sb_lcpp_unified", "2", "capacity", {"engine": "llama.cpp"}, "llama.cpp one cache for all slots"),
+    ("sb_pp", "3", "size", {}, "Pipeline stages (PP)"),
+    ("sb_spec", "<script>alert(1)</script>", "size", {}, "Speculative decoding"),
+    ("sb_spec", "mtp", "compare", {}, "Speculative decoding"),  # Llama-3.1-8B has no MTP layers
+    ("sb_spec_k", "65", "size", {"sb_spec": "eagle"}, "Draft tokens per step"),
+    ("sb_draft", "../../etc/passwd", "size", {"sb_spec": "eagle"}, "Draft model"),
+    ("sb_kvmem", "lots", "capacity", {}, "Measured KV memory per GPU"),
+    ("sb_kvmem", "1e999GiB", "capacity", {}, "Measured KV memory per GPU"),
+    ("sb_loras", "1e999", "capacity", {}, "LoRA adapter slots"),
+    ("sb_lora_rank", "0", "capacity", {"sb_loras": "2"}, "Largest LoRA rank"),
+    ("sb_vllm_seqs", "-4", "capacity", {}, "vLLM max sequences per instance"),
+    ("sb_mm", "image=x", "capacity", {"model": "google/gemma-3-27b-it"}, "vLLM multimodal items per prompt"),
+]
+
+
+@pytest.mark.parametrize("key,value,page,extra,label", SIDEBAR_OPTIONS,
+                         ids=[f"{o[0]}={o[1][:12]}" for o in SIDEBAR_OPTIONS])
+def test_hostile_sidebar_engine_options(key, value, page, extra, label):
+    TRIED["app"] += 1
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.switch_page(f"kvplan/ui/pages/{page}.py")  # a shared link to that page, opened directly
+    for k, v in {**extra, key: value}.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = [unescape_md(e.value) for e in [*at.error, *at.warning]]
+    about = [m for m in shown if m.startswith(label)]
+    assert len(about) == 1, (key, value, shown)  # one line, naming the input (a "Fix ... in the sidebar" aside)
+    names = ("block_size", "dp_attention", "parallel", "ubatch", "swa_full", "kv_unified", "pp", "speculative",
+             "num_speculative_tokens", "draft_model", "kv_memory", "max_loras", "max_lora_rank", "max_num_seqs",
+             "limit_mm_per_prompt")  # the API's names: never what a message names
+    assert not [m for m in shown for n in names if f"{n}:" in m or f"--{n.replace('_', '-')}" in m], shown
+    assert all("Traceback" not in m and "Something went wrong" not in m for m in shown)
+    assert at.get("plotly_chart"), "the page still draws"

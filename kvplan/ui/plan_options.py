@@ -67,9 +67,9 @@ KNOBS = (
          "TensorRT-LLM tokens_per_block. Blank = its default (32).", "default (32)"),
     Knob("lcpp_ub", "llama.cpp physical batch (-ub)", "ubatch", "llama.cpp", 512, 1, 1 << 16, 128,
          "llama.cpp -ub: a sliding-window layer keeps window + ubatch cells. Default 512."),
-    Knob("lcpp_swa_full", "llama.cpp --swa-full", "swa_full", "llama.cpp", False,
-         help="Sliding-window layers keep a cache of the whole context (needed for context shift and cache "
-              "reuse) instead of the window."),
+    Knob("lcpp_swa_full", "llama.cpp full-length sliding-window cache", "swa_full", "llama.cpp", False,
+         help="llama.cpp --swa-full: sliding-window layers keep a cache of the whole context (needed for context "
+              "shift and cache reuse) instead of the window."),
 )
 
 
@@ -81,8 +81,8 @@ SIDEBAR_KNOBS = (
          "llama.cpp -np: the sequences the context is shared between. Blank = the batch (Size page). -c is "
          "the context × the batch, split into one stream per slot unless the cache is unified.",
          "= batch"),
-    Knob("lcpp_unified", "llama.cpp --kv-unified", "kv_unified", "llama.cpp", False,
-         help="All slots share one stream of -c cells (llama-server's default when -np is not given) instead "
+    Knob("lcpp_unified", "llama.cpp one cache for all slots", "kv_unified", "llama.cpp", False,
+         help="llama.cpp --kv-unified: all slots share one stream of -c cells (llama-server's default when -np is not given) instead "
               "of one stream per slot: sliding-window layers then keep window × slots + ubatch cells in all."),
 )
 ALL_KNOBS = KNOBS + SIDEBAR_KNOBS

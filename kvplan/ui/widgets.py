@@ -233,6 +233,23 @@ def selectbox(where: Any, label: str, options: Any, *, key: str, index: int = 0,
     return where.selectbox(label, options, index=index, key=key, bind=QP, help=help, disabled=disabled)
 
 
+def checkbox(where: Any, label: str, *, key: str, value: bool = False, help: str | None = None) -> bool:
+    """`st.checkbox` bound to the URL, whose URL value is checked first: Streamlit silently shows the
+    default for anything but true / false (`?swa_full=maybe`), so the link's reader is told."""
+    raw = _initial_url_value(key)
+    if raw and str(raw[-1]).strip().lower() not in ("true", "false"):
+        _drop_url_value(key)
+        shown = str(raw[-1])
+        shown = shown if len(shown) <= 40 else shown[:40] + "…"
+        msg = f"{label}: the link's value {shown!r} is not true or false; using {'on' if value else 'off'}."
+        if where is st:
+            text.warning(msg)
+        else:
+            with where:
+                text.warning(msg)
+    return bool(where.checkbox(label, value=value, key=key, bind=QP, help=help))
+
+
 @st.cache_data(ttl=3600, show_spinner="Fetching config.json from the Hugging Face Hub…")
 def _hub(repo_id: str) -> ModelArch:
     from kvplan.hub import load_hub_model  # lazy: huggingface_hub is optional
@@ -443,7 +460,7 @@ def _engine_options(sel: Selection) -> None:
             labels["pp"] = "Pipeline stages (PP)"
         for k in knobs:
             if k.is_switch:
-                ch.knobs[k.key] = st.checkbox(k.label, value=k.default, key=f"sb_{k.key}", bind=QP, help=k.help)
+                ch.knobs[k.key] = checkbox(st, k.label, value=bool(k.default), key=f"sb_{k.key}", help=k.help)
             else:
                 ch.knobs[k.key] = number_input(st, k.label, min_value=k.lo, max_value=k.hi, value=k.default,
                                                step=k.step, key=f"sb_{k.key}", help=k.help,
