@@ -425,3 +425,17 @@ def test_engine_options_key_the_cache():
     a, _ = cached.size_at(arch, 3000, engines=["vllm"], kv_dtypes=["auto"], options=(("vllm", (("block_size", 16),)),))
     b, _ = cached.size_at(arch, 3000, engines=["vllm"], kv_dtypes=["auto"], options=(("vllm", (("block_size", 2048),)),))
     assert a.rows[0]["kv_bytes"] != b.rows[0]["kv_bytes"]
+
+
+def test_gpu_line_label_on_a_log_axis_stays_in_range():
+    # Plotly places an annotation on a log axis at log10(y): the GPU's "79.2 GiB" label once sat at
+    # 10^79.2 and stretched the Size chart's axis to 1e84, flattening every line to the bottom.
+    import math
+
+    from kvplan.ui import charts
+    rows = [{"series": "vllm · bf16", "context_len": c, "kv_bytes": c * 131072} for c in (1024, 131072)]
+    gpu = 85 * 10**9
+    fig = charts.memory_lines(rows, title="t", log_y=True, log_x=True, gpu_line=("H100-SXM", gpu))
+    (note,) = [a for a in fig.layout.annotations if "H100-SXM" in a.text]
+    assert note.y == pytest.approx(math.log10(gpu / 2**30))
+    assert [s.y0 for s in fig.layout.shapes if s.y0 == s.y1] == [gpu / 2**30]

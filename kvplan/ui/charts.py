@@ -113,9 +113,16 @@ def memory_lines(rows: Rows, *, title: str, mark_context: int | None = None, log
         fig.add_vline(x=mark_context, line_dash="dot", line_color="#888")
     if gpu_line:
         label, num_bytes = gpu_line
-        fig.add_hline(y=num_bytes / GIB, line_dash="dash", line_color="#d62728",
-                      annotation_text=plot_text(f"{label}: {num_bytes / GIB:,.1f} GiB"),
-                      annotation_position="top left")
+        text = plot_text(f"{label}: {num_bytes / GIB:,.1f} GiB")
+        if log_y:
+            # A log axis places annotations at log10(y) (shapes at y): add_hline's own annotation put
+            # "79.2 GiB" at 10^79.2 and the autorange up to 1e84, flattening every line.
+            fig.add_hline(y=num_bytes / GIB, line_dash="dash", line_color="#d62728")
+            fig.add_annotation(x=0, xref="x domain", y=math.log10(num_bytes / GIB), yref="y", text=text,
+                               showarrow=False, xanchor="left", yanchor="bottom")
+        else:
+            fig.add_hline(y=num_bytes / GIB, line_dash="dash", line_color="#d62728", annotation_text=text,
+                          annotation_position="top left")
         if not log_y:
             top = max([r["kv_bytes"] / GIB for r in rows] + [num_bytes / GIB])
             fig.update_yaxes(range=[0, top * 1.08])

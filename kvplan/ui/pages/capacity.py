@@ -118,6 +118,8 @@ def _banner(arch, p, label: str, gargs: dict, common: dict, ctx: int, users: int
     knob = (text.md(" Memory fraction {:.2f} ({}{}).", p.gpu_memory_utilization, frac,
                     ", the engine's default" if common.get("gpu_memory_utilization") is None else "")
             if frac and p.gpu_memory_utilization is not None else "")
+    if common.get("kv_memory") is not None:  # the measured budget replaces what the fraction would give
+        knob = text.md(" The KV budget is the one you measured (Engine options); the memory fraction does not change it.")
     if p.kv_budget_bytes <= 0:
         st.error(text.md("**Does not fit** on {}: the weights ({:,.2f} GiB per GPU) and the engine's overheads "
                          "leave no memory for the KV cache (budget {:,.2f} GiB). No context length fits: split "
