@@ -511,10 +511,10 @@ def _engine_options(sel: Selection) -> None:
                 except KvplanError as err:
                     problems.append(("vLLM multimodal items per prompt", describe(err, labels=labels)))
                     ch.mm_limits = ""
-    sel.choices, sel.labels = ch, labels
-    _check_options(sel, problems)
-    for label, msg in problems:
-        sel.fail(label, msg)
+        sel.choices, sel.labels = ch, labels
+        _check_options(sel, problems)
+        for label, msg in problems:  # in the expander, by the inputs (a link that set one opened it)
+            sel.fail(label, msg)
 
 
 def _check_options(sel: Selection, problems: list[tuple[str, str]]) -> None:
