@@ -439,3 +439,23 @@ def test_gpu_line_label_on_a_log_axis_stays_in_range():
     (note,) = [a for a in fig.layout.annotations if "H100-SXM" in a.text]
     assert note.y == pytest.approx(math.log10(gpu / 2**30))
     assert [s.y0 for s in fig.layout.shapes if s.y0 == s.y1] == [gpu / 2**30]
+
+
+def test_log_memory_axes_label_only_1_2_5_ticks_and_the_gpu_line_is_no_series_colour():
+    # Plotly labels every 2..9 on a log axis spanning few decades ("10 9 8 7 6 5 4 3 2" overlapped on the
+    # Size page's by-kind chart); kvplan labels 1, 2, 5 × 10^k only, spanning the data.
+    from kvplan.ui import charts
+    rows = [{"series": "vllm · bf16", "context_len": c, "kv_bytes": c * 69632} for c in (1024, 131072)]
+    gpu = 85 * 10**9
+    fig = charts.memory_lines(rows, title="t", log_y=True, log_x=True, gpu_line=("H100-SXM", gpu))
+    vals = list(fig.layout.yaxis.tickvals)
+    assert all(f"{v:g}".lstrip("0.").rstrip("0").rstrip(".")[:1] in "125" for v in vals)
+    lo, hi = 1024 * 69632 / 2**30, gpu / 2**30  # 0.066 GiB .. 79.2 GiB
+    assert vals[0] <= lo < vals[1] and vals[-2] < hi <= vals[-1]
+    assert list(fig.layout.yaxis.ticktext)[:3] == ["0.05", "0.1", "0.2"] and "100" in fig.layout.yaxis.ticktext
+    (gpu_shape,) = [s for s in fig.layout.shapes if s.y0 == s.y1]
+    assert gpu_shape.line.color == charts.GPU_LINE
+    assert gpu_shape.line.color not in {t.line.color for t in fig.data}
+    stacked = charts.memory_by_kind([{"kind": k, "context_len": c, "bytes": c * 4096} for k in ("full", "sliding")
+                                     for c in (1024, 8192)], title="t", log_y=True)
+    assert list(stacked.layout.yaxis.ticktext) == ["0.005", "0.01", "0.02", "0.05", "0.1"]

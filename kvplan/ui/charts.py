@@ -54,6 +54,35 @@ def _context_ticks(fig: go.Figure, contexts: list[int]) -> None:
     fig.update_xaxes(tickvals=ticks, ticktext=text, range=[lo - pad, hi + pad])
 
 
+def _axes(fig: go.Figure, rows: Rows, *, log_x: bool, log_y: bool, values: list[float]) -> None:
+    """Context ticks on the x axis (log or linear); on a log y axis, labelled ticks at 1, 2, 5 × 10^k
+    only (plotly labels every 2..9 when the range spans few decades, and they overlap)."""
+    if log_x:
+        _context_ticks(fig, sorted({r["context_len"] for r in rows}))
+    else:
+        fig.update_xaxes(tickformat="~s")
+    if log_y:
+        vals = _log_ticks([v for v in values if v > 0])
+        fig.update_yaxes(type="log", tickvals=vals, ticktext=[f"{v:,.0f}" if v >= 1 else f"{v:g}" for v in vals])
+
+
+def _log_ticks(values: list[float]) -> list[float]:
+    """1, 2, 5 × 10^k from just below the smallest value to just above the largest."""
+    if not values:
+        return []
+    lo, hi = min(values), max(values)
+    k = math.floor(math.log10(lo))
+    out: list[float] = []
+    while True:
+        for m in (1, 2, 5):
+            v = m * 10.0 ** k
+            if v > hi * 2.5:
+                return out
+            if v >= lo / 2.5:
+                out.append(float(f"{v:.12g}"))
+        k += 1
+
+
 def memory_by_kind(rows: Rows, *, title: str, log_x: bool = True, log_y: bool = False,
                    y_title: str = "KV cache per sequence (GiB)") -> go.Figure:
     """KV memory vs context (log x unless `log_x=False`), stacked by layer kind."""
@@ -64,12 +93,11 @@ def memory_by_kind(rows: Rows, *, title: str, log_x: bool = True, log_y: bool = 
                                  line=dict(color=KIND_COLORS.get(kind)),
                                  hovertemplate="%{y:.3f} GiB"))
     _layout(fig, title, x_title="context (tokens)", y_title=y_title, log_x=log_x)
-    if log_x:
-        _context_ticks(fig, sorted({r["context_len"] for r in rows}))
-    else:
-        fig.update_xaxes(tickformat="~s")
-    if log_y:
-        fig.update_yaxes(type="log", exponentformat="none", tickformat=",.3~g")
+    # stacked: the top of the stack at each context is what the axis must span
+    tops: dict[int, float] = defaultdict(float)
+    for r in rows:
+        tops[r["context_len"]] += r["bytes"] / GIB
+    _axes(fig, rows, log_x=log_x, log_y=log_y, values=list(tops.values()))
     return fig
 
 
@@ -78,6 +106,7 @@ def text_users(n: int) -> str:
 
 
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+GPU_LINE = "#444"  # the GPU's memory: dark grey, never one of the series' colours
 
 
 def _count_ticks(hi: float) -> tuple[list[float], list[str]]:
@@ -103,12 +132,8 @@ def memory_lines(rows: Rows, *, title: str, mark_context: int | None = None, log
                                  name=plot_text(name), mode="lines", line=dict(dash=DASHES[i % len(DASHES)],
                                  width=2.5 if i == 0 else 2), hovertemplate="%{y:,.3f} GiB"))
     _layout(fig, title, x_title="context (tokens)", y_title=y_title, log_x=log_x)
-    if log_x:
-        _context_ticks(fig, sorted({r["context_len"] for r in rows}))
-    else:
-        fig.update_xaxes(tickformat="~s")
-    if log_y:
-        fig.update_yaxes(type="log", exponentformat="none", tickformat=",.3~g")
+    _axes(fig, rows, log_x=log_x, log_y=log_y,
+          values=[r["kv_bytes"] / GIB for r in rows] + ([gpu_line[1] / GIB] if gpu_line else []))
     if mark_context:
         fig.add_vline(x=mark_context, line_dash="dot", line_color="#888")
     if gpu_line:
@@ -117,11 +142,11 @@ def memory_lines(rows: Rows, *, title: str, mark_context: int | None = None, log
         if log_y:
             # A log axis places annotations at log10(y) (shapes at y): add_hline's own annotation put
             # "79.2 GiB" at 10^79.2 and the autorange up to 1e84, flattening every line.
-            fig.add_hline(y=num_bytes / GIB, line_dash="dash", line_color="#d62728")
+            fig.add_hline(y=num_bytes / GIB, line_dash="dash", line_color=GPU_LINE)
             fig.add_annotation(x=0, xref="x domain", y=math.log10(num_bytes / GIB), yref="y", text=text,
                                showarrow=False, xanchor="left", yanchor="bottom")
         else:
-            fig.add_hline(y=num_bytes / GIB, line_dash="dash", line_color="#d62728", annotation_text=text,
+            fig.add_hline(y=num_bytes / GIB, line_dash="dash", line_color=GPU_LINE, annotation_text=text,
                           annotation_position="top left")
         if not log_y:
             top = max([r["kv_bytes"] / GIB for r in rows] + [num_bytes / GIB])
