@@ -11,17 +11,8 @@ others wait for it, and later ones return at once.
 
 from __future__ import annotations
 
-import importlib
 import threading
 
-MODULES = (
-    "numpy", "pandas", "pyarrow",
-    "plotly.graph_objects", "plotly.io", "plotly.tools",
-    "streamlit.dataframe_util", "streamlit.elements.lib.streamlit_plotly_theme",
-    "kvplan.api", "kvplan.planner", "kvplan.recommend", "kvplan.launch", "kvplan.explain.accuracy",
-    "kvplan.ui.charts", "kvplan.ui.plan_chart", "kvplan.ui.plan_view", "kvplan.ui.sweeps",
-    "kvplan.ui.cached", "kvplan.ui.accuracy", "kvplan.ui.tables",
-)
 _LOCK = threading.Lock()
 _done = False
 
@@ -33,8 +24,24 @@ def load() -> None:
     with _LOCK:
         if _done:
             return
-        for name in MODULES:
-            importlib.import_module(name)
+        import numpy  # noqa: F401 - each import below is what a page would otherwise do lazily
+        import pandas  # noqa: F401
+        import pyarrow  # noqa: F401
+        import streamlit.dataframe_util  # noqa: F401
+        import streamlit.elements.lib.streamlit_plotly_theme  # noqa: F401
+
+        import kvplan.api  # noqa: F401
+        import kvplan.explain.accuracy  # noqa: F401
+        import kvplan.launch  # noqa: F401
+        import kvplan.planner  # noqa: F401
+        import kvplan.recommend  # noqa: F401
+        import kvplan.ui.accuracy  # noqa: F401
+        import kvplan.ui.cached  # noqa: F401
+        import kvplan.ui.charts  # noqa: F401
+        import kvplan.ui.plan_chart  # noqa: F401
+        import kvplan.ui.plan_view  # noqa: F401
+        import kvplan.ui.sweeps  # noqa: F401
+        import kvplan.ui.tables  # noqa: F401
         # What st.plotly_chart does on its first call: check a figure (which loads every trace class of
         # the default template) and serialise it.
         import plotly.graph_objects as go
