@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
-from itertools import repeat
+from itertools import repeat, starmap
 from operator import add
 from typing import Any, NamedTuple
 
@@ -124,6 +124,11 @@ Column = int | list  # a value that is the same at every context, or one value p
 _new = object.__new__
 
 
+def _blank(cls: type, n: int) -> list:
+    """n new instances of `cls` with empty __dict__s (no __init__), for the builders to fill."""
+    return list(starmap(_new, repeat((cls,), n)))  # starmap passes one args tuple: cheaper than map
+
+
 def _lin(terms: Terms, cols: list, largest: bool = False) -> Column:
     """One field at every context: the terms summed (or the largest of them: tokens_per_seq); an int
     when no term depends on the context."""
@@ -160,7 +165,7 @@ def _kind_bytes(kind: str, num_layers: int, tokens: Column, nbytes: Column, k, v
     """n KindBytes rows, equal field for field to KindBytes(...): the frozen __init__ sets one field
     per call, which costs more than the arithmetic, so the fields go straight into each new row's
     __dict__, in field order (the layout the class's instances share)."""
-    objs = list(map(_new, repeat(KindBytes, n)))
+    objs = _blank(KindBytes, n)
     for d, t, b, kk, vv in zip(map(vars, objs), _each(tokens, n), _each(nbytes, n), _each(k, n), _each(v, n)):
         d["kind"] = kind
         d["num_layers"] = num_layers
@@ -171,6 +176,12 @@ def _kind_bytes(kind: str, num_layers: int, tokens: Column, nbytes: Column, k, v
     return objs
 
 
+def _saturates(col: list[int]) -> bool:
+    """Whether many contexts share a unit's largest value (a window layer past its window), so rows are
+    worth sharing: a cheap test (two C passes) before counting distinct values."""
+    return len(col) > 4 and col.count(max(col)) * 4 > len(col)
+
+
 def _row(r: SweepRow, cols: list, n: int, distinct: dict[int, list]) -> tuple:
     """(the row's KindBytes, or one per context; its bytes, k and v columns)."""
     fields = (_lin(r.tokens, cols, True), _lin(r.bytes, cols), None if r.k is None else _lin(r.k, cols),
@@ -179,7 +190,7 @@ def _row(r: SweepRow, cols: list, n: int, distinct: dict[int, list]) -> tuple:
     if type(fields[0]) is not list and type(nbytes) is not list and type(k) is not list and type(v) is not list:
         return KindBytes(r.kind, r.num_layers, *fields), nbytes, k, v
     units = {i for terms in (r.tokens, r.bytes, r.k or (), r.v or ()) for i, _ in terms if i}
-    if len(units) == 1:
+    if len(units) == 1 and _saturates(cols[units.copy().pop()]):
         # A window layer stops growing past its window: one row object per distinct value, shared.
         (i,) = units
         uniq = distinct.get(i)
@@ -244,18 +255,22 @@ def _evaluate(plan: SweepPlan, contexts: list[int], engine_version: str,
     cols += [f(contexts) for f in plan.units]
     distinct: dict[int, list] = {}
     tp = plan.fixed["tp"]
-    stages = [_stage(s, cols, n, distinct) for s in plan.stages]
     templates = []
     for s in plan.stages:
         t = {**plan.fixed, **dict(s.fixed)}  # plan.fixed's keys are in field order; updates keep it
         t["notes"] = tuple(t["notes"]) + version_notes
         t["engine_version"] = engine_version
         templates.append(t)
-    if len(stages) == 1:
-        kv, ks, vs, state, breakdown = stages[0]
+    if len(plan.stages) == 1:
+        if plan.total is None and plan.notes is None and len(plan.stages[0].rows) == 1:
+            out = _one_row(plan.stages[0].rows[0], cols, contexts, templates[0], tp, n)
+            if out is not None:
+                return out
+        kv, ks, vs, state, breakdown = _stage(plan.stages[0], cols, n, distinct)
         total = kv * tp if type(kv) is not list else kv if tp == 1 else [x * tp for x in kv]
         template = templates[0]
     else:  # the most-loaded stage (the first of equals), as kv_cache picks it
+        stages = [_stage(s, cols, n, distinct) for s in plan.stages]
         loads = list(zip(*[_each(s[0], n) for s in stages]))
         picks = [max(range(len(x)), key=x.__getitem__) for x in loads]
         by_field = [[s[f] if type(s[f]) is list else [s[f]] * n for s in stages] for f in range(5)]
@@ -272,12 +287,61 @@ def _evaluate(plan: SweepPlan, contexts: list[int], engine_version: str,
     return _estimates(template, contexts, kv, ks, vs, state, total, breakdown, notes, n)
 
 
+def _one_row(r: SweepRow, cols: list, contexts: list[int], template: dict, tp: int, n: int) -> list | None:
+    """The common plan in one pass: one stage of one row whose every field is one unit × a coefficient
+    (a model of one attention kind, sized by vLLM, SGLang, TRT-LLM or transformers). Both objects of a
+    context are filled in the same iteration, from the unit, without a list per field. None when the plan
+    has another shape (the column-by-column path takes it)."""
+    terms = (r.tokens, r.bytes) + ((r.k, r.v) if r.k is not None else ())
+    if (r.k is None) != (r.v is None) or any(len(t) != 1 for t in terms):
+        return None
+    i = r.tokens[0][0]
+    if i == 0 or any(t[0][0] != i for t in terms) or _saturates(cols[i]):
+        return None
+    ct, cb = r.tokens[0][1], r.bytes[0][1]
+    kind, layers = r.kind, r.num_layers
+    rows = _blank(KindBytes, n)
+    objs = _blank(KVEstimate, n)
+    if r.k is None:
+        for d, dr, row, ctx, u in zip(map(vars, objs), map(vars, rows), rows, contexts, cols[i]):
+            b = u * cb
+            dr["kind"] = kind
+            dr["num_layers"] = layers
+            dr["tokens_per_seq"] = u * ct
+            dr["bytes"] = b
+            dr["k_bytes"] = None
+            dr["v_bytes"] = None
+            d.update(template)
+            d["context_len"] = ctx
+            d["kv_bytes"] = b
+            d["total_bytes"] = b * tp
+            d["breakdown"] = (row,)
+        return objs
+    ck, cv = r.k[0][1], r.v[0][1]
+    for d, dr, row, ctx, u in zip(map(vars, objs), map(vars, rows), rows, contexts, cols[i]):
+        b, k, v = u * cb, u * ck, u * cv
+        dr["kind"] = kind
+        dr["num_layers"] = layers
+        dr["tokens_per_seq"] = u * ct
+        dr["bytes"] = b
+        dr["k_bytes"] = k
+        dr["v_bytes"] = v
+        d.update(template)
+        d["context_len"] = ctx
+        d["kv_bytes"] = b
+        d["k_bytes"] = k
+        d["v_bytes"] = v
+        d["total_bytes"] = b * tp
+        d["breakdown"] = (row,)
+    return objs
+
+
 def _estimates(template, contexts, kv, ks, vs, state, total, breakdown, notes, n) -> list[KVEstimate]:
     """n KVEstimates: `template` (every field, in field order; one dict, or one per context) with the
     columns put in. Each result gets its own __dict__, filled in one pass (see `_kind_bytes`)."""
     if notes is None:
         notes = template["notes"] if type(template) is dict else [t["notes"] for t in template]
-    objs = list(map(_new, repeat(KVEstimate, n)))
+    objs = _blank(KVEstimate, n)
     for d, t, ctx, kv_j, k_j, v_j, st_j, tot_j, bd_j, no_j in zip(
             map(vars, objs), _each(template, n), contexts, _each(kv, n), _each(ks, n), _each(vs, n),
             _each(state, n), _each(total, n), _each(breakdown, n), _each(notes, n)):
