@@ -170,8 +170,18 @@ def _notes_fn(arch: ModelArch, batch: int, n_seq: int, n_stream: int, iswa: bool
     rest = tuple(fixed)
     if iswa and arch.windowed:
         full = " (--swa-full)" if opts.swa_full else ""
+        swa_notes: dict[int, str] = {}  # the SWA cache stops growing: most contexts share its note
+
+        def swa_note(swa: int) -> str:
+            note = swa_notes.get(swa)
+            if note is None:
+                note = swa_notes[swa] = f"iSWA: sliding layers keep {swa:,} cells{full}"
+            return note
+
         return lambda context_len, base, swa: (f"-c {context_len * batch}{streams}{base:,} cells",
-                                               f"iSWA: sliding layers keep {swa:,} cells{full}", *rest)
+                                               swa_note(swa), *rest)
+    if not rest:
+        return lambda context_len, base, swa: (f"-c {context_len * batch}{streams}{base:,} cells",)
     return lambda context_len, base, swa: (f"-c {context_len * batch}{streams}{base:,} cells", *rest)
 
 
