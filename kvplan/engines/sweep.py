@@ -190,9 +190,9 @@ def _row(r: SweepRow, cols: list, n: int, distinct: dict[int, list]) -> tuple:
     if type(fields[0]) is not list and type(nbytes) is not list and type(k) is not list and type(v) is not list:
         return KindBytes(r.kind, r.num_layers, *fields), nbytes, k, v
     units = {i for terms in (r.tokens, r.bytes, r.k or (), r.v or ()) for i, _ in terms if i}
-    if len(units) == 1 and _saturates(cols[units.copy().pop()]):
+    i = units.pop() if len(units) == 1 else 0
+    if i and _saturates(cols[i]):
         # A window layer stops growing past its window: one row object per distinct value, shared.
-        (i,) = units
         uniq = distinct.get(i)
         if uniq is None:
             uniq = distinct[i] = list(dict.fromkeys(cols[i]))
@@ -300,6 +300,7 @@ def _one_row(r: SweepRow, cols: list, contexts: list[int], template: dict, tp: i
         return None
     ct, cb = r.tokens[0][1], r.bytes[0][1]
     kind, layers = r.kind, r.num_layers
+    tp1 = tp == 1  # total_bytes is kv_bytes itself (no product to make per context)
     rows = _blank(KindBytes, n)
     objs = _blank(KVEstimate, n)
     if r.k is None:
@@ -314,7 +315,7 @@ def _one_row(r: SweepRow, cols: list, contexts: list[int], template: dict, tp: i
             d.update(template)
             d["context_len"] = ctx
             d["kv_bytes"] = b
-            d["total_bytes"] = b * tp
+            d["total_bytes"] = b if tp1 else b * tp
             d["breakdown"] = (row,)
         return objs
     ck, cv = r.k[0][1], r.v[0][1]
@@ -331,7 +332,7 @@ def _one_row(r: SweepRow, cols: list, contexts: list[int], template: dict, tp: i
         d["kv_bytes"] = b
         d["k_bytes"] = k
         d["v_bytes"] = v
-        d["total_bytes"] = b * tp
+        d["total_bytes"] = b if tp1 else b * tp
         d["breakdown"] = (row,)
     return objs
 
