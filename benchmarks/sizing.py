@@ -9,7 +9,7 @@
    When hf-mem (https://pypi.org/project/hf-mem/) is installed, its cold start (`python -m hf_mem
    --help`: import and CLI set-up; a real estimate needs the network) joins the rounds too.
 2. A sweep of every bundled model x every engine x 200 context lengths (target: <= 1.5 us/estimate),
-   next to the former way (the engine's kv_cache at each context), interleaved round by round.
+   next to the former way (the engine's kv_cache at each context), interleaved model by model.
 3. The capacity chart's core (kvplan.ui.sweeps.users_vs_context: one plan per context).
 
 Usage: python benchmarks/sizing.py [--rounds 15] [--skip-cold] [--skip-sweep]
@@ -76,7 +76,7 @@ def cold(rounds: int) -> None:
         print("  (hf-mem not installed: `pip install hf-mem` to compare against it; optional)")
 
 
-def sweep() -> None:
+def sweep(rounds: int = 5) -> None:
     import kvplan
     from kvplan.api import _prepare
     from kvplan.engines import ENGINE_NAMES
@@ -84,43 +84,41 @@ def sweep() -> None:
 
     contexts = [int(1024 * 1.04 ** i) for i in range(200)]  # 1k .. ~2.6M tokens
     archs = [kvplan.load_model(m) for m in kvplan.list_models()]  # parsing is not part of the sweep
+    pairs = [(arch, engine) for arch in archs for engine in ENGINE_NAMES]
 
-    def fast() -> tuple[int, int]:
-        calls = errors = 0
-        for arch in archs:
-            for engine in ENGINE_NAMES:
-                try:
-                    calls += len(kvplan.sweep(arch, context_lens=contexts, engine=engine))
-                except kvplan.KvplanError:
-                    errors += 1  # e.g. llama.cpp with a row size a quant type cannot hold
-        return calls, errors
+    def fast(arch, engine) -> int:
+        return len(kvplan.sweep(arch, context_lens=contexts, engine=engine))
 
-    def per_context(step: int) -> int:
+    def per_context(arch, engine, step: int = 5) -> int:
         """The former sweep: validate once, then the engine's kv_cache at every `step`-th context."""
-        calls = 0
-        for arch in archs:
-            for engine in ENGINE_NAMES:
-                try:
-                    _, mod, first, opts, _ = _prepare(arch, engine, "auto", contexts[0], 1, 1, 1, {})
-                except kvplan.KvplanError:
-                    continue
-                for ctx in contexts[::step]:
-                    mod.kv_cache(arch, make_request(ctx, 1, first.kv_dtype, 1, 1), opts)
-                    calls += 1
-        return calls
+        _, mod, first, opts, _ = _prepare(arch, engine, "auto", contexts[0], 1, 1, 1, {})
+        for ctx in contexts[::step]:
+            mod.kv_cache(arch, make_request(ctx, 1, first.kv_dtype, 1, 1), opts)
+        return len(contexts[::step])
 
+    # Interleaved finely: each (model, engine) is swept both ways in turn, so a change in the machine's
+    # speed (other processes on a shared machine) hits both alike; each round covers the whole grid.
     fast_us, slow_us = [], []
-    for _ in range(3):  # interleaved rounds; the figure is the best round (the code's cost, not the load)
-        t0 = time.perf_counter()
-        calls, errors = fast()
-        fast_us.append((time.perf_counter() - t0) / calls * 1e6)
-        t0 = time.perf_counter()
-        slow_calls = per_context(5)
-        slow_us.append((time.perf_counter() - t0) / slow_calls * 1e6)
+    for _ in range(rounds):
+        fast_s = slow_s = 0.0
+        calls = slow_calls = errors = 0
+        for arch, engine in pairs:
+            t0 = time.perf_counter()
+            try:
+                calls += fast(arch, engine)
+            except kvplan.KvplanError:
+                errors += 1  # e.g. llama.cpp with a row size a quant type cannot hold
+                continue
+            t1 = time.perf_counter()
+            slow_calls += per_context(arch, engine)
+            slow_s += time.perf_counter() - t1
+            fast_s += t1 - t0
+        fast_us.append(fast_s / calls * 1e6)
+        slow_us.append(slow_s / slow_calls * 1e6)
     print(f"sweep: {len(archs)} models x {len(ENGINE_NAMES)} engines x {len(contexts)} contexts = {calls:,} "
-          f"estimates ({errors} typed errors)")
+          f"estimates ({errors} typed errors), {rounds} interleaved rounds")
     print(f"  kvplan.sweep:            {min(fast_us):6.2f} us/estimate = {min(fast_us) * calls / 1e3:.0f} ms "
-          f"for the grid (rounds: {' '.join(f'{x:.2f}' for x in fast_us)}; target <= 1.5 us)")
+          f"for the grid, best round (rounds: {' '.join(f'{x:.2f}' for x in fast_us)}; target <= 1.5 us)")
     print(f"  kv_cache per context:    {min(slow_us):6.2f} us/estimate (the former sweep; rounds: "
           f"{' '.join(f'{x:.2f}' for x in slow_us)})")
     ratios = [s / f for s, f in zip(slow_us, fast_us)]

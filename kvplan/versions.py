@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from kvplan.errors import InvalidInputError
@@ -42,6 +43,7 @@ class EngineVersion:
         return bool(self.fork) or self.release >= want
 
 
+@lru_cache(maxsize=256)  # the tables' own version strings, looked up on every sizing call
 def _release_of(text: str) -> tuple[int, ...]:
     m = _SEMVER.match(text)
     if m:
@@ -72,6 +74,9 @@ class VersionRule:
                 "what": self.what, "source": self.source}
 
 
+_PARSED: dict[tuple[int, str | None], tuple[VersionTable, EngineVersion]] = {}
+
+
 @dataclass(frozen=True)
 class VersionTable:
     """An engine's modelled versions: `oldest` .. `latest`, the rules that change between them, and
@@ -88,6 +93,18 @@ class VersionTable:
 
     def parse(self, text: str | None) -> EngineVersion:
         """The version for `text` (None / "" / "latest" = the newest modelled behaviour)."""
+        key = (id(self), text) if text is None or type(text) is str else None
+        hit = _PARSED.get(key) if key is not None else None
+        if hit is not None and hit[0] is self:  # sweeps and plans parse the same few versions many times
+            return hit[1]
+        version = self._parse(text)
+        if key is not None:
+            if len(_PARSED) > 1024:
+                _PARSED.clear()
+            _PARSED[key] = (self, version)  # holding the table keeps its id from being reused
+        return version
+
+    def _parse(self, text: str | None) -> EngineVersion:
         if text is None or (isinstance(text, str) and text.strip().lower() in ("", "latest", "default")):
             return self.parse(self.latest)
         if isinstance(text, EngineVersion):

@@ -5,6 +5,10 @@ in-flight and cell-padding boundary, under every engine option and version that 
 
 from __future__ import annotations
 
+import copy
+import pickle
+import random
+
 import pytest
 
 import kvplan
@@ -20,7 +24,7 @@ IN_FLIGHT = (0, 2048, 4096, 8192, 16384, 24576)
 
 def boundary_contexts(arch) -> list[int]:
     """Contexts at and next to every boundary where some engine's bytes change slope or step."""
-    points = {1, 2, 3, 7, 1000, 10**6, 2**20 + 1, 3 * 10**6}
+    points = {1, 2, 3, 7, 1000, 10**6, 2**20 + 1, 3 * 10**6, 2**34 - 1, 2**34}  # 2**34: the largest context
     for b in BLOCKS:
         for k in (1, 3):
             points.update((k * b - 1, k * b, k * b + 1))
@@ -34,6 +38,21 @@ def boundary_contexts(arch) -> list[int]:
         for b in BLOCKS[1:]:  # the window rounded to blocks/pages
             points.add(-(-w // b) * b + 1)
     return sorted(p for p in points if p >= 1)
+
+
+def assert_identical(got, expected) -> None:
+    """Two KVEstimates alike in every way a caller can see: fields, their types, the order of their
+    __dict__ (as vars() and pickle see it), breakdown rows likewise, hash, and a pickle round trip."""
+    assert type(got) is KVEstimate and all(type(r) is KindBytes for r in got.breakdown)
+    assert got == expected, (expected.model, expected.engine, expected.context_len)
+    assert repr(got) == repr(expected) and got.to_dict() == expected.to_dict()  # same types (int, None, tuples)
+    assert list(vars(got).items()) == list(vars(expected).items())
+    for g, e in zip(got.breakdown, expected.breakdown):
+        assert list(vars(g).items()) == list(vars(e).items())
+    assert type(got.breakdown) is tuple and type(got.notes) is tuple
+    assert hash(got) == hash(expected) and pickle.loads(pickle.dumps(got)) == expected
+
+
 def assert_same(arch, contexts, **kwargs):
     """sweep(...) == [kv_cache(...) for each context], or both raise the same typed error."""
     try:
@@ -46,9 +65,11 @@ def assert_same(arch, contexts, **kwargs):
     got = kvplan.sweep(arch, context_lens=contexts, **kwargs)
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
-        assert type(g) is KVEstimate and all(type(r) is KindBytes for r in g.breakdown)
         assert g == e, (arch.model_id, kwargs, e.context_len)
         assert repr(g) == repr(e) and g.to_dict() == e.to_dict()  # same types too (int, None, tuples)
+        assert list(vars(g)) == list(vars(e)) and [list(vars(r)) for r in g.breakdown] == \
+            [list(vars(r)) for r in e.breakdown]  # fields stored in the same order
+    assert_identical(got[-1], expected[-1])
     return True
 
 
@@ -102,17 +123,18 @@ OPTIONS = {
              dict(mamba_cache_mode="none"), dict(mamba_cache_mode="all"),
              dict(async_scheduling=False, pp=2), dict(max_num_batched_tokens=2048, tp=4),
              dict(mamba_ssm_cache_dtype="fp32", mamba_cache_dtype="bf16"), dict(engine_version="0.10"),
-             dict(engine_version="0.19"), dict(kv_dtype="nvfp4")],
+             dict(engine_version="0.19"), dict(kv_dtype="nvfp4"), dict(engine_version="0.99", pp=2)],
     "sglang": [dict(block_size=64), dict(hybrid_swa_memory=True), dict(hybrid_swa_memory=False),
-               dict(dp_attention=2, tp=2), dict(mamba_ssm_dtype="bf16"), dict(block_size=16, pp=2)],
+               dict(dp_attention=2, tp=2), dict(mamba_ssm_dtype="bf16"), dict(block_size=16, pp=2),
+               dict(engine_version="0.9")],
     "llama.cpp": [dict(parallel=4, batch=4), dict(parallel=4, batch=4, kv_unified=True), dict(batch=3),
                   dict(swa_full=True), dict(ubatch=2048), dict(ctx_pad=32), dict(mla_v_cache=True),
                   dict(kv_dtype="q8_0"), dict(kv_dtype="q4_0", type_v="q8_0"), dict(engine_version="b4905"),
                   dict(engine_version="b5200"), dict(engine="ik_llama.cpp"), dict(engine="ik_llama.cpp", mla=0),
-                  dict(engine="ik_llama.cpp", mla=1), dict(pp=2, parallel=2, batch=2)],
+                  dict(engine="ik_llama.cpp", mla=1), dict(pp=2, parallel=2, batch=2), dict(engine_version="b99999")],
     "transformers": [dict(mla_cache="decompressed"), dict(kv_dtype="fp32"), dict(batch=5)],
     "trtllm": [dict(block_size=64), dict(max_attention_window=True), dict(max_attention_window=True, pp=2),
-               dict(kv_dtype="int8")],
+               dict(kv_dtype="int8"), dict(engine_version="2.0")],
     "naive": [dict(tp=8, pp=2, batch=3), dict(kv_dtype="int4")],
 }
 
@@ -125,6 +147,55 @@ def test_sweep_equals_kv_cache_under_every_option_and_layout(engine):
         checked = sum(assert_same(arch, boundary_contexts(arch), **{"engine": engine, **kwargs}) for arch in archs)
         # each option runs on some model (not only typed errors); llama.cpp has no TP, HF one device
         assert checked >= 1 or kwargs in LAYOUTS and engine in ("llama.cpp", "transformers"), kwargs
+
+
+def test_sweep_equals_kv_cache_at_random_contexts():
+    """Contexts drawn at random (seeded), in no order and with repeats, on every representative model
+    and engine: away from the boundaries too, and through the same fast paths a chart takes."""
+    rng = random.Random(16)
+    for arch in representatives():
+        contexts = [rng.choice((rng.randint(1, 4096), rng.randint(1, 2**20), rng.randint(1, 2**34)))
+                    for _ in range(60)]
+        contexts += contexts[:5]
+        for engine in ENGINE_NAMES:
+            assert_same(arch, contexts, engine=engine, batch=rng.choice((1, 2, 7)))
+
+
+def test_sweep_results_are_independent_objects():
+    """Each result owns its fields: changing one (object.__setattr__ gets past frozen) changes no other
+    result of the sweep, and no later sweep (the per-sweep templates are copied, not shared)."""
+    arch = kvplan.load_model("meta-llama/Llama-3.1-8B")
+    for engine in ENGINE_NAMES:
+        first = kvplan.sweep(arch, context_lens=[1024, 2048, 1024], engine=engine)
+        before = copy.deepcopy(first)
+        object.__setattr__(first[0], "kv_bytes", -1)
+        object.__setattr__(first[0], "notes", ("changed",))
+        assert first[1:] == before[1:] and first[0] != first[2]
+        assert kvplan.sweep(arch, context_lens=[1024, 2048, 1024], engine=engine) == before
+
+
+def test_common_plans_take_the_one_pass_path():
+    """The one-pass build (`_one_row`) serves the commonest plans (one attention kind on vLLM, SGLang,
+    TRT-LLM, transformers); other shapes decline it and take the column path. Identity is tested above
+    on both; this keeps the fast path from silently going unused."""
+    from kvplan.engines import sweep as sweep_mod
+
+    calls = []
+    real = sweep_mod._one_row
+
+    def spy(*args):
+        out = real(*args)
+        calls.append(out is not None)
+        return out
+
+    sweep_mod._one_row = spy
+    try:
+        for engine in ("vllm", "sglang", "trtllm", "transformers"):
+            kvplan.sweep("meta-llama/Llama-3.1-8B", context_lens=range(1000, 200_000, 997), engine=engine)
+        kvplan.sweep("google/gemma-3-27b-it", context_lens=range(1000, 200_000, 997), engine="vllm")
+    finally:
+        sweep_mod._one_row = real
+    assert calls[:4] == [True] * 4 and calls[4:] in ([], [False])
 
 
 def test_sweep_keeps_order_duplicates_and_string_contexts():

@@ -59,9 +59,15 @@ def engine_versions(engine: str | None = None) -> dict:
     return {name: engine_versions(name) for name in ENGINE_NAMES}
 
 
+_LOADED: dict[str, ModuleType] = {}
+
+
 def _load(name: str) -> ModuleType:
     """Import one profile the first time its engine is asked for (`kvplan size` needs one engine, and
     its cold start is benchmarked). Static imports only: the source scan forbids dynamic ones."""
+    module = _LOADED.get(name)
+    if module is not None:  # a sweep asks once per call: skip the import machinery after the first
+        return module
     if name == "vllm":
         from kvplan.engines import vllm as module
     elif name == "sglang":
@@ -74,4 +80,5 @@ def _load(name: str) -> ModuleType:
         from kvplan.engines import trtllm as module
     else:
         from kvplan.engines import naive as module
+    _LOADED[name] = module
     return module

@@ -138,28 +138,57 @@ def make_options(options_cls: type, engine: str, given: dict[str, Any], version=
 
     With an engine `version` and its `table`, every version rule whose key is an option field sets
     that option's default for the version; an option given explicitly still wins."""
-    known = {f.name for f in dataclasses.fields(options_cls)}
+    known, types = _option_fields(options_cls)
     if "engine_version" in given:
         raise InvalidInputError("engine_version", "give the engine version as engine_version= (CLI "
                                                   "--engine-version), not as an engine option")
-    if version is not None and table is not None:
-        by_version = {r.key: table.value(r.key, version) for r in table.rules if r.key in known}
-        by_version.update({k: v for f, k, v in table.fork_values if f == version.fork and k in known})
-        given = {**by_version, **{k: v for k, v in given.items() if v is not None}}
     for key in given:
         if key not in known:
             raise InvalidInputError(key, f"not an option of engine {engine!r}; it takes "
                                          f"{', '.join(sorted(known)) or 'no options'}")
     values = {k: v for k, v in given.items() if v is not None}
-    types = {f.name: str(f.type) for f in dataclasses.fields(options_cls)}
+    if version is not None and table is not None:
+        defaults = _version_defaults(options_cls, known, types, table, version)  # already type-checked
+        values = {k: v for k, v in {**defaults, **values}.items() if v is not None}
     for key, value in values.items():
-        _check_option_type(key, value, types[key])
+        if key in given:
+            _check_option_type(key, value, types[key])
     try:
         return options_cls(**values)
     except (TypeError, ValueError, ArithmeticError) as err:  # an engine's own range checks
         if isinstance(err, InvalidInputError):
             raise
         raise InvalidInputError("options", f"invalid {engine} options: {err}") from None
+
+
+_OPTION_FIELDS: dict[type, tuple[frozenset[str], dict[str, str]]] = {}
+_VERSION_DEFAULTS: dict[tuple[type, Any], tuple[Any, dict[str, Any]]] = {}
+
+
+def _option_fields(options_cls: type) -> tuple[frozenset[str], dict[str, str]]:
+    """The option names of an engine's Options class and their annotations (read once per class)."""
+    hit = _OPTION_FIELDS.get(options_cls)
+    if hit is None:
+        fields = dataclasses.fields(options_cls)
+        hit = _OPTION_FIELDS[options_cls] = (frozenset(f.name for f in fields), {f.name: str(f.type) for f in fields})
+    return hit
+
+
+def _version_defaults(options_cls: type, known, types, table, version) -> dict[str, Any]:
+    """The option defaults that `version`'s rules set (a fork's own values win), type-checked; worked
+    out once per (Options class, version): sweeps and plans ask for the same few many times."""
+    hit = _VERSION_DEFAULTS.get((options_cls, version))
+    if hit is not None and hit[0] is table:
+        return hit[1]
+    by_version = {r.key: table.value(r.key, version) for r in table.rules if r.key in known}
+    by_version.update({k: v for f, k, v in table.fork_values if f == version.fork and k in known})
+    for key, value in by_version.items():
+        if value is not None:
+            _check_option_type(key, value, types[key])
+    if len(_VERSION_DEFAULTS) > 256:
+        _VERSION_DEFAULTS.clear()
+    _VERSION_DEFAULTS[(options_cls, version)] = (table, by_version)
+    return by_version
 
 
 def _check_option_type(key: str, value: Any, annotation: str) -> None:
@@ -310,6 +339,43 @@ def grouped_stages(arch: ModelArch, pp: int) -> list[list[tuple[LayerSpec, int]]
         _GROUPED.clear()
     _GROUPED[key] = (arch, out)  # holding arch keeps its id from being reused while cached
     return out
+
+
+STATE: Any = object()
+"""The `window` of a pool part that is per-sequence state rather than tokens (see `pool_kv_cache`)."""
+
+
+def pool_kv_cache(engine: str, arch: ModelArch, req: Request, stages: list[list[tuple]], tokens_fn, *,
+                  block_size: int | None, bytes_per_token: int, notes: list[str]) -> KVEstimate:
+    """kv_cache of a token pool (SGLang, TRT-LLM) described per stage as parts `(kind, layers, window,
+    K bytes, V bytes, separate K/V)` per token of one layer, or `(kind, layers, STATE, bytes per
+    sequence, 0, False)` for recurrent state. `tokens_fn(window)` maps context lengths to the tokens a
+    sequence holds in such layers. Parts of one kind fold into one row: the first fixes tokens_per_seq
+    and whether K/V are separate. `kvplan.engines.sweep.pool_plan` evaluates the same parts for many
+    contexts at once."""
+    tokens_at: dict[Any, int] = {}
+    stage_rows = []
+    for parts in stages:
+        rows: dict[str, list] = {}
+        stage_rows.append(rows)
+        for kind, n, window, k_tok, v_tok, separate in parts:
+            if window is STATE:
+                r = rows.setdefault(kind, [0, 0, 0, None, None])
+                r[0] += n
+                r[2] += k_tok * req.batch * n
+                continue
+            tokens = tokens_at.get(window)
+            if tokens is None:
+                tokens = tokens_at[window] = tokens_fn(window)([req.context_len])[0]
+            r = rows.setdefault(kind, [0, tokens, 0, 0 if separate else None, 0 if separate else None])
+            r[0] += n
+            k, v = k_tok * tokens * req.batch * n, v_tok * tokens * req.batch * n
+            r[2] += k + v
+            if separate:
+                r[3] += k
+                r[4] += v
+    return estimate_from_rows(engine, arch, req, stage_rows, block_size=block_size,
+                              bytes_per_token=bytes_per_token, notes=notes)
 
 
 def estimate_from_rows(engine: str, arch: ModelArch, req: Request, stage_rows: list[dict[str, list]], *,

@@ -170,8 +170,18 @@ def _notes_fn(arch: ModelArch, batch: int, n_seq: int, n_stream: int, iswa: bool
     rest = tuple(fixed)
     if iswa and arch.windowed:
         full = " (--swa-full)" if opts.swa_full else ""
+        swa_notes: dict[int, str] = {}  # the SWA cache stops growing: most contexts share its note
+
+        def swa_note(swa: int) -> str:
+            note = swa_notes.get(swa)
+            if note is None:
+                note = swa_notes[swa] = f"iSWA: sliding layers keep {swa:,} cells{full}"
+            return note
+
         return lambda context_len, base, swa: (f"-c {context_len * batch}{streams}{base:,} cells",
-                                               f"iSWA: sliding layers keep {swa:,} cells{full}", *rest)
+                                               swa_note(swa), *rest)
+    if not rest:
+        return lambda context_len, base, swa: (f"-c {context_len * batch}{streams}{base:,} cells",)
     return lambda context_len, base, swa: (f"-c {context_len * batch}{streams}{base:,} cells", *rest)
 
 
@@ -200,7 +210,8 @@ def _indexer_cell(spec, type_k: str, opts: Options) -> int:
     return 0
 
 
-def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
+def _setup(arch: ModelArch, req: Request, opts: Options) -> tuple[str, str, bool, bool, bool]:
+    """Validate the request; (type_k, type_v, iswa, per-head MLA, MLA V cache)."""
     if req.tp > 1:
         raise InvalidInputError("tp", "llama.cpp splits layers across GPUs, not heads; use pp instead of tp")
     type_k = req.kv_dtype
@@ -208,7 +219,23 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     if opts.type_v is not None and opts.type_v not in KV_DTYPES:
         raise InvalidInputError("type_v", f"llama.cpp V cache type must be one of {', '.join(KV_DTYPES)}")
     iswa = opts.iswa and arch.model_type in SWA_MODEL_TYPES
-    per_head, v_latent = _mla_layout(opts)
+    return (type_k, type_v, iswa, *_mla_layout(opts))
+
+
+def _per_token(arch: ModelArch, type_k: str, type_v: str, iswa: bool, per_head: bool, v_latent: bool,
+               opts: Options) -> int:
+    """bytes_per_token: one cell of every layer in the base cache (not the SWA cache), plus indexer keys."""
+    per_token = 0
+    for spec, n in grouped_stages(arch, 1)[0]:
+        cell = _cell_bytes(spec, iswa, type_k, type_v, per_head, v_latent)
+        if cell is not None and not cell[1]:
+            per_token += n * (cell[2] + cell[3])
+        per_token += n * _indexer_cell(spec, type_k, opts)
+    return per_token
+
+
+def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
+    type_k, type_v, iswa, per_head, v_latent = _setup(arch, req, opts)
     n_seq, n_stream, base, swa = _cells(arch, req, opts)
     if not iswa:
         swa = base
@@ -253,17 +280,12 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
             breakdown.append(KindBytes(kind, n, cells, nbytes))
     ks = [r.k_bytes for r in breakdown if r.k_bytes is not None]
     vs = [r.v_bytes for r in breakdown if r.v_bytes is not None]
-    per_token = 0
-    for spec, n in grouped_stages(arch, 1)[0]:
-        cell = _cell_bytes(spec, iswa, type_k, type_v, per_head, v_latent)
-        if cell is not None and not cell[1]:
-            per_token += n * (cell[2] + cell[3])
-        per_token += n * _indexer_cell(spec, type_k, opts)
     return KVEstimate(
         model=arch.model_id, engine=NAME, context_len=req.context_len, batch=req.batch,
         kv_dtype=req.kv_dtype, tp=req.tp, pp=req.pp, kv_bytes=sum(r.bytes for r in breakdown),
         k_bytes=sum(ks) if ks else None, v_bytes=sum(vs) if vs else None,
-        state_bytes=sum(r.bytes for r in breakdown if r.kind == "state"), bytes_per_token=per_token,
+        state_bytes=sum(r.bytes for r in breakdown if r.kind == "state"),
+        bytes_per_token=_per_token(arch, type_k, type_v, iswa, per_head, v_latent, opts),
         total_bytes=total, block_size=None, breakdown=tuple(breakdown), notes=notes,
     )
 
@@ -271,13 +293,9 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
 def sweep_plan(arch: ModelArch, req: Request, opts: Options):
     """kv_cache as arithmetic in the context (see kvplan.engines.sweep): the units are the base and SWA
     cells per stream; the notes name them. None for a layer kind this does not know."""
-    from kvplan.engines.sweep import SweepPlan, fixed_fields, merge_row, sweep_stage
+    from kvplan.engines.sweep import SweepPlan, estimate_fields, merge_row, sweep_stage
 
-    first = kv_cache(arch, req, opts)  # validates, and fixes the context-free fields
-    type_k = req.kv_dtype
-    type_v = opts.type_v or type_k
-    iswa = opts.iswa and arch.model_type in SWA_MODEL_TYPES
-    per_head, v_latent = _mla_layout(opts)
+    type_k, type_v, iswa, per_head, v_latent = _setup(arch, req, opts)
     n_seq, n_stream, _ = _streams(req.batch, opts)
     base, swa = _cell_fns(arch, req.batch, opts)
     units = (base,) if not iswa or swa is base else (base, swa)
@@ -305,7 +323,9 @@ def sweep_plan(arch: ModelArch, req: Request, opts: Options):
         stages.append(sweep_stage(rows))
 
     notes = _notes_fn(arch, req.batch, n_seq, n_stream, iswa, opts)
-    return SweepPlan(units, tuple(stages), fixed_fields(first),
+    fixed = estimate_fields(arch, NAME, req, block_size=None,
+                            bytes_per_token=_per_token(arch, type_k, type_v, iswa, per_head, v_latent, opts))
+    return SweepPlan(units, tuple(stages), fixed,
                      notes=lambda contexts, cols: list(map(notes, contexts, cols[1], cols[swa_i])))
 
 

@@ -28,13 +28,18 @@ def _per_token(arch: ModelArch, req: Request) -> int:
     return 2 * arch.num_layers * dt.row_bytes(arch.naive_num_kv_heads * arch.naive_head_dim)
 
 
+def _notes(per_token: int) -> tuple[str, ...]:
+    notes = ("textbook 2·L·H·D·b: ignores windows, MLA, state layers, blocks and KV-head replication",)
+    if not per_token:
+        notes += ("the config has no attention heads, so the textbook formula gives 0",)
+    return notes
+
+
 def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     per_token = _per_token(arch, req)
     total = per_token * req.context_len * req.batch
     per_gpu = cdiv(total, req.tp * req.pp)
-    notes = ("textbook 2·L·H·D·b: ignores windows, MLA, state layers, blocks and KV-head replication",)
-    if not per_token:
-        notes += ("the config has no attention heads, so the textbook formula gives 0",)
+    notes = _notes(per_token)
     half = per_gpu // 2
     return KVEstimate(
         model=arch.model_id, engine=NAME, context_len=req.context_len, batch=req.batch,
@@ -60,11 +65,13 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
 
 def sweep_plan(arch: ModelArch, req: Request, opts: Options):
     """kv_cache as arithmetic in the context (see kvplan.engines.sweep): per-GPU bytes, its K half, tokens."""
-    from kvplan.engines.sweep import SweepPlan, SweepRow, SweepStage, fixed_fields
+    from kvplan.engines.sweep import SweepPlan, SweepRow, SweepStage, estimate_fields
 
-    first = kv_cache(arch, req, opts)
-    scale, gpus = _per_token(arch, req) * req.batch, req.tp * req.pp
+    per_token, gpus = _per_token(arch, req), req.tp * req.pp
+    scale = per_token * req.batch
     units = (lambda lens: [-(-scale * n // gpus) for n in lens],
              lambda lens: [-(-scale * n // gpus) // 2 for n in lens], list)
     row = SweepRow("full", arch.num_layers, ((3, 1),), ((1, 1),), ((2, 1),), ((1, 1), (2, -1)))
-    return SweepPlan(units, (SweepStage((row,)),), fixed_fields(first), total=((3, scale),))
+    fixed = estimate_fields(arch, NAME, req, bytes_per_token=cdiv(per_token, gpus), block_size=None,
+                            notes=_notes(per_token))
+    return SweepPlan(units, (SweepStage((row,)),), fixed, total=((3, scale),))

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from kvplan.engines.common import (
-    Capacity, KVEstimate, Request, cdiv, check_tp, grouped_stages, kv_heads_per_rank, estimate_from_rows,
-    mamba_state_elems,
+    STATE, Capacity, KVEstimate, Request, cdiv, check_tp, grouped_stages, kv_heads_per_rank, mamba_state_elems,
+    pool_kv_cache,
 )
 from kvplan.dtypes import get_dtype
-from kvplan.errors import InvalidInputError
+from kvplan.errors import InvalidInputError, UnsupportedConfigError
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
 from kvplan.versions import VersionRule, VersionTable
 
@@ -179,7 +179,8 @@ def _page(opts: Options, arch: ModelArch | None = None) -> int:
 
 
 def _dsa(arch: ModelArch) -> bool:
-    return any(isinstance(s, MLA) and s.index_head_dim for s in arch.layers)
+    # over the distinct layer shapes (cached per model), not every layer: a sweep asks this per call
+    return any(isinstance(s, MLA) and s.index_head_dim for s, _ in grouped_stages(arch, 1)[0])
 
 
 def _indexer(spec) -> int:
@@ -227,37 +228,29 @@ def _tokens_fn(window: int | None, page: int) -> Callable[[list[int]], list[int]
     return lambda lens: [-(-n // page) * page for n in lens]
 
 
-def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
+def _pool(arch: ModelArch, req: Request, opts: Options) -> tuple[list[list[tuple]], Callable, dict]:
+    """The pool parts of every stage (see `common.pool_kv_cache`), the tokens rule of a window, and the
+    context-free fields; validates the request. kv_cache sizes these parts at one context, sweep_plan
+    turns them into arithmetic for many."""
     check_tp(arch, req.tp)
     attn = _attention(req, opts)
     page = _page(opts, arch)
     hybrid = _hybrid_swa(arch, opts)
-    stage_rows = []
+    stages = []
     for stage in grouped_stages(arch, req.pp):
-        rows: dict[str, list] = {}
-        stage_rows.append(rows)
+        parts: list[tuple] = []
+        stages.append(parts)
         for spec, n in stage:
             if isinstance(spec, RecurrentState):
-                nbytes = _state_bytes(spec, attn, opts, arch.dtype) * req.batch * n
-                r = rows.setdefault("state", [0, 0, 0, None, None])
-                r[0] += n
-                r[2] += nbytes
+                parts.append(("state", n, STATE, _state_bytes(spec, attn, opts, arch.dtype), 0, False))
                 continue
+            if not isinstance(spec, (FullAttention, MLA)):  # pragma: no cover - the parser makes no other kind
+                raise UnsupportedConfigError("layers", f"the SGLang profile cannot size {type(spec).__name__}")
             window, kind = _window_kind(spec, hybrid)
-            tokens = _tokens_fn(window, page)([req.context_len])[0]
             k_tok, v_tok = _per_token(spec, attn)
-            k, v = k_tok * tokens * req.batch * n, v_tok * tokens * req.batch * n
-            mla = isinstance(spec, MLA)
-            r = rows.setdefault(kind, [0, tokens, 0, None if mla else 0, None if mla else 0])
-            r[0] += n
-            r[2] += k + v
-            if not mla:
-                r[3] += k
-                r[4] += v
+            parts.append((kind, n, window, k_tok, v_tok, not isinstance(spec, MLA)))
             if _indexer(spec):
-                r = rows.setdefault("indexer", [0, tokens, 0, None, None])
-                r[0] += n
-                r[2] += _indexer(spec) * tokens * req.batch * n
+                parts.append(("indexer", n, window, _indexer(spec), 0, False))
     notes = []
     if _dsa(arch) and opts.indexer_in_budget:
         notes.append(f"DSA: NSA pool with page size {page}; each MLA layer also keeps a {_indexer_bytes(arch)} B "
@@ -272,8 +265,22 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     if opts.dp_attention > 1:
         notes.append(f"DP attention: attention TP size {attn.tp} (tp {req.tp} / dp {opts.dp_attention})")
     per_token = sum(_cell(stage, attn, hybrid)[0] for stage in grouped_stages(arch, 1))
-    return estimate_from_rows(NAME, arch, req, stage_rows, block_size=page, bytes_per_token=per_token,
-                              notes=notes)
+    return stages, lambda window: _tokens_fn(window, page), {"block_size": page, "bytes_per_token": per_token,
+                                                              "notes": notes}
+
+
+def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
+    stages, tokens_fn, fields = _pool(arch, req, opts)
+    return pool_kv_cache(NAME, arch, req, stages, tokens_fn, **fields)
+
+
+def sweep_plan(arch: ModelArch, req: Request, opts: Options):
+    """kv_cache as arithmetic in the context (see kvplan.engines.sweep): the same pool parts, one unit
+    per distinct window (the tokens a sequence holds in that pool)."""
+    from kvplan.engines.sweep import pool_plan
+
+    stages, tokens_fn, fields = _pool(arch, req, opts)
+    return pool_plan(NAME, arch, req, stages, tokens_fn, **fields)
 
 
 def _cell(groups, req: Request, hybrid: bool, indexer: bool = True) -> tuple[int, int]:
@@ -299,7 +306,7 @@ def _mamba_by_ratio(states, opts: Options) -> bool:
 
 
 def _indexer_bytes(arch: ModelArch) -> int:
-    return max((_indexer(s) for s in arch.layers), default=0)
+    return max((_indexer(s) for s, _ in grouped_stages(arch, 1)[0]), default=0)
 
 
 def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int) -> Capacity:
@@ -354,40 +361,3 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
         num_blocks=tokens // page, bytes_per_block=None, blocks_per_request=per_seq_tokens // page,
         kv_tokens=tokens, max_concurrency=seqs, max_sequences=int(seqs), notes=tuple(notes),
     )
-
-
-def sweep_plan(arch: ModelArch, req: Request, opts: Options):
-    """kv_cache as arithmetic in the context (see kvplan.engines.sweep): one unit per distinct window,
-    the tokens a sequence holds in that pool; None for a layer kind this does not know."""
-    from kvplan.engines.sweep import SweepPlan, fixed_fields, merge_row, sweep_stage
-
-    first = kv_cache(arch, req, opts)  # validates, and fixes the context-free fields
-    attn = _attention(req, opts)
-    page = _page(opts, arch)
-    hybrid = _hybrid_swa(arch, opts)
-    units: list = []
-    index: dict[int | None, int] = {}
-    stages = []
-    for stage in grouped_stages(arch, req.pp):
-        rows: dict[str, list] = {}
-        for spec, n in stage:
-            scale = req.batch * n
-            if isinstance(spec, RecurrentState):
-                nbytes = _state_bytes(spec, attn, opts, arch.dtype) * scale
-                merge_row(rows, "state", n, (), ((0, nbytes),), None, None)
-                continue
-            if not isinstance(spec, (FullAttention, MLA)):
-                return None
-            window, kind = _window_kind(spec, hybrid)
-            if window not in index:
-                units.append(_tokens_fn(window, page))
-                index[window] = len(units)
-            i = index[window]
-            k_tok, v_tok = _per_token(spec, attn)
-            mla = isinstance(spec, MLA)
-            merge_row(rows, kind, n, ((i, 1),), ((i, (k_tok + v_tok) * scale),),
-                      None if mla else ((i, k_tok * scale),), None if mla else ((i, v_tok * scale),))
-            if _indexer(spec):
-                merge_row(rows, "indexer", n, ((i, 1),), ((i, _indexer(spec) * scale),), None, None)
-        stages.append(sweep_stage(rows))
-    return SweepPlan(tuple(units), tuple(stages), fixed_fields(first))

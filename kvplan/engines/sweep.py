@@ -2,29 +2,33 @@
 
 Between block and window boundaries every byte count is linear in a few integer "units" of the
 context (blocks, cells, cached tokens), so an engine describes one (model, batch, dtype, layout,
-options) once as rows of coefficients on its units (its `sweep_plan`), and `evaluate_sweep` computes
-that arithmetic per context instead of re-running the layout code. The unit functions are the engines'
-own per-context rules (kv_cache calls the same ones), and tests/test_sweep.py checks every bundled
-model × engine against kv_cache, context by context, to the byte. Imported only by sweeps: `kvplan
-size` never loads it.
+options) once as rows of coefficients on its units (its `sweep_plan`, which validates the request as
+kv_cache does), and `evaluate_sweep` computes that arithmetic for all contexts at once instead of
+re-running the layout code per context. The unit functions are the engines' own per-context rules
+(kv_cache calls the same ones), and tests/test_sweep.py checks every bundled model × engine against
+kv_cache, context by context, to the byte. Imported only by sweeps: `kvplan size` never loads it.
+
+Where the time goes (benchmarks/sizing.py): the arithmetic is a few list comprehensions per field;
+most of a sweep is building the result objects, a KVEstimate and its KindBytes rows per context, which
+`_estimates` and `_kind_bytes` do with as little interpreter work per object as they can.
 """
 
 from __future__ import annotations
 
 import gc
 from collections.abc import Callable
-from dataclasses import dataclass
-from itertools import repeat
-from typing import Any
+from itertools import repeat, starmap
+from operator import add
+from typing import Any, NamedTuple
 
-from kvplan.engines.common import KindBytes, KVEstimate
+from kvplan.engines.common import STATE, KindBytes, KVEstimate, Request
+from kvplan.layers import ModelArch
 
 Terms = tuple[tuple[int, int], ...]
 """sum(units[i] * coefficient for i, coefficient in terms); units[0] is the constant 1."""
 
 
-@dataclass(frozen=True)
-class SweepRow:
+class SweepRow(NamedTuple):
     """One breakdown row (a KindBytes) as terms in the units; the whole batch on one GPU."""
 
     kind: str
@@ -35,8 +39,7 @@ class SweepRow:
     v: Terms | None = None
 
 
-@dataclass(frozen=True)
-class SweepStage:
+class SweepStage(NamedTuple):
     """The rows of one pipeline stage, and the KVEstimate fields it fixes when it is the most loaded
     (vLLM's block size, per-token bytes and notes come from that stage's layout)."""
 
@@ -44,14 +47,13 @@ class SweepStage:
     fixed: tuple[tuple[str, Any], ...] = ()
 
 
-@dataclass(frozen=True)
-class SweepPlan:
+class SweepPlan(NamedTuple):
     """An engine's KVEstimate for every context of one request shape.
 
     `units` map a list of context lengths to counts (index 0 is reserved for the constant 1); `fixed` holds
-    the fields that do not depend on the context (taken from the engine's own kv_cache at the first
-    context); `notes`, when given, maps (contexts, unit columns) to each context's notes (llama.cpp
-    names its cell counts). total_bytes = the stages' bytes summed × tp, or `total` terms when given (naive).
+    every KVEstimate field in field order (`estimate_fields`), the context-free ones filled in; `notes`,
+    when given, maps (contexts, unit columns) to each context's notes (llama.cpp names its cell counts).
+    total_bytes = the stages' bytes summed × tp, or `total` terms when given (naive).
     """
 
     units: tuple[Callable[[list[int]], list[int]], ...]
@@ -59,6 +61,16 @@ class SweepPlan:
     fixed: dict[str, Any]
     total: Terms | None = None
     notes: Callable[[list[int], list], list[tuple[str, ...]]] | None = None
+
+
+def estimate_fields(arch: ModelArch, engine: str, req: Request, *, bytes_per_token: int,
+                    block_size: int | None, notes=()) -> dict[str, Any]:
+    """A KVEstimate's fields in its field order: the ones a sweep keeps for every context, and
+    placeholders for the ones each context sets (a result's __dict__ keeps this order, as kv_cache's)."""
+    return {"model": arch.model_id, "engine": engine, "context_len": 0, "batch": req.batch,
+            "kv_dtype": req.kv_dtype, "tp": req.tp, "pp": req.pp, "kv_bytes": 0, "k_bytes": None,
+            "v_bytes": None, "state_bytes": 0, "bytes_per_token": bytes_per_token, "total_bytes": 0,
+            "block_size": block_size, "breakdown": (), "notes": tuple(notes), "engine_version": ""}
 
 
 def merge_row(rows: dict[str, list], kind: str, num_layers: int, tokens: Terms, bytes_: Terms,
@@ -80,28 +92,139 @@ def sweep_stage(rows: dict[str, list], **fixed: Any) -> SweepStage:
     return SweepStage(tuple(SweepRow(kind, *vals) for kind, vals in rows.items()), tuple(fixed.items()))
 
 
-def _column(terms: Terms | None, cols: list, n: int, combine=None) -> list | None:
-    """One field's value at every context: the terms summed (or combined: max for tokens_per_seq)."""
-    if terms is None:
-        return None
-    out = None
+def pool_plan(engine: str, arch: ModelArch, req: Request, stages: list[list[tuple]],
+              tokens_fn: Callable[[Any], Callable[[list[int]], list[int]]], *, block_size: int,
+              bytes_per_token: int, notes: list[str]) -> SweepPlan:
+    """The plan of a token pool (SGLang, TRT-LLM) from the parts that `common.pool_kv_cache` sizes at
+    one context: one unit per distinct window (the tokens a sequence holds in those layers)."""
+    units: list = []
+    index: dict[Any, int] = {}
+    out = []
+    for parts in stages:
+        rows: dict[str, list] = {}
+        for kind, n, window, k_tok, v_tok, separate in parts:
+            scale = req.batch * n
+            if window is STATE:
+                merge_row(rows, kind, n, (), ((0, k_tok * scale),), None, None)
+                continue
+            i = index.get(window)
+            if i is None:
+                units.append(tokens_fn(window))
+                i = index[window] = len(units)
+            merge_row(rows, kind, n, ((i, 1),), ((i, (k_tok + v_tok) * scale),),
+                      ((i, k_tok * scale),) if separate else None, ((i, v_tok * scale),) if separate else None)
+        out.append(sweep_stage(rows))
+    return SweepPlan(tuple(units), tuple(out), estimate_fields(arch, engine, req, bytes_per_token=bytes_per_token,
+                                                               block_size=block_size, notes=notes))
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+Column = int | list  # a value that is the same at every context, or one value per context
+_new = object.__new__
+
+
+def _blank(cls: type, n: int) -> list:
+    """n new instances of `cls` with empty __dict__s (no __init__), for the builders to fill."""
+    return list(starmap(_new, repeat((cls,), n)))  # starmap passes one args tuple: cheaper than map
+
+
+def _lin(terms: Terms, cols: list, largest: bool = False) -> Column:
+    """One field at every context: the terms summed (or the largest of them: tokens_per_seq); an int
+    when no term depends on the context."""
+    const = out = None
     for i, c in terms:
-        col = [c] * n if i == 0 else cols[i] if c == 1 else [x * c for x in cols[i]]
-        out = col if out is None else list(map(combine or int.__add__, out, col))
-    return [0] * n if out is None else out
+        if i == 0:
+            const = c if const is None else max(const, c) if largest else const + c
+            continue
+        col = cols[i] if c == 1 else [x * c for x in cols[i]]
+        out = col if out is None else list(map(max if largest else add, out, col))
+    if out is None:
+        return 0 if const is None else const
+    if const is None or const == 0 and not largest:
+        return out
+    return [max(x, const) for x in out] if largest else [x + const for x in out]
 
 
-def _versioned_fixed(fixed: dict[str, Any], engine_version: str, version_notes: tuple[str, ...]) -> dict[str, Any]:
-    fixed["engine_version"] = engine_version
-    fixed["notes"] = tuple(fixed["notes"]) + version_notes
-    return fixed
+def _add(a: Column, b: Column) -> Column:
+    if type(a) is not list:
+        if type(b) is not list:
+            return a + b
+        a, b = b, a
+    if type(b) is not list:
+        return a if b == 0 else [x + b for x in a]
+    return list(map(add, a, b))
 
 
-def _kind_bytes(kind: str, num_layers: int, tokens: int, nbytes: int, k: int | None, v: int | None) -> KindBytes:
-    kb = object.__new__(KindBytes)
-    object.__setattr__(kb, "__dict__", {"kind": kind, "num_layers": num_layers, "tokens_per_seq": tokens,
-                                        "bytes": nbytes, "k_bytes": k, "v_bytes": v})
-    return kb
+def _each(value, n: int):
+    """A column's n values to iterate (a constant repeats)."""
+    return value if type(value) is list else repeat(value, n)
+
+
+def _kind_bytes(kind: str, num_layers: int, tokens: Column, nbytes: Column, k, v, n: int) -> list[KindBytes]:
+    """n KindBytes rows, equal field for field to KindBytes(...): the frozen __init__ sets one field
+    per call, which costs more than the arithmetic, so the fields go straight into each new row's
+    __dict__, in field order (the layout the class's instances share)."""
+    objs = _blank(KindBytes, n)
+    for d, t, b, kk, vv in zip(map(vars, objs), _each(tokens, n), _each(nbytes, n), _each(k, n), _each(v, n)):
+        d["kind"] = kind
+        d["num_layers"] = num_layers
+        d["tokens_per_seq"] = t
+        d["bytes"] = b
+        d["k_bytes"] = kk
+        d["v_bytes"] = vv
+    return objs
+
+
+def _saturates(col: list[int]) -> bool:
+    """Whether many contexts share a unit's largest value (a window layer past its window), so rows are
+    worth sharing: a cheap test (two C passes) before counting distinct values."""
+    return len(col) > 4 and col.count(max(col)) * 4 > len(col)
+
+
+def _row(r: SweepRow, cols: list, n: int, distinct: dict[int, list]) -> tuple:
+    """(the row's KindBytes, or one per context; its bytes, k and v columns)."""
+    fields = (_lin(r.tokens, cols, True), _lin(r.bytes, cols), None if r.k is None else _lin(r.k, cols),
+              None if r.v is None else _lin(r.v, cols))
+    _, nbytes, k, v = fields
+    if type(fields[0]) is not list and type(nbytes) is not list and type(k) is not list and type(v) is not list:
+        return KindBytes(r.kind, r.num_layers, *fields), nbytes, k, v
+    units = {i for terms in (r.tokens, r.bytes, r.k or (), r.v or ()) for i, _ in terms if i}
+    i = units.pop() if len(units) == 1 else 0
+    if i and _saturates(cols[i]):
+        # A window layer stops growing past its window: one row object per distinct value, shared.
+        uniq = distinct.get(i)
+        if uniq is None:
+            uniq = distinct[i] = list(dict.fromkeys(cols[i]))
+        if len(uniq) * 4 < n * 3:
+            sub = cols.copy()
+            sub[i] = uniq
+            objs = _kind_bytes(r.kind, r.num_layers, _lin(r.tokens, sub, True), _lin(r.bytes, sub),
+                               None if r.k is None else _lin(r.k, sub), None if r.v is None else _lin(r.v, sub),
+                               len(uniq))
+            return list(map(dict(zip(uniq, objs)).__getitem__, cols[i])), nbytes, k, v
+    return _kind_bytes(r.kind, r.num_layers, *fields, n), nbytes, k, v
+
+
+def _stage(stage: SweepStage, cols: list, n: int, distinct: dict) -> tuple:
+    """(kv, k, v, state, breakdown) of one stage: columns (k and v None where no row has them), the
+    breakdown one tuple or one per context."""
+    kv, ks, vs, state, rows = 0, None, None, 0, []
+    for r in stage.rows:
+        obj, nbytes, k, v = _row(r, cols, n, distinct)
+        rows.append(obj)
+        kv = _add(kv, nbytes)
+        if k is not None:
+            ks = k if ks is None else _add(ks, k)
+        if v is not None:
+            vs = v if vs is None else _add(vs, v)
+        if r.kind == "state":
+            state = _add(state, nbytes)
+    if any(type(r) is list for r in rows):
+        breakdown = list(zip(*[r if type(r) is list else repeat(r, n) for r in rows]))
+    else:
+        breakdown = tuple(rows)
+    return kv, ks, vs, state, breakdown
 
 
 def evaluate_sweep(plan: SweepPlan, contexts: list[int], *, engine_version: str = "",
@@ -109,9 +232,9 @@ def evaluate_sweep(plan: SweepPlan, contexts: list[int], *, engine_version: str 
     """The KVEstimate at each context, from the plan's coefficients (no layout code per context), with
     `engine_version` and its `version_notes` applied as `api._versioned` applies them.
 
-    Work goes column by column (one list per unit, then per field over all contexts), and results are
-    built without the dataclass __init__ (its frozen-field assignments cost more than the arithmetic);
-    they are equal, field for field, to what kv_cache returns.
+    Work goes column by column (one list per unit, then per field over all contexts; a field that does
+    not change stays one int), and the results are equal, field for field and in field order, to what
+    kv_cache returns.
     """
     # The results are acyclic and about to be returned: the cyclic collector has nothing to find in
     # them, yet a sweep's few hundred thousand allocations would trigger it repeatedly (~20 % of the
@@ -127,78 +250,109 @@ def evaluate_sweep(plan: SweepPlan, contexts: list[int], *, engine_version: str 
 
 def _evaluate(plan: SweepPlan, contexts: list[int], engine_version: str,
               version_notes: tuple[str, ...]) -> list[KVEstimate]:
-    new, setattr_ = object.__new__, object.__setattr__
     n = len(contexts)
-    cols: list = [None] + [f(contexts) for f in plan.units]
-    nones = [None] * n
-    summed = []  # per stage: (bytes, k, v, state, breakdowns, fixed) columns
-    for stage in plan.stages:
-        stage_bytes = ks = vs = None
-        state = [0] * n
-        kb_cols = []
-        for r in stage.rows:
-            byt = _column(r.bytes, cols, n)
-            k, v = _column(r.k, cols, n), _column(r.v, cols, n)
-            if all(i == 0 for i, _ in r.tokens + r.bytes + (r.k or ()) + (r.v or ())):
-                kb_cols.append([KindBytes(r.kind, r.num_layers, max((c for _, c in r.tokens), default=0), byt[0],
-                                          k and k[0], v and v[0])] * n)
-            else:
-                kind, layers = r.kind, r.num_layers
-                values = zip(_column(r.tokens, cols, n, max), byt, k or nones, v or nones)
-                if len(set(byt)) * 4 < n * 3:
-                    # A window layer stops growing past its window: share one row object per value.
-                    memo: dict = {}
-                    kb_cols.append([memo.get(x) or memo.setdefault(x, _kind_bytes(kind, layers, *x))
-                                    for x in values])
-                else:
-                    kb_cols.append([setattr_(kb := new(KindBytes), "__dict__", {
-                        "kind": kind, "num_layers": layers, "tokens_per_seq": t, "bytes": b, "k_bytes": kk,
-                        "v_bytes": vv}) or kb for t, b, kk, vv in values])
-            stage_bytes = byt if stage_bytes is None else list(map(int.__add__, stage_bytes, byt))
-            if k is not None:
-                ks = k if ks is None else list(map(int.__add__, ks, k))
-            if v is not None:
-                vs = v if vs is None else list(map(int.__add__, vs, v))
-            if r.kind == "state":
-                state = list(map(int.__add__, state, byt))
-        summed.append((stage_bytes or [0] * n, ks or nones, vs or nones, state,
-                       list(zip(*kb_cols)) if kb_cols else [()] * n, _versioned_fixed(
-                           {**plan.fixed, **dict(stage.fixed)}, engine_version, version_notes)))
-    if len(summed) == 1:
-        kv, ks, vs, state, breakdowns, fixed = summed[0]
-        totals = [x * plan.fixed["tp"] for x in kv]
-        fixeds = repeat(fixed, n)
+    cols: list = [None]
+    cols += [f(contexts) for f in plan.units]
+    distinct: dict[int, list] = {}
+    tp = plan.fixed["tp"]
+    templates = []
+    for s in plan.stages:
+        t = {**plan.fixed, **dict(s.fixed)}  # plan.fixed's keys are in field order; updates keep it
+        t["notes"] = tuple(t["notes"]) + version_notes
+        t["engine_version"] = engine_version
+        templates.append(t)
+    if len(plan.stages) == 1:
+        if plan.total is None and plan.notes is None and len(plan.stages[0].rows) == 1:
+            out = _one_row(plan.stages[0].rows[0], cols, contexts, templates[0], tp, n)
+            if out is not None:
+                return out
+        kv, ks, vs, state, breakdown = _stage(plan.stages[0], cols, n, distinct)
+        total = kv * tp if type(kv) is not list else kv if tp == 1 else [x * tp for x in kv]
+        template = templates[0]
     else:  # the most-loaded stage (the first of equals), as kv_cache picks it
-        loads = list(zip(*(s[0] for s in summed)))
+        stages = [_stage(s, cols, n, distinct) for s in plan.stages]
+        loads = list(zip(*[_each(s[0], n) for s in stages]))
         picks = [max(range(len(x)), key=x.__getitem__) for x in loads]
-        kv, ks, vs, state, breakdowns, fixeds = ([summed[p][f][j] for j, p in enumerate(picks)] if f < 5
-                                                 else [summed[p][5] for p in picks] for f in range(6))
-        totals = [sum(x) * plan.fixed["tp"] for x in loads]
+        by_field = [[s[f] if type(s[f]) is list else [s[f]] * n for s in stages] for f in range(5)]
+        kv, ks, vs, state, breakdown = ([by_stage[p][j] for j, p in enumerate(picks)] for by_stage in by_field)
+        total = [sum(x) * tp for x in loads]
+        template = [templates[p] for p in picks]
     if plan.total is not None:
-        totals = _column(plan.total, cols, n)
-    notes = repeat(None) if plan.notes is None else plan.notes(contexts, cols)
-    if plan.notes is not None and version_notes:
-        notes = [tuple(note) + version_notes for note in notes]
-    out = []
-    for ctx, fixed, kv_j, k_j, v_j, state_j, total_j, breakdown, note in zip(
-            contexts, fixeds, kv, ks, vs, state, totals, breakdowns, notes):
-        d = fixed.copy()
+        total = _lin(plan.total, cols)
+    notes = None
+    if plan.notes is not None:
+        notes = plan.notes(contexts, cols)
+        if version_notes:
+            notes = [tuple(note) + version_notes for note in notes]
+    return _estimates(template, contexts, kv, ks, vs, state, total, breakdown, notes, n)
+
+
+def _one_row(r: SweepRow, cols: list, contexts: list[int], template: dict, tp: int, n: int) -> list | None:
+    """The common plan in one pass: one stage of one row whose every field is one unit × a coefficient
+    (a model of one attention kind, sized by vLLM, SGLang, TRT-LLM or transformers). Both objects of a
+    context are filled in the same iteration, from the unit, without a list per field. None when the plan
+    has another shape (the column-by-column path takes it)."""
+    terms = (r.tokens, r.bytes) + ((r.k, r.v) if r.k is not None else ())
+    if (r.k is None) != (r.v is None) or any(len(t) != 1 for t in terms):
+        return None
+    i = r.tokens[0][0]
+    if i == 0 or any(t[0][0] != i for t in terms) or _saturates(cols[i]):
+        return None
+    ct, cb = r.tokens[0][1], r.bytes[0][1]
+    kind, layers = r.kind, r.num_layers
+    tp1 = tp == 1  # total_bytes is kv_bytes itself (no product to make per context)
+    rows = _blank(KindBytes, n)
+    objs = _blank(KVEstimate, n)
+    if r.k is None:
+        for d, dr, row, ctx, u in zip(map(vars, objs), map(vars, rows), rows, contexts, cols[i]):
+            b = u * cb
+            dr["kind"] = kind
+            dr["num_layers"] = layers
+            dr["tokens_per_seq"] = u * ct
+            dr["bytes"] = b
+            dr["k_bytes"] = None
+            dr["v_bytes"] = None
+            d.update(template)
+            d["context_len"] = ctx
+            d["kv_bytes"] = b
+            d["total_bytes"] = b if tp1 else b * tp
+            d["breakdown"] = (row,)
+        return objs
+    ck, cv = r.k[0][1], r.v[0][1]
+    for d, dr, row, ctx, u in zip(map(vars, objs), map(vars, rows), rows, contexts, cols[i]):
+        b, k, v = u * cb, u * ck, u * cv
+        dr["kind"] = kind
+        dr["num_layers"] = layers
+        dr["tokens_per_seq"] = u * ct
+        dr["bytes"] = b
+        dr["k_bytes"] = k
+        dr["v_bytes"] = v
+        d.update(template)
+        d["context_len"] = ctx
+        d["kv_bytes"] = b
+        d["k_bytes"] = k
+        d["v_bytes"] = v
+        d["total_bytes"] = b if tp1 else b * tp
+        d["breakdown"] = (row,)
+    return objs
+
+
+def _estimates(template, contexts, kv, ks, vs, state, total, breakdown, notes, n) -> list[KVEstimate]:
+    """n KVEstimates: `template` (every field, in field order; one dict, or one per context) with the
+    columns put in. Each result gets its own __dict__, filled in one pass (see `_kind_bytes`)."""
+    if notes is None:
+        notes = template["notes"] if type(template) is dict else [t["notes"] for t in template]
+    objs = _blank(KVEstimate, n)
+    for d, t, ctx, kv_j, k_j, v_j, st_j, tot_j, bd_j, no_j in zip(
+            map(vars, objs), _each(template, n), contexts, _each(kv, n), _each(ks, n), _each(vs, n),
+            _each(state, n), _each(total, n), _each(breakdown, n), _each(notes, n)):
+        d.update(t)
         d["context_len"] = ctx
         d["kv_bytes"] = kv_j
         d["k_bytes"] = k_j
         d["v_bytes"] = v_j
-        d["state_bytes"] = state_j
-        d["total_bytes"] = total_j
-        d["breakdown"] = breakdown
-        if note is not None:
-            d["notes"] = note
-        est = new(KVEstimate)
-        setattr_(est, "__dict__", d)
-        out.append(est)
-    return out
-
-
-def fixed_fields(est: KVEstimate) -> dict[str, Any]:
-    """The KVEstimate fields a sweep keeps from the first context, in field order (the others are
-    placeholders that every evaluated context overwrites)."""
-    return dict(est.__dict__)
+        d["state_bytes"] = st_j
+        d["total_bytes"] = tot_j
+        d["breakdown"] = bd_j
+        d["notes"] = no_j
+    return objs

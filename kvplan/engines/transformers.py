@@ -96,10 +96,26 @@ def _tensor_coefs(spec, batch: int, kv_dtype: str, mla_cache: str) -> tuple[dict
     return {}, {}
 
 
-def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
+def _check(req: Request) -> None:
     if req.tp > 1 or req.pp > 1:
         raise InvalidInputError("tp" if req.tp > 1 else "pp",
                                 "the transformers profile sizes a single-device DynamicCache; use tp=1 pp=1")
+
+
+def _fixed(arch: ModelArch, req: Request, opts: Options) -> tuple[int, list[str]]:
+    """(bytes_per_token, notes): the KVEstimate fields that do not depend on the context."""
+    per_token = sum(sum(layer_tensors(arch, s, 1, 1, req.kv_dtype, mla_cache=opts.mla_cache).values()) * n
+                    for s, n in grouped_stages(arch, 1)[0] if isinstance(s, MLA) or type(s) is FullAttention)
+    notes = []
+    if "mla" in arch.kinds:
+        notes.append("MLA is cached decompressed: every head's K and V, not the latent"
+                     if opts.mla_cache == "decompressed" else
+                     "MLA is cached as the latent plus the shared RoPE key (newer transformers 5.x)")
+    return per_token, notes
+
+
+def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
+    _check(req)
     rows: dict[str, list[int]] = {}
     for spec, n in grouped_stages(arch, 1)[0]:
         tensors = layer_tensors(arch, spec, req.context_len, req.batch, req.kv_dtype, mla_cache=opts.mla_cache)
@@ -118,13 +134,7 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
             breakdown.append(KindBytes(kind, n, tokens, nbytes, k, v))
     ks = [r.k_bytes for r in breakdown if r.k_bytes is not None]
     vs = [r.v_bytes for r in breakdown if r.v_bytes is not None]
-    per_token = sum(sum(layer_tensors(arch, s, 1, 1, req.kv_dtype, mla_cache=opts.mla_cache).values()) * n
-                    for s, n in grouped_stages(arch, 1)[0] if isinstance(s, MLA) or type(s) is FullAttention)
-    notes = []
-    if "mla" in arch.kinds:
-        notes.append("MLA is cached decompressed: every head's K and V, not the latent"
-                     if opts.mla_cache == "decompressed" else
-                     "MLA is cached as the latent plus the shared RoPE key (newer transformers 5.x)")
+    per_token, notes = _fixed(arch, req, opts)
     return KVEstimate(
         model=arch.model_id, engine=NAME, context_len=req.context_len, batch=req.batch,
         kv_dtype=req.kv_dtype, tp=1, pp=1, kv_bytes=sum(r.bytes for r in breakdown),
@@ -152,9 +162,9 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
 def sweep_plan(arch: ModelArch, req: Request, opts: Options):
     """kv_cache as arithmetic in the context (see kvplan.engines.sweep): one unit per distinct window, the
     tokens a layer keeps; None for a layer kind this does not know."""
-    from kvplan.engines.sweep import SweepPlan, fixed_fields, merge_row, sweep_stage
+    from kvplan.engines.sweep import SweepPlan, estimate_fields, merge_row, sweep_stage
 
-    first = kv_cache(arch, req, opts)  # validates, and fixes the context-free fields
+    _check(req)
     units: list = []
     index: dict[tuple, int] = {}
     rows: dict[str, list] = {}
@@ -172,4 +182,6 @@ def sweep_plan(arch: ModelArch, req: Request, opts: Options):
         i = index[key]
         merge_row(rows, spec.kind, n, ((i, 1),), ((i, sum(per_token.values()) * n),),
                   ((i, per_token.get("keys", 0) * n),), ((i, per_token.get("values", 0) * n),))
-    return SweepPlan(tuple(units), (sweep_stage(rows),), fixed_fields(first))
+    per_token, notes = _fixed(arch, req, opts)
+    return SweepPlan(tuple(units), (sweep_stage(rows),),
+                     estimate_fields(arch, NAME, req, bytes_per_token=per_token, block_size=None, notes=notes))

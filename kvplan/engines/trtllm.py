@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from kvplan.dtypes import get_dtype
 from kvplan.engines.common import (
-    Capacity, KVEstimate, Request, cdiv, check_tp, grouped_stages, kv_heads_per_rank, estimate_from_rows,
-    mamba_state_elems,
+    STATE, Capacity, KVEstimate, Request, cdiv, check_tp, grouped_stages, kv_heads_per_rank, mamba_state_elems,
+    pool_kv_cache,
 )
-from kvplan.errors import InvalidInputError
+from kvplan.errors import InvalidInputError, UnsupportedConfigError
 from kvplan.layers import MLA, FullAttention, ModelArch, RecurrentState, SlidingWindow
 from kvplan.versions import VersionTable
 
@@ -80,33 +80,29 @@ def _state_bytes(spec: RecurrentState, arch: ModelArch, req: Request) -> int:
     return (conv + ssm) * get_dtype("bf16" if arch.dtype == "fp32" else arch.dtype).block_bytes
 
 
-def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
+def _pool(arch: ModelArch, req: Request, opts: Options) -> tuple[list[list[tuple]], Callable, dict]:
+    """The pool parts of every stage (see `common.pool_kv_cache`), the tokens rule of a window, and the
+    context-free fields; validates the request. kv_cache sizes these parts at one context, sweep_plan
+    turns them into arithmetic for many."""
     check_tp(arch, req.tp)
     block = opts.block_size or TOKENS_PER_BLOCK
-    stage_rows = []
+    stages = []
     for stage in grouped_stages(arch, req.pp):
-        rows: dict[str, list] = {}
-        stage_rows.append(rows)
+        parts: list[tuple] = []
+        stages.append(parts)
         for spec, n in stage:
             if isinstance(spec, RecurrentState):
-                r = rows.setdefault("state", [0, 0, 0, None, None])
-                r[0] += n
-                r[2] += _state_bytes(spec, arch, req) * req.batch * n
+                parts.append(("state", n, STATE, _state_bytes(spec, arch, req), 0, False))
                 continue
-            tokens = _tokens_fn(_window(spec, opts), block)([req.context_len])[0]
+            if not isinstance(spec, (FullAttention, MLA)):  # pragma: no cover - the parser makes no other kind
+                raise UnsupportedConfigError("layers", f"the TRT-LLM profile cannot size {type(spec).__name__}")
+            window = _window(spec, opts)
             k_tok, v_tok = _tok_bytes(spec, req)
             mla = isinstance(spec, MLA)
-            r = rows.setdefault(spec.kind, [0, tokens, 0, None if mla else 0, None if mla else 0])
-            r[0] += n
-            r[2] += (k_tok + v_tok) * tokens * req.batch * n
-            if not mla:
-                r[3] += k_tok * tokens * req.batch * n
-                r[4] += v_tok * tokens * req.batch * n
+            parts.append((spec.kind, n, window, k_tok, v_tok, not mla))
             if mla and spec.index_head_dim:
                 # DSA indexer K cache (attention_backend/sparse/dsa.py): fp8 keys + an fp32 scale per 128
-                r = rows.setdefault("indexer", [0, tokens, 0, None, None])
-                r[0] += n
-                r[2] += spec.indexer_fp8_bytes * tokens * req.batch * n
+                parts.append(("indexer", n, window, spec.indexer_fp8_bytes, 0, False))
     notes = []
     if arch.windowed and opts.max_attention_window:
         notes.append("VSWA: per-window pools; TRT-LLM's split of memory between pools is not verified")
@@ -115,8 +111,22 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
                      "max_attention_window is set (--set max_attention_window=true)")
     if "state" in arch.kinds:
         notes.append("Mamba state sized in the model dtype: TRT-LLM's state cache is not byte-verified")
-    return estimate_from_rows(NAME, arch, req, stage_rows, block_size=block,
-                              bytes_per_token=_per_token(grouped_stages(arch, 1)[0], req), notes=notes)
+    return stages, lambda window: _tokens_fn(window, block), {
+        "block_size": block, "bytes_per_token": _per_token(grouped_stages(arch, 1)[0], req), "notes": notes}
+
+
+def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
+    stages, tokens_fn, fields = _pool(arch, req, opts)
+    return pool_kv_cache(NAME, arch, req, stages, tokens_fn, **fields)
+
+
+def sweep_plan(arch: ModelArch, req: Request, opts: Options):
+    """kv_cache as arithmetic in the context (see kvplan.engines.sweep): the same pool parts, one unit
+    per distinct window (the tokens a sequence holds in those layers)."""
+    from kvplan.engines.sweep import pool_plan
+
+    stages, tokens_fn, fields = _pool(arch, req, opts)
+    return pool_plan(NAME, arch, req, stages, tokens_fn, **fields)
 
 
 def _per_token(groups, req: Request) -> int:
@@ -140,37 +150,3 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
         notes=("max_tokens counts every layer at full length (VSWA pools not modelled here)",)
         if arch.windowed else (),
     )
-
-
-def sweep_plan(arch: ModelArch, req: Request, opts: Options):
-    """kv_cache as arithmetic in the context (see kvplan.engines.sweep): one unit per distinct window,
-    the tokens a sequence holds in those layers; None for a layer kind this does not know."""
-    from kvplan.engines.sweep import SweepPlan, fixed_fields, merge_row, sweep_stage
-
-    first = kv_cache(arch, req, opts)  # validates, and fixes the context-free fields
-    block = opts.block_size or TOKENS_PER_BLOCK
-    units: list = []
-    index: dict[int, int] = {}
-    stages = []
-    for stage in grouped_stages(arch, req.pp):
-        rows: dict[str, list] = {}
-        for spec, n in stage:
-            scale = req.batch * n
-            if isinstance(spec, RecurrentState):
-                merge_row(rows, "state", n, (), ((0, _state_bytes(spec, arch, req) * scale),), None, None)
-                continue
-            if not isinstance(spec, (FullAttention, MLA)):
-                return None
-            window = _window(spec, opts)
-            if window not in index:
-                units.append(_tokens_fn(window, block))
-                index[window] = len(units)
-            i = index[window]
-            k_tok, v_tok = _tok_bytes(spec, req)
-            mla = isinstance(spec, MLA)
-            merge_row(rows, spec.kind, n, ((i, 1),), ((i, (k_tok + v_tok) * scale),),
-                      None if mla else ((i, k_tok * scale),), None if mla else ((i, v_tok * scale),))
-            if mla and spec.index_head_dim:
-                merge_row(rows, "indexer", n, ((i, 1),), ((i, spec.indexer_fp8_bytes * scale),), None, None)
-        stages.append(sweep_stage(rows))
-    return SweepPlan(tuple(units), tuple(stages), fixed_fields(first))

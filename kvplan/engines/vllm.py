@@ -363,9 +363,9 @@ def sweep_plan(arch: ModelArch, req: Request, opts: Options):
     """kv_cache as arithmetic in the context (see kvplan.engines.sweep): the units are the blocks each
     layout type's request needs (`_Type.blocks_fn`); rows merge by kind as `_estimate` merges them.
     None for a layer kind this does not know."""
-    from kvplan.engines.sweep import SweepPlan, fixed_fields, sweep_stage
+    from kvplan.engines.sweep import SweepPlan, estimate_fields, sweep_stage
 
-    first = kv_cache(arch, req, opts)  # validates, and fixes the context-free fields
+    check_tp(arch, req.tp)  # as kv_cache validates (the layouts below raise what kv_cache's raise)
     in_flight = _in_flight(req, opts)
     b = req.batch
     units: list = []
@@ -411,7 +411,8 @@ def sweep_plan(arch: ModelArch, req: Request, opts: Options):
             if slots > n:
                 merge("padding", slots - n, tok, ((i, per * (slots - n) * t.page * b),), None, None)
         stages.append(sweep_stage(rows, **_layout_fields(lay)))
-    return SweepPlan(tuple(units), tuple(stages), fixed_fields(first))
+    # bytes_per_token, block_size and notes come from the most-loaded stage's layout (its `fixed`)
+    return SweepPlan(tuple(units), tuple(stages), estimate_fields(arch, NAME, req, bytes_per_token=0, block_size=None))
 
 
 def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int) -> Capacity:
