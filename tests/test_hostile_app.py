@@ -209,7 +209,7 @@ SIDEBAR_OPTIONS = [
     ("sb_sgl_dp", "4", "size", {"engine": "sglang"}, "SGLang DP-attention size"),  # in range, but TP is 1
     ("sb_lcpp_np", "99999", "size", {"engine": "llama.cpp"}, "llama.cpp slots (-np)"),
     ("sb_lcpp_ub", "<b>x</b>", "size", {"engine": "llama.cpp"}, "llama.cpp physical batch (-ub)"),
-    ("sb_lcpp_swa_full", "maybe", "size", {"engine": "llama.cpp"}, "llama.cpp full-length sliding-window cache"),
+    ("sb_lcpp_swa_full", "maybe", "size", {"engine": "llama.cpp"}, "llama.cpp full window cache"),
     ("sb_lcpp_unified", "2", "capacity", {"engine": "llama.cpp"}, "llama.cpp one cache for all slots"),
     ("sb_pp", "3", "size", {}, "Pipeline stages (PP)"),
     ("sb_spec", "<script>alert(1)</script>", "size", {}, "Speculative decoding"),

@@ -67,7 +67,7 @@ KNOBS = (
          "TensorRT-LLM tokens_per_block. Blank = its default (32).", "default (32)"),
     Knob("lcpp_ub", "llama.cpp physical batch (-ub)", "ubatch", "llama.cpp", 512, 1, 1 << 16, 128,
          "llama.cpp -ub: a sliding-window layer keeps window + ubatch cells. Default 512."),
-    Knob("lcpp_swa_full", "llama.cpp full-length sliding-window cache", "swa_full", "llama.cpp", False,
+    Knob("lcpp_swa_full", "llama.cpp full window cache", "swa_full", "llama.cpp", False,
          help="llama.cpp --swa-full: sliding-window layers keep a cache of the whole context (needed for context "
               "shift and cache reuse) instead of the window."),
 )
