@@ -214,6 +214,19 @@ def number_input(where: Any, label: str, *, key: str, min_value: int | float, ma
     return int(out) if integer else float(out)
 
 
+def _refuse_link_value(where: Any, key: str, label: str, raw: Any, why: str) -> None:
+    """Drop a link's value for `key` and say so in one line naming `label` (the value quoted, cut)."""
+    _drop_url_value(key)
+    shown = str(raw)
+    shown = shown if len(shown) <= 40 else shown[:40] + "…"
+    msg = f"{label}: the link's value {shown!r} {why}."
+    if where is st:
+        text.warning(msg)
+    else:
+        with where:
+            text.warning(msg)
+
+
 def selectbox(where: Any, label: str, options: Any, *, key: str, index: int = 0, help: str | None = None,
               disabled: bool = False) -> Any:
     """`st.selectbox` bound to the URL, whose URL value is checked first: Streamlit silently shows the
@@ -221,15 +234,7 @@ def selectbox(where: Any, label: str, options: Any, *, key: str, index: int = 0,
     options = list(options)
     raw = _initial_url_value(key)
     if raw and str(raw[-1]) not in [str(o) for o in options]:
-        _drop_url_value(key)
-        shown = str(raw[-1])
-        shown = shown if len(shown) <= 40 else shown[:40] + "…"
-        msg = f"{label}: the link's value {shown!r} is not one of the choices; using {options[index]}."
-        if where is st:
-            text.warning(msg)
-        else:
-            with where:
-                text.warning(msg)
+        _refuse_link_value(where, key, label, raw[-1], f"is not one of the choices; using {options[index]}")
     return where.selectbox(label, options, index=index, key=key, bind=QP, help=help, disabled=disabled)
 
 
@@ -238,15 +243,7 @@ def checkbox(where: Any, label: str, *, key: str, value: bool = False, help: str
     default for anything but true / false (`?swa_full=maybe`), so the link's reader is told."""
     raw = _initial_url_value(key)
     if raw and str(raw[-1]).strip().lower() not in ("true", "false"):
-        _drop_url_value(key)
-        shown = str(raw[-1])
-        shown = shown if len(shown) <= 40 else shown[:40] + "…"
-        msg = f"{label}: the link's value {shown!r} is not true or false; using {'on' if value else 'off'}."
-        if where is st:
-            text.warning(msg)
-        else:
-            with where:
-                text.warning(msg)
+        _refuse_link_value(where, key, label, raw[-1], f"is not true or false; using {'on' if value else 'off'}")
     return bool(where.checkbox(label, value=value, key=key, bind=QP, help=help))
 
 
