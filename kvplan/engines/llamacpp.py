@@ -344,5 +344,7 @@ def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int)
         kv_memory_bytes=kv_memory_bytes, max_model_len=req.context_len, block_size=None, num_blocks=None,
         bytes_per_block=None, blocks_per_request=None, kv_tokens=n_ctx,
         max_concurrency=n_ctx / req.context_len, max_sequences=n_ctx // req.context_len,
-        notes=(f"largest -c that fits: {n_ctx:,} cells, shared by --kv-unified slots",),
+        notes=(f"largest -c that fits as one --kv-unified cache: {n_ctx:,} cells (the max concurrency); "
+               "with -np slots and no --kv-unified each slot keeps its own cells, sliding-window layers "
+               "included, so the full-length sequences count is what fits that way",),
     )
