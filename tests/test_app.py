@@ -459,3 +459,18 @@ def test_log_memory_axes_label_only_1_2_5_ticks_and_the_gpu_line_is_no_series_co
     stacked = charts.memory_by_kind([{"kind": k, "context_len": c, "bytes": c * 4096} for k in ("full", "sliding")
                                      for c in (1024, 8192)], title="t", log_y=True)
     assert list(stacked.layout.yaxis.ticktext) == ["0.005", "0.01", "0.02", "0.05", "0.1"]
+
+
+def test_compare_takes_the_sidebar_engine_options():
+    # Compare's table: Llama-3.1-8B on vLLM with 2048-token blocks at 3,000 tokens shows the bytes
+    # kvplan.kv_cache gives for the same inputs (one 2048-token block more than the default 16-token ones).
+    import kvplan
+    at = _ok(_open("compare", sb_vllm_block="2048", ctx="3000"))
+    assert not _errors(at), _errors(at)
+    rows = at.dataframe[0].value
+    row = rows[(rows["Model"] == L8) & (rows["Engine"] == "vllm")].iloc[0]
+    want = kvplan.kv_cache(L8, context_len=3000, block_size=2048).bytes_per_token
+    assert kvplan.kv_cache(L8, context_len=3000).kv_bytes != kvplan.kv_cache(L8, context_len=3000, block_size=2048).kv_bytes
+    assert str(row["Bytes per token"]).replace(",", "") == str(want)
+    gib = kvplan.kv_cache(L8, context_len=3000, block_size=2048).kv_bytes / 2**30
+    assert str(row["KV per sequence (GiB)"]) == f"{gib:,.2f}"
