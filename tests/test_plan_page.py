@@ -204,7 +204,7 @@ def test_sglang_dp_attention_and_llamacpp_swa_full():
     at = _plan(plan_model=L70, gpus=["H100-SXM"], engines=["sglang"], have="4", tp="4", sgl_dp="2")
     assert _held(at) == plan_view.fixed_users(_plan_of(L70, engine="sglang", num_gpus=4, tp=4, dp_attention=2))
     assert "SGLang DP-attention size: 2" in " ".join(c.value for c in at.caption).replace("\\", "")
-    assert at.code[0].value.endswith(" --enable-dp-attention --dp-size 2")  # launched as it was sized
+    assert at.code[0].value.replace(" \\\n  ", " ").endswith(" --enable-dp-attention --dp-size 2")  # launched as it was sized
     at = _plan(plan_model=L70, gpus=["H100-SXM"], engines=["sglang"], have="2", tp="2", sgl_dp="4")
     assert _errors(at) == ["SGLang DP-attention size: DP size 4 must divide tp 2"]
     g3 = "google/gemma-3-27b-it"

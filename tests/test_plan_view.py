@@ -158,3 +158,20 @@ def test_fixed_deployment_sentence():
                          prefix_tokens=0, request_tokens=8000)
     assert "not one 8,000-token request fits" in pv.fixed_sentence(tiny)
     assert sum(r["bytes"] for r in pv.fixed_ledger_rows(p)) == p.gpu_memory_bytes
+
+
+def test_launch_commands_shown_one_option_per_line_are_the_same_command():
+    import shlex
+
+    from kvplan.launch import launch_command
+    for engine in ("vllm", "sglang", "llama.cpp", "trtllm"):
+        cmd = launch_command(engine, "meta-llama/Llama-3.1-70B", tp=4, pp=2, max_model_len=8000, max_num_seqs=16,
+                             kv_dtype="fp8", weights_dtype="auto", memory_fraction=0.9)
+        shown = pv.shell_lines(cmd)
+        # a shell joins backslash-newline continuations: the same words as the one-line command
+        assert shlex.split(shown.replace("\\\n", "")) == shlex.split(cmd), engine
+        lines = shown.splitlines()
+        assert all(line.startswith("  -") for line in lines[1:]), (engine, lines)  # each option its own line
+        assert len(lines) > 3, engine
+    assert pv.shell_lines("python -m sglang.launch_server --tp-size 2").splitlines()[0] == \
+        "python -m sglang.launch_server \\"

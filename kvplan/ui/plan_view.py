@@ -9,6 +9,7 @@ the data-parallel replicas, so it can be cached per instance while the replica c
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -309,3 +310,13 @@ def alternative_cards(rec: Any) -> list[tuple[str, str]]:
             figures.append(f"${d.usd_per_hour:,.2f} per hour")
         out.append((title, " · ".join(figures)))
     return out
+
+
+_OPTION = re.compile(r" (?=--[A-Za-z]|-(?!m )[A-Za-z])")  # before each flag, not python's "-m"
+
+
+def shell_lines(command: str) -> str:
+    """The launch command with one option per line (backslash continuations): a narrow code box
+    otherwise wraps inside a flag ("... 0.92 -" / "-max-num-seqs 4"). Pasted into a shell it is the
+    same command."""
+    return _OPTION.sub(" \\\n  ", command)

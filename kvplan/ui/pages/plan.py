@@ -395,7 +395,7 @@ def body() -> None:
     launch, notes = _launch(arch, fixed, choices) if fixed is not None else (best.launch, list(best.notes))
     if launch:
         st.subheader("Launch command", anchor=False)
-        st.code(launch, language="bash", wrap_lines=True)
+        st.code(plan_view.shell_lines(launch), language="bash", wrap_lines=True)
         for note in notes:
             _say("caption", note[:1].upper() + note[1:])
 
