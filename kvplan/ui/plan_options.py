@@ -99,6 +99,17 @@ def knobs_for(engines: list[str] | tuple[str, ...]) -> list[Knob]:
     return [k for k in KNOBS if k.engine in engines]
 
 
+def check_mm_limits(raw: str) -> str:
+    """The multimodal items per prompt as typed ("image=0,video=0"), stripped; blank = the engine's
+    default. Raises the KvplanError vLLM's option parser would (kvplan.pool.parse_mm_limits)."""
+    from kvplan.pool import parse_mm_limits
+
+    raw = (raw or "").strip()
+    if raw:
+        parse_mm_limits(raw)
+    return raw
+
+
 def parse_kv_memory(raw: str) -> int | None:
     """The measured KV memory per GPU ("51.38GiB", "20GB", bytes), None when blank."""
     from kvplan.units import parse_bytes

@@ -192,16 +192,8 @@ def number_input(where: Any, label: str, *, key: str, min_value: int | float, ma
     if raw:
         problem = _url_number_problem(raw, min_value, max_value, integer)
         if problem:
-            _drop_url_value(key)
-            shown = str(raw[-1])
-            shown = shown if len(shown) <= 40 else shown[:40] + "…"
             default = "the default" if value is None else f"{value:,}"
-            msg = f"{label}: the link's value {shown!r} {problem}; using {default}."
-            if where is st:
-                text.warning(msg)
-            else:
-                with where:
-                    text.warning(msg)
+            _refuse_link_value(where, key, label, raw[-1], f"{problem}; using {default}")
     kwargs = {"step": step} if step is not None else {}
     if format:
         kwargs["format"] = format
@@ -497,17 +489,14 @@ def _engine_options(sel: Selection) -> None:
                 ch.max_lora_rank = number_input(st, "Largest LoRA rank", min_value=1, max_value=4096, value=16,
                                                 key="sb_lora_rank", help="--max-lora-rank (default 16).")
         if mm:
-            ch.mm_limits = st.text_input("vLLM multimodal items per prompt", "", key="sb_mm", bind=QP,
-                                         placeholder="engine default",
-                                         help="e.g. image=0,video=0 for text only (no encoder cache), or "
-                                              "image=4.").strip()
-            if ch.mm_limits:
-                from kvplan.pool import parse_mm_limits
-                try:
-                    parse_mm_limits(ch.mm_limits)
-                except KvplanError as err:
-                    problems.append(("vLLM multimodal items per prompt", describe(err, labels=labels)))
-                    ch.mm_limits = ""
+            raw = st.text_input("vLLM multimodal items per prompt", "", key="sb_mm", bind=QP,
+                                placeholder="engine default",
+                                help="e.g. image=0,video=0 for text only (no encoder cache), or image=4.")
+            try:
+                ch.mm_limits = plan_options.check_mm_limits(raw)
+            except KvplanError as err:
+                problems.append(("vLLM multimodal items per prompt", describe(err, labels=labels)))
+                ch.mm_limits = ""
         sel.choices, sel.labels = ch, labels
         _check_options(sel, problems)
         for label, msg in problems:  # in the expander, by the inputs (a link that set one opened it)

@@ -147,16 +147,15 @@ def engine_options(engines: list[str], arch, errors: list[str], have: int) -> pl
                 if ch.speculative == "draft_model" and ch.draft_model is None:
                     errors.append("Draft model: pick the draft model that speculative decoding draft_model runs.")
         if arch is not None and arch.weight_dims.vision_num_layers and "vllm" in engines:
-            ch.mm_limits = st.text_input(
+            raw = st.text_input(
                 "vLLM multimodal items per prompt", "", key="mm", bind=QP, placeholder="engine default",
                 help="vLLM --limit-mm-per-prompt: e.g. image=0,video=0 for text only (no encoder cache and no "
-                     "encoder profiling run), or image=4.").strip()
-            if ch.mm_limits:
-                from kvplan.pool import parse_mm_limits
-                try:
-                    parse_mm_limits(ch.mm_limits)
-                except KvplanError as err:
-                    errors.append(_describe(err))
+                     "encoder profiling run), or image=4.")
+            try:
+                ch.mm_limits = plan_options.check_mm_limits(raw)
+            except KvplanError as err:
+                ch.mm_limits = raw.strip()  # shown back as typed; the error stops the answer
+                errors.append(_describe(err))
     return ch
 
 
