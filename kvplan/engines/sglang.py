@@ -63,7 +63,7 @@ VERSIONS = VersionTable("sglang", oldest="0.4.0", latest="0.5.9", scheme="semver
                 "sglang 0.5.4 vs 0.5.5 wheels, server_args.py _handle_gpu_memory_settings"),
     VersionRule("vlm_mem_fraction", "0.4.5", "x0.95", "x0.90",
                 "multimodal models: the fraction is multiplied by 0.95 up to 0.4.4, by 0.90 from 0.4.5",
-                f"sglang 0.4.4 vs 0.4.5 wheels, model_runner.py ('Automatically reduce --mem-fraction-static ... "
+                "sglang 0.4.4 vs 0.4.5 wheels, model_runner.py ('Automatically reduce --mem-fraction-static ... "
                 "because this is a multimodal model')"),
     VersionRule("vlm_mem_fraction", "0.4.10", "x0.90", "vit_scaled",
                 "multimodal models: f × 0.95 × clamp(1 - 0.1·(L·H²/(24·1024²) - 1), 0.8, 1.05) with the vision "
