@@ -236,10 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_int("batch"), default=1, help="sequences in the prefill (default 1)")
     p.add_argument("--device", choices=("cuda", "cpu"), help="default: cuda when available, else cpu")
     p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), help="model and cache dtype (default: the config's)")
-    p.add_argument("--depth", default="auto", help="auto (full when it fits), full, or a layer count")
+    p.add_argument("--depth", default="auto", help="auto (full when it fits), full, min (fewest layers holding every "
+                                                     "layer kind), or a layer count")
     p.add_argument("--tolerance", type=float, default=0.01, help="largest |bytes error| that passes (0.01 = 1%%)")
     p.add_argument("--no-paged", action="store_true", help="skip the vllm-layout allocation and decode timing")
     p.add_argument("--speed", action="store_true", help="also time generation with and without the cache")
+    p.add_argument("--speed-prompt", type=_int("speed-prompt"), default=128,
+                   help="prompt tokens for --speed (default 128)")
+    p.add_argument("--speed-tokens", type=_int("speed-tokens"), default=64,
+                   help="tokens generated for --speed (default 64)")
     p.add_argument("--out", help="write the JSON report here (and a PNG plot beside it)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -535,6 +540,7 @@ def cmd_validate(args) -> int:
 
     rep = validate(args.model, context_len=args.context, batch=args.batch, device=args.device, dtype=args.dtype,
                    depth=args.depth, tolerance=args.tolerance, paged=not args.no_paged, speed=args.speed,
+                   speed_prompt_len=args.speed_prompt, speed_new_tokens=args.speed_tokens,
                    progress=lambda line: print(f"kvplan validate: {line}", file=sys.stderr, flush=True))
     data = rep.to_dict()
     if args.out:

@@ -124,6 +124,43 @@ def test_scale_to_full_uses_real_layer_counts():
     assert M.scale_to_full(arch, 6, pred) == M.predicted_full(arch, 1000, 1, "bf16")
 
 
+# Width-shrunk Nemotron-H-56B (Mamba2 + attention + MLP, bf16, no `mamba_ssm_cache_dtype` in its config):
+# the layer pattern and code path of the real one. The scripts/gpu_validate.sh dry run found transformers
+# 5.x keeping its SSM state in fp32 (the chunk scan's dtype); the profile had predicted bf16, half of it.
+TINY_NEMOTRON_H = dict(hidden_size=256, intermediate_size=256, mamba_num_heads=8, mamba_head_dim=32,
+                       ssm_state_size=16, n_groups=2, num_attention_heads=4, num_key_value_heads=2,
+                       vocab_size=1000)  # attention_head_dim stays 128 (transformers 5.24 reads head_dim, default 128)
+
+
+def test_mamba2_state_is_fp32_in_transformers_5():
+    raw = dict(bundled_config("nvidia/Nemotron-H-56B-Base-8K"), **TINY_NEMOTRON_H)
+    assert "mamba_ssm_cache_dtype" not in raw and raw["torch_dtype"] == "bfloat16"
+    rep = validate(raw, context_len="9,130", batch=2, device="cpu", depth="min", paged=False,
+                   model_id="Nemotron-H-56B (width-shrunk)").to_dict()
+    assert rep["depth"]["layers_built"] == 8  # 'min': the first 8 layers hold Mamba2, MLP and attention
+    for row in rep["results"]:
+        assert row["layers_mismatched"] == [] and row["measured_bytes"] == row["predicted_bytes"]
+        assert row["after_decode"]["measured_bytes"] == row["after_decode"]["predicted_bytes"]
+    # what was measured equals the prediction; the prediction's SSM state is batch 2 × 8 heads × 32 × 16
+    # in fp32 (4 bytes) in each of the 4 built Mamba layers (0, 2, 4, 6), not bf16
+    from kvplan.registry import load_model
+
+    layers = M.predicted_layers(load_model(raw, model_id="tiny"), 8, 9, 2, "bf16", rep["mla_cache"] or "latent")
+    assert [i for i, t in sorted(layers.items()) if "ssm_states" in t] == [0, 2, 4, 6]
+    assert {layers[i]["ssm_states"] for i in (0, 2, 4, 6)} == {2 * 8 * 32 * 16 * 4}
+    assert rep["passed"], rep["failures"]
+
+
+def test_learned_position_table_limit_is_a_typed_error():
+    from kvplan.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError) as e:  # GPT-2 embeds 1,024 positions; 1,024 + a decode step is one too many
+        validate("openai-community/gpt2", context_len=1024, device="cpu", depth=1, paged=False)
+    assert e.value.field == "context" and "1,024 positions" in str(e.value) and "at most 1,023" in str(e.value)
+    rep = validate("openai-community/gpt2", context_len=1023, device="cpu", depth=1, paged=False).to_dict()
+    assert rep["results"][0]["measured_bytes"] == rep["results"][0]["predicted_bytes"]
+
+
 def test_paged_allocation_and_report_files(tmp_path):
     from kvplan.validate import report
 
@@ -156,6 +193,7 @@ def test_cli_json_prints_one_object(capsys):
 
 @pytest.mark.parametrize("argv,field", [
     (["--depth", "0"], "depth"), (["--depth", "lots"], "depth"), (["--context", "0"], "context"),
+    (["--speed", "--speed-prompt", "0"], "speed_prompt_len"),
 ])
 def test_cli_bad_input_is_one_line(argv, field, capsys):
     from kvplan.cli import main

@@ -4,7 +4,7 @@ Tensors grow with the tokens seen (no blocks, no preallocation): K/V `[B, Hkv, T
 sliding (and Llama 4 chunked) layers keep the last `window − 1` tokens after an update; MLA models
 cache the latent `[B, 1, T, kv_lora_rank]` and RoPE key `[B, 1, T, rope]` (transformers 5.x; 4.56/4.57
 cached every head decompressed: option `mla_cache="decompressed"`); recurrent layers hold conv states
-over the full kernel width and SSM states (GDN and Mamba1 states in fp32).
+over the full kernel width and SSM states (GDN, Mamba1 and Mamba2 states in fp32).
 Single device only: this is what `model.generate` on one GPU holds after prefill.
 """
 
@@ -22,7 +22,7 @@ from kvplan.errors import InvalidInputError
 from kvplan.layers import MLA, ChunkedLocal, FullAttention, ModelArch, RecurrentState, SlidingWindow
 
 NAME = "transformers"
-VERSIONS = None  # DynamicCache / HybridCache as transformers 4.x allocates them; no version rule modelled yet
+VERSIONS = None  # DynamicCache as transformers 5.x (>= 5.23, what validate needs) holds it; no version rule yet
 KV_DTYPES = ("bf16", "fp16", "fp32")
 
 
@@ -89,8 +89,12 @@ def _tensor_coefs(spec, batch: int, kv_dtype: str, mla_cache: str) -> tuple[dict
         conv, ssm = mamba_state_elems(spec, 1, spec.conv_kernel)
         # NOTE: Qwen3-Next / Qwen3.5 GDN recurrent states come out of the chunked kernels in fp32, and so
         # do Mamba1 ones (Mamba, FalconMamba): the selective scan (torch fallback and mamba_ssm kernel)
-        # accumulates in fp32 and the cache keeps that dtype (measured by `kvplan validate`).
-        ssm_b = 4 if spec.mixer in ("gdn", "mamba1") else \
+        # accumulates in fp32 and the cache keeps that dtype (measured by `kvplan validate`). Mamba2
+        # (Nemotron-H, Bamba, Granite-4.0-H, Falcon-H1, Zamba2) too in transformers 5.x: the cache layer
+        # is created lazily as `zeros_like` of the chunk scan's final state, which `mamba2_chunk_scan`
+        # computes in fp32 (`hidden_states.float()`), whatever `mamba_ssm_cache_dtype` says (measured on
+        # a reduced Nemotron-H-56B with transformers 5.24: 16,777,216 B per layer, not 8,388,608).
+        ssm_b = 4 if spec.mixer in ("gdn", "mamba1", "mamba2") else \
             get_dtype(spec.ssm_dtype).block_bytes if spec.ssm_dtype else b
         return {}, {"conv_states": batch * conv * b, "ssm_states": batch * ssm * ssm_b}
     return {}, {}

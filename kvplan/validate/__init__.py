@@ -28,6 +28,7 @@ __all__ = ["validate", "ValidationReport"]
 FIT_FRACTION = 0.8  # build the whole model only when weights + 2 × cache stay under this share of free memory
 MAX_CONTEXTS = 32  # context lengths measured in one run
 MAX_BATCH = 4096
+DECODE_BATCHES_CUDA = (1, 8, 32)  # decode reads timed at these batches (a row is skipped where the blocks run out)
 # Tokens in one prefill (context × batch). The prefill is eager torch: on CPU, attention over 64k
 # tokens of a 4-layer toy model already takes tens of seconds, so a typo like `--context 1M` is
 # refused up front, not left running for minutes at 7 GB; CUDA gets 32× more.
@@ -105,12 +106,31 @@ def _check_prefill(arch, hf, contexts: list[int], batch: int, device: str, lo: i
 def _device_info(device: str) -> dict[str, Any]:
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(torch.device(device))
-        return {"device": "cuda", "device_name": props.name, "total_memory_bytes": props.total_memory}
+        return {"device": "cuda", "device_name": props.name, "total_memory_bytes": props.total_memory,
+                "cuda_version": torch.version.cuda, "driver_version": _driver_version(),
+                "compute_capability": f"{props.major}.{props.minor}"}
     try:
         total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError):  # pragma: no cover
         total = None
     return {"device": "cpu", "device_name": platform.processor() or platform.machine(), "total_memory_bytes": total}
+
+
+def _driver_version() -> str | None:
+    """The NVIDIA driver's version from `nvidia-smi` (None when it is not there or does not answer)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    first = out.strip().splitlines()[:1]
+    return first[0].strip()[:40] if first and first[0].strip() else None
 
 
 def _bandwidth(device_name: str) -> tuple[int | None, str | None]:
@@ -132,14 +152,15 @@ def _err(measured: int | None, predicted: int) -> float | None:
 
 def validate(model, *, context_len: int | str | Sequence[int | str], batch: int = 1, device: str | None = None,
              dtype: str | None = None, depth: str | int = "auto", tolerance: float = 0.01, paged: bool = True,
-             speed: bool = False, speed_new_tokens: int = 64, num_experts: int | None = None,
+             speed: bool = False, speed_new_tokens: int = 64, speed_prompt_len: int = 128, num_experts: int | None = None,
              model_id: str | None = None, progress: Callable[[str], None] | None = None) -> ValidationReport:
     """Measure the cache a real `model` holds after a prefill and compare it with kvplan's prediction.
 
     The model (a bundled id, a config.json path or folder, or a config dict) is built from its config
     with random weights on `device` ("cuda" when available, else "cpu"), in `dtype` (default: the
     config's). `depth` "auto" builds every layer when weights plus twice the cache fit in 80 % of free
-    memory, else the fewest leading layers that hold every layer kind; "full" or a layer count force it.
+    memory, else the fewest leading layers that hold every layer kind ("min" always builds those);
+    "full" or a layer count force it. Routed MoE experts are cut when the built layers would not fit.
     Per context: `predicted_bytes` (the `transformers` profile, whole model), `measured_bytes` (bytes of
     the cache's tensors, scaled to the whole model by the real layer counts when depth is reduced),
     `error` = measured / predicted − 1, plus the per-layer check on the built layers and, on CUDA,
@@ -167,6 +188,9 @@ def validate(model, *, context_len: int | str | Sequence[int | str], batch: int 
     if isinstance(speed_new_tokens, bool) or not isinstance(speed_new_tokens, int):
         raise InvalidInputError("speed_new_tokens", f"expected a whole number, got {str(speed_new_tokens)[:40]!r}")
     check_count(speed_new_tokens, "speed_new_tokens", maximum=4096)
+    if isinstance(speed_prompt_len, bool) or not isinstance(speed_prompt_len, int):
+        raise InvalidInputError("speed_prompt_len", f"expected a whole number, got {str(speed_prompt_len)[:40]!r}")
+    check_count(speed_prompt_len, "speed_prompt_len", maximum=32768)
     if num_experts is not None:
         check_count(num_experts, "num_experts", maximum=1 << 16)
     if not isinstance(device, (str, type(None))):
@@ -206,7 +230,7 @@ def validate(model, *, context_len: int | str | Sequence[int | str], batch: int 
         notes.append(f"routed experts cut to {experts} (experts hold no cache)")
     weights = M.param_bytes(cfg, torch_dtype)
     scale = worst_cache * k / arch.num_layers
-    if want == "auto" and not experts and weights + 2 * scale > FIT_FRACTION * free and M.shrunk_experts(hf):
+    if not experts and weights + 2 * scale > FIT_FRACTION * free and M.shrunk_experts(hf):
         experts = M.shrunk_experts(hf)
         cfg = M.reduce_config(hf, k, num_experts=experts)
         weights = M.param_bytes(cfg, torch_dtype)
@@ -217,6 +241,13 @@ def validate(model, *, context_len: int | str | Sequence[int | str], batch: int 
 
     say(f"building {name} ({k} of {arch.num_layers} layers, {kv_dtype}, random weights) on {device}")
     model_obj = M.build_model(cfg, device, torch_dtype)
+    limit = M.position_limit(model_obj)
+    longest = max(max(contexts) + 1, speed_prompt_len + speed_new_tokens if speed else 0)
+    if limit is not None and longest > limit:
+        raise InvalidInputError("context", f"{name} embeds at most {limit:,} positions (a learned position "
+                                           f"table) and this run needs {longest:,} (the longest context plus "
+                                           f"one decode step, or the --speed prompt plus its tokens); "
+                                           f"use a --context of at most {limit - 1:,}")
     mla_cache = M.mla_cache_style(model_obj)
     if "mla" in arch.kinds:
         notes.append(f"installed transformers caches MLA {mla_cache}: predicted with mla_cache={mla_cache!r}")
@@ -277,7 +308,7 @@ def validate(model, *, context_len: int | str | Sequence[int | str], batch: int 
     if speed:
         say("timing generation with and without the cache")
         report["generation"] = M.generation_speed(model_obj, device=device, vocab_size=cfg.vocab_size,
-                                                  new_tokens=speed_new_tokens)
+                                                  new_tokens=speed_new_tokens, prompt_len=speed_prompt_len)
     del model_obj
     if paged:
         say("allocating the vllm paged layout and timing decode reads")
@@ -303,8 +334,9 @@ def _paged(arch, kv_dtype, device, contexts, info, failures, tolerance) -> dict[
     row["roofline_gpu"] = gpu
     row["bandwidth_bytes_per_s"] = bw
     timing_contexts = sorted({*contexts, *((1024, 4096, 16384) if cuda else (256,))})
-    row["decode"] = P.decode_timings(arch, lay, tensors, kv_dtype, device, timing_contexts,
-                                     bandwidth_bytes_per_s=bw, iters=20 if cuda else 3)
+    row["decode"] = [t for batch in (DECODE_BATCHES_CUDA if cuda else (1,))
+                     for t in P.decode_timings(arch, lay, tensors, kv_dtype, device, timing_contexts, batch=batch,
+                                               bandwidth_bytes_per_s=bw, iters=20 if cuda else 3)]
     del tensors
     return row
 

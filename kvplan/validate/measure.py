@@ -179,6 +179,17 @@ def build_model(hf_cfg, device: str, dtype: torch.dtype, seed: int = 0):
     return model.eval()
 
 
+_POSITION_TABLES = ("wpe", "embed_positions", "position_embeddings")
+
+
+def position_limit(model) -> int | None:
+    """Positions a model with a learned position table can embed (GPT-2's 1,024), None when it has none
+    (RoPE, ALiBi and state models take any length): longer input would index past the table."""
+    limits = [m.num_embeddings - int(getattr(m, "offset", 0) or 0) for name, m in model.named_modules()
+              if isinstance(m, torch.nn.Embedding) and name.rsplit(".", 1)[-1] in _POSITION_TABLES]
+    return min(limits) if limits else None
+
+
 def available_bytes(device: str) -> int:
     if device.startswith("cuda"):
         return torch.cuda.mem_get_info()[0]
@@ -361,13 +372,14 @@ def prefill(model, *, num_tokens: int, batch: int, device: str, vocab_size: int,
 
 
 def check_depth(depth: str | int, arch: ModelArch, hf_cfg) -> int | str:
-    """'auto' | 'full' | K → 'auto', or the number of layers to build (K must hold every layer kind)."""
-    if isinstance(depth, str) and depth.lower() in ("auto", "full"):
-        return depth.lower() if depth.lower() == "auto" else arch.num_layers
+    """'auto' | 'full' | 'min' | K → 'auto', or the number of layers to build (K must hold every layer
+    kind; 'min' is the fewest that do)."""
+    if isinstance(depth, str) and depth.lower() in ("auto", "full", "min"):
+        return {"auto": "auto", "full": arch.num_layers}.get(depth.lower()) or min_depth(arch, hf_cfg)
     try:
         k = int(depth)
     except (TypeError, ValueError):
-        raise InvalidInputError("depth", f"expected auto, full or a layer count, got {depth!r}") from None
+        raise InvalidInputError("depth", f"expected auto, full, min or a layer count, got {str(depth)[:40]!r}") from None
     lo = min_depth(arch, hf_cfg)
     if not lo <= k <= arch.num_layers:
         raise InvalidInputError("depth", f"{k} layers; this model needs {lo} to {arch.num_layers} "

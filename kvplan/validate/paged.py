@@ -164,5 +164,6 @@ def decode_timings(arch: ModelArch, lay, tensors: list[torch.Tensor], kv_dtype: 
             continue
         roof = read / bandwidth_bytes_per_s * 1e3 if bandwidth_bytes_per_s else None
         rows.append({"context_len": ctx, "batch": batch, "ms_per_step": ms, "kv_bytes_read": read,
-                     "roofline_ms": roof, "ratio_to_roofline": ms / roof if roof else None})
+                     "roofline_ms": roof, "ratio_to_roofline": ms / roof if roof else None,
+                     "bandwidth_fraction": roof / ms if roof and ms else None})
     return rows

@@ -41,14 +41,18 @@ def write_png(report: dict[str, Any], path: str | Path) -> Path | None:
     ax.legend(fontsize=8)
     if decode:
         ax = axes[0][1]
-        c = [d["context_len"] for d in decode]
-        ax.plot(c, [d["ms_per_step"] for d in decode], "o-", label="measured SDPA decode read")
-        if any(d.get("roofline_ms") for d in decode):
-            ax.plot(c, [d["roofline_ms"] or 0 for d in decode], "--", label="bandwidth roofline")
+        for batch in sorted({d.get("batch", 1) for d in decode}):
+            rows_b = [d for d in decode if d.get("batch", 1) == batch]
+            c = [d["context_len"] for d in rows_b]
+            line = ax.plot(c, [d["ms_per_step"] for d in rows_b], "o-", label=f"measured, batch {batch}")[0]
+            if any(d.get("roofline_ms") for d in rows_b):
+                ax.plot(c, [d["roofline_ms"] or 0 for d in rows_b], "--", color=line.get_color(),
+                        label=f"bandwidth roofline, batch {batch}")
         ax.set_xlabel("context (tokens)")
         ax.set_ylabel("ms per decode step (attention)")
         ax.set_xscale("log")
-        ax.legend(fontsize=8)
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -61,7 +65,9 @@ def summary(report: dict[str, Any]) -> str:
     d = report["depth"]
     lines = [f"{report['model']} — transformers profile vs {report['device']} ({report['device_name']}), "
              f"{report['dtype']}, batch {report['batch']}; torch {report['torch_version']}, "
-             f"transformers {report['transformers_version']}",
+             f"transformers {report['transformers_version']}"
+             + (f", CUDA {report['cuda_version']}, driver {report.get('driver_version') or 'unknown'}"
+                if report.get("cuda_version") else ""),
              f"  depth: {d['mode']} ({d['layers_built']} of {d['layers_total']} layers built)"]
     lines.append(f"  {'context':>8} {'predicted':>16} {'measured':>16} {'error':>9} {'allocated':>12} {'peak':>12}")
     for r in report["results"]:
@@ -75,7 +81,9 @@ def summary(report: dict[str, Any]) -> str:
                      f"{pg['predicted_bytes']:,}, measured {pg['measured_bytes']:,} ({pg['error']:+.4%})")
         for t in pg.get("decode", []):
             roof = f", roofline {t['roofline_ms']:.3f} ms" if t.get("roofline_ms") else ""
-            lines.append(f"    decode read at {t['context_len']:>7,} tokens: {t['ms_per_step']:.3f} ms{roof}")
+            frac = f" ({t['bandwidth_fraction']:.0%} of peak bandwidth)" if t.get("bandwidth_fraction") else ""
+            lines.append(f"    decode read at {t['context_len']:>7,} tokens × batch {t.get('batch', 1)}: "
+                         f"{t['ms_per_step']:.3f} ms{roof}{frac}")
     g = report.get("generation")
     if g:
         lines.append(f"  generation: {g['tokens_per_s_cache']:.1f} tok/s with cache, {g['tokens_per_s_no_cache']:.1f} "
