@@ -282,7 +282,8 @@ def validate(model, *, context_len: int | str | Sequence[int | str], batch: int 
                 "predicted_bytes": pred_d, "measured_bytes": meas_d, "error": _err(meas_d, pred_d),
                 "storage_bytes": M.unique_storage_bytes(r["rows_decode"]),
                 "allocated_bytes": r["allocated_bytes_decode"],
-                "allocated_error": _err(r["allocated_bytes_decode"], pred_d)}
+                "allocated_error": _err(r["allocated_bytes_decode"], pred_d),
+                "allocator_block_bytes": r.get("block_bytes_decode")}
         if row["built_storage_bytes"] > built_meas * (1 + tolerance):
             row["note"] = ("after prefill the sliding layers' views still pin the whole prefill's K/V "
                            "storage; one decode step releases it (see after_decode)")
@@ -293,8 +294,17 @@ def validate(model, *, context_len: int | str | Sequence[int | str], batch: int 
             failures.append(f"context {ctx}: layers {mismatched[:8]} differ from the prediction")
         dec = row.get("after_decode", {})
         if dec.get("allocated_error") is not None and abs(dec["allocated_error"]) > tolerance:
-            failures.append(f"context {ctx}: allocated memory after one decode step is "
-                            f"{dec['allocated_error']:+.2%} off the prediction")
+            blocks = dec.get("allocator_block_bytes")
+            # memory_allocated counts allocator blocks: a cache tensor put into a block freed by the prefill
+            # may take the whole block (up to 1 MiB more). That is the allocator, not the cache: it passes
+            # when the blocks holding the cache tensors account for the growth and the tensors match.
+            if blocks is not None and blocks == dec["allocated_bytes"] and dec["measured_bytes"] == pred_d:
+                dec["note"] = (f"memory_allocated grew by {dec['allocated_bytes']:,} B: exactly the allocator blocks "
+                               f"that hold the cache's tensors, {blocks - dec['storage_bytes']:,} B more than their "
+                               f"bytes (whole cached blocks reused after the prefill)")
+            else:
+                failures.append(f"context {ctx}: allocated memory after one decode step is "
+                                f"{dec['allocated_error']:+.2%} off the prediction")
 
     report: dict[str, Any] = {
         "model": name, "engine_profile": "transformers", "engine": "transformers", "model_type": arch.model_type,
@@ -324,7 +334,7 @@ def _paged(arch, kv_dtype, device, contexts, info, failures, tolerance) -> dict[
     if kv_dtype not in vllm.KV_DTYPES:
         return {"skipped": f"vllm has no {kv_dtype} cache"}
     cuda = device.startswith("cuda")
-    budget = min(P.DEFAULT_BUDGET_BYTES, int(M.available_bytes(device) * 0.3)) if cuda else 64 << 20
+    budget = min(P.CUDA_BUDGET_BYTES, int(M.available_bytes(device) * 0.3)) if cuda else 64 << 20
     row, tensors, lay = P.allocate(arch, kv_dtype, device, budget_bytes=budget)
     if "skipped" in row:
         return row

@@ -248,6 +248,24 @@ def unique_storage_bytes(rows: list[dict[str, Any]]) -> int:
     return sum({r["storage_ptr"]: r["storage_bytes"] for r in rows}.values())
 
 
+def allocator_block_bytes(rows: list[dict[str, Any]]) -> int | None:
+    """Bytes of the CUDA caching-allocator blocks that hold the cache's storages (None off CUDA).
+
+    `memory_allocated` counts blocks, not tensor bytes: PyTorch hands out a whole cached free block when
+    splitting it would leave less than 1 MiB (`CUDACachingAllocator.cpp`, `shouldSplit` / `kSmallSize`), so
+    a cache tensor created into a block freed by the prefill can occupy up to 1 MiB more than its bytes.
+    """
+    if not torch.cuda.is_available() or not rows:
+        return None
+    ptrs = {r["storage_ptr"] for r in rows}
+    blocks = {}
+    for seg in torch.cuda.memory_snapshot():
+        for b in seg.get("blocks", []):
+            if b.get("state") == "active_allocated" and b["address"] in ptrs:
+                blocks[b["address"]] = b["size"]
+    return sum(blocks.values()) if len(blocks) == len(ptrs) else None
+
+
 def per_layer(rows: list[dict[str, Any]]) -> dict[int, dict[str, int]]:
     out: dict[int, dict[str, int]] = {}
     for r in rows:
@@ -364,6 +382,7 @@ def prefill(model, *, num_tokens: int, batch: int, device: str, vocab_size: int,
             del res
             with_cache_decode = _allocated(device)
             out["rows_decode"] = cache_tensors(cache)
+            out["block_bytes_decode"] = allocator_block_bytes(out["rows_decode"]) if cuda else None
         del cache
         without = _allocated(device)
     out["allocated_bytes"] = with_cache - without if cuda else None

@@ -20,6 +20,7 @@ from kvplan.engines.common import Request, cdiv, grouped_stages
 from kvplan.layers import MLA, FullAttention, ModelArch, SlidingWindow
 
 DEFAULT_BUDGET_BYTES = 1 << 30
+CUDA_BUDGET_BYTES = 16 << 30  # validate's paged cache on a GPU: room for decode reads of 32k tokens × batch 8
 
 
 def _allocated(device: str) -> int:
@@ -110,9 +111,10 @@ def _attention_read(t, spec, buf: torch.Tensor, num_heads: int, tokens: int, bat
         if batch * nb * bs * dim > buf.numel() // elem:
             return None
         lat = buf.view(dtype)[: batch * nb * bs * dim].view(batch, nb * bs, 1, dim)[:, :tokens].transpose(1, 2)
-        q = torch.randn(batch, num_heads, 1, dim, dtype=dtype, device=buf.device)
+        # absorbed MLA decode: every head attends to the one latent, so the heads are the query rows of one
+        # attention (as FlashMLA does), and the latent is read once, not broadcast to each head
+        q = torch.randn(batch, 1, num_heads, dim, dtype=dtype, device=buf.device)
         k, v = lat, lat[..., : spec.kv_lora_rank]
-        gqa = True
     else:  # FlashAttention layout per layer: [2, blocks, bs, Hkv, D]
         hkv, d, dv = spec.num_kv_heads, spec.head_dim, spec.head_dim_v
         if d != dv:
@@ -124,9 +126,10 @@ def _attention_read(t, spec, buf: torch.Tensor, num_heads: int, tokens: int, bat
             return None
         k = kv[: batch * nb * per_block].view(batch, nb * bs, hkv, d)[:, :tokens].transpose(1, 2)
         v = kv[half: half + batch * nb * per_block].view(batch, nb * bs, hkv, d)[:, :tokens].transpose(1, 2)
-        q = torch.randn(batch, num_heads, 1, d, dtype=dtype, device=buf.device)
-        gqa = num_heads != hkv
-    fn = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)  # noqa: E731
+        # the query heads that share a KV head are the query rows of that head's attention (no causal mask
+        # at decode), so K/V are read once per KV head and never expanded (MQA: one head, all rows)
+        q = torch.randn(batch, hkv, max(1, num_heads // hkv), d, dtype=dtype, device=buf.device)
+    fn = lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)  # noqa: E731
     return fn
 
 
