@@ -4,6 +4,7 @@ shows is computed here and checked with numbers, so the pages only draw."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -186,3 +187,26 @@ def test_negative_budget_gets_advice_that_can_help():
 def test_golden_rows_without_the_repository(tmp_path):
     t = accuracy.golden_log_rows(tmp_path / "engine_logs.json")
     assert not t.rows and "not part of this install" in t.errors[0]
+
+
+def test_gpu_report_rows_from_the_committed_h200_run():
+    """The Accuracy page's decode and generation tables read the committed H200 reports
+    (docs/validation/cuda-*.json, from scripts/gpu_validate.sh) and survive hand-edited numbers."""
+    import json
+
+    from kvplan.ui import sweeps
+
+    report = json.loads((Path(__file__).resolve().parents[1] / "docs/validation/cuda-llama-3.2-1b.json").read_text())
+    assert sweeps.device_label(report) == "NVIDIA H200"
+    assert sweeps.environment_label(report).startswith("driver 580.") and "CUDA 13.0" in sweeps.environment_label(report)
+    rows = sweeps.decode_rows(report, "r")
+    assert {(r["context_len"], r["batch"]) for r in rows} >= {(1024, 1), (32768, 1), (1024, 32)}
+    for r, d in zip(rows, report["paged"]["decode"]):
+        assert r["us_per_step"] == round(1000 * d["ms_per_step"]) and 0 < r["peak_pct"] <= 100
+    (g,) = sweeps.generation_rows(report, "r")
+    assert g["speedup"] == report["generation"]["tokens_per_s_cache"] / report["generation"]["tokens_per_s_no_cache"]
+    bad = {"model": "x", "device": "cuda", "generation": {"tokens_per_s_cache": 1e999, "tokens_per_s_no_cache": 0},
+           "paged": {"decode": [{"context_len": 10**400, "ms_per_step": 1}, {"context_len": 8, "ms_per_step": "nan"},
+                                {"context_len": 8, "ms_per_step": 2.0, "roofline_ms": True}, "junk"]}}
+    assert sweeps.generation_rows(bad, "b") == []
+    assert [(r["context_len"], r["roofline_us"], r["peak_pct"]) for r in sweeps.decode_rows(bad, "b")] == [(8, None, None)]

@@ -412,6 +412,59 @@ def device_label(report: dict[str, Any]) -> str:
     return device if device != "?" else "unknown device"
 
 
+def _float_or_none(value: Any, limit: float = 1e12) -> float | None:
+    """A report's measurement as a float, None when it is not a finite number below `limit`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int) and abs(value) >= MAX_REPORT_INT:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and abs(value) < limit else None
+
+
+def environment_label(report: dict[str, Any]) -> str:
+    """The software a GPU report was measured with: driver, CUDA, torch, transformers (what is given)."""
+    parts = [f"{label} {_report_text(report.get(key), 40)}" for key, label in
+             (("driver_version", "driver"), ("cuda_version", "CUDA"), ("torch_version", "torch"),
+              ("transformers_version", "transformers")) if report.get(key) is not None]
+    return ", ".join(parts)
+
+
+def decode_rows(report: Any, name: str) -> list[dict[str, Any]]:
+    """A GPU report's decode reads: µs per step (attention over the paged cache) beside the bandwidth
+    roofline, and the share of peak bandwidth reached. Rows with a malformed number are left out."""
+    paged = report.get("paged") if isinstance(report, dict) else None
+    decode = paged.get("decode") if isinstance(paged, dict) else None
+    if not isinstance(decode, list):
+        return []
+    rows = []
+    for d in decode[:1000]:
+        if not isinstance(d, dict):
+            continue
+        ctx, batch = _int_or_none(d.get("context_len")), _int_or_none(d.get("batch"))
+        ms, roof = _float_or_none(d.get("ms_per_step")), _float_or_none(d.get("roofline_ms"))
+        if ctx is None or ms is None:
+            continue
+        rows.append({"report": name, "model": _report_text(report.get("model")), "device": device_label(report),
+                     "context_len": ctx, "batch": batch or 1, "us_per_step": round(1000 * ms),
+                     "roofline_us": None if roof is None else round(1000 * roof),
+                     "peak_pct": 100 * roof / ms if roof and ms > 0 else None})
+    return rows
+
+
+def generation_rows(report: Any, name: str) -> list[dict[str, Any]]:
+    """A report's generation speed with and without the cache (`kvplan validate --speed`), or no row."""
+    g = report.get("generation") if isinstance(report, dict) else None
+    if not isinstance(g, dict):
+        return []
+    cache, no_cache = _float_or_none(g.get("tokens_per_s_cache")), _float_or_none(g.get("tokens_per_s_no_cache"))
+    if cache is None or no_cache is None or no_cache <= 0:
+        return []
+    return [{"report": name, "model": _report_text(report.get("model")), "device": device_label(report),
+             "prompt_len": _int_or_none(g.get("prompt_len")), "new_tokens": _int_or_none(g.get("new_tokens")),
+             "tokens_per_s_cache": cache, "tokens_per_s_no_cache": no_cache, "speedup": cache / no_cache}]
+
+
 def validation_rows(report: Any, name: str) -> Table:
     """Rows (predicted vs measured, error %) from a `kvplan validate` report dict.
 

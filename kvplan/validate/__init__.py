@@ -293,18 +293,9 @@ def validate(model, *, context_len: int | str | Sequence[int | str], batch: int 
         if mismatched:
             failures.append(f"context {ctx}: layers {mismatched[:8]} differ from the prediction")
         dec = row.get("after_decode", {})
-        if dec.get("allocated_error") is not None and abs(dec["allocated_error"]) > tolerance:
-            blocks = dec.get("allocator_block_bytes")
-            # memory_allocated counts allocator blocks: a cache tensor put into a block freed by the prefill
-            # may take the whole block (up to 1 MiB more). That is the allocator, not the cache: it passes
-            # when the blocks holding the cache tensors account for the growth and the tensors match.
-            if blocks is not None and blocks == dec["allocated_bytes"] and dec["measured_bytes"] == pred_d:
-                dec["note"] = (f"memory_allocated grew by {dec['allocated_bytes']:,} B: exactly the allocator blocks "
-                               f"that hold the cache's tensors, {blocks - dec['storage_bytes']:,} B more than their "
-                               f"bytes (whole cached blocks reused after the prefill)")
-            else:
-                failures.append(f"context {ctx}: allocated memory after one decode step is "
-                                f"{dec['allocated_error']:+.2%} off the prediction")
+        if dec and not allocated_check(dec, tolerance):
+            failures.append(f"context {ctx}: allocated memory after one decode step is "
+                            f"{dec['allocated_error']:+.2%} off the prediction")
 
     report: dict[str, Any] = {
         "model": name, "engine_profile": "transformers", "engine": "transformers", "model_type": arch.model_type,
@@ -326,6 +317,25 @@ def validate(model, *, context_len: int | str | Sequence[int | str], batch: int 
     report["failures"] = failures
     report["passed"] = not failures
     return ValidationReport(report)
+
+
+def allocated_check(dec: dict[str, Any], tolerance: float) -> bool:
+    """Does `memory_allocated` after one decode step agree with the prediction (`dec`: a result row's
+    `after_decode`)? It counts allocator blocks, not tensor bytes: a cache tensor put into a block the
+    prefill freed may take the whole block, up to 1 MiB more than its bytes (PyTorch's caching allocator
+    does not split off a remainder under 1 MiB). So when the growth is off by more than `tolerance`, it
+    still passes if the cache tensors match the prediction exactly and the blocks holding them account for
+    the growth to within `tolerance` of the prediction; a note on `dec` then says so."""
+    err = dec.get("allocated_error")
+    if err is None or abs(err) <= tolerance:
+        return True
+    blocks, grew, predicted = dec.get("allocator_block_bytes"), dec["allocated_bytes"], dec["predicted_bytes"]
+    if blocks is None or dec["measured_bytes"] != predicted or abs(grew - blocks) > tolerance * predicted:
+        return False
+    dec["note"] = (f"memory_allocated grew by {grew:,} B: the allocator blocks holding the cache's tensors are "
+                   f"{blocks:,} B, {blocks - dec['storage_bytes']:,} B more than the tensors (whole cached blocks "
+                   f"reused after the prefill), and {grew - blocks:,} B is held outside the cache")
+    return True
 
 
 def _paged(arch, kv_dtype, device, contexts, info, failures, tolerance) -> dict[str, Any]:
