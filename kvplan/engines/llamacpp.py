@@ -132,7 +132,7 @@ Cells = Callable[[list[int]], list[int]]
 
 def _cell_fns(arch: ModelArch, batch: int, opts: Options) -> tuple[Cells, Cells]:
     """(base cells per stream, swa cells per stream) for a list of context lengths at once
-    (n_ctx = context × batch padded to ctx_pad; cdiv inlined: a sweep evaluates these 10^5 times)."""
+    (n_ctx = context × batch padded to ctx_pad; cdiv and min inlined: a sweep evaluates these 10^5 times)."""
     n_seq, _, unified = _streams(batch, opts)
     pad = opts.ctx_pad
     if unified:
@@ -146,7 +146,7 @@ def _cell_fns(arch: ModelArch, batch: int, opts: Options) -> tuple[Cells, Cells]
     if not windows or opts.swa_full:
         return base, base
     cap = max(windows) * (n_seq if unified else 1) + opts.ubatch
-    return base, lambda lens: [-(-min(b, cap) // pad) * pad for b in base(lens)]
+    return base, lambda lens: [-(-(b if b < cap else cap) // pad) * pad for b in base(lens)]
 
 
 def _cells(arch: ModelArch, req: Request, opts: Options) -> tuple[int, int, int, int]:
