@@ -10,7 +10,11 @@ kv_cache, context by context, to the byte. Imported only by sweeps: `kvplan size
 
 Where the time goes (benchmarks/sizing.py): the arithmetic is a few list comprehensions per field;
 most of a sweep is building the result objects, a KVEstimate and its KindBytes rows per context, which
-`_estimates` and `_kind_bytes` do with as little interpreter work per object as they can.
+`_estimates` and `_kind_bytes` do with as little interpreter work per object as they can. Measured on
+CPython 3.11 (2-core machine): creating, filling and freeing one KVEstimate with one fresh KindBytes row
+costs about 1.0 µs whichever way it is written (filling fields column by column with C loops, or
+assigning a prebuilt __dict__, was slower); each call's validation and plan 30-50 µs; a row shared
+past its window, llama.cpp's per-context notes and extra fresh rows make up the rest.
 """
 
 from __future__ import annotations
