@@ -131,13 +131,16 @@ def _context_list(context_lens: Any) -> list[int]:
     """The contexts of a sweep: a list/tuple/range (or other iterable) of token counts, at most
     MAX_SWEEP_POINTS. A string or bytes is refused ("8192" would sweep the digits [8, 1, 9, 2], b"12"
     the byte values [49, 50])."""
-    import itertools
-
-    if isinstance(context_lens, (str, bytes, bytearray, memoryview, Mapping)) or \
+    if type(context_lens) in (list, tuple) and len(context_lens) <= MAX_SWEEP_POINTS:
+        items = list(context_lens)  # the common case, copied in one C call
+    elif isinstance(context_lens, (str, bytes, bytearray, memoryview, Mapping)) or \
             not hasattr(context_lens, "__iter__"):
         raise InvalidInputError("context_lens", f"expected a list of token counts like [8192, '32k'], got "
                                                 f"{type(context_lens).__name__}")
-    items = list(itertools.islice(iter(context_lens), MAX_SWEEP_POINTS + 1))
+    else:
+        import itertools
+
+        items = list(itertools.islice(iter(context_lens), MAX_SWEEP_POINTS + 1))
     if len(items) > MAX_SWEEP_POINTS:
         raise InvalidInputError("context_lens", f"more than {MAX_SWEEP_POINTS:,} contexts in one sweep "
                                                 f"(limit {MAX_SWEEP_POINTS:,}); sample fewer points")

@@ -176,7 +176,7 @@ def test_sweep_results_are_independent_objects():
 
 def test_common_plans_take_the_one_pass_path():
     """The one-pass build (`_one_row`) serves the commonest plans (one attention kind on vLLM, SGLang,
-    TRT-LLM, transformers); other shapes decline it and take the column path. Identity is tested above
+    TRT-LLM, transformers; naive on one GPU); other shapes decline it and take the column path. Identity is tested above
     on both; this keeps the fast path from silently going unused."""
     from kvplan.engines import sweep as sweep_mod
 
@@ -190,12 +190,12 @@ def test_common_plans_take_the_one_pass_path():
 
     sweep_mod._one_row = spy
     try:
-        for engine in ("vllm", "sglang", "trtllm", "transformers"):
+        for engine in ("vllm", "sglang", "trtllm", "transformers", "naive"):
             kvplan.sweep("meta-llama/Llama-3.1-8B", context_lens=range(1000, 200_000, 997), engine=engine)
         kvplan.sweep("google/gemma-3-27b-it", context_lens=range(1000, 200_000, 997), engine="vllm")
     finally:
         sweep_mod._one_row = real
-    assert calls[:4] == [True] * 4 and calls[4:] in ([], [False])
+    assert calls[:5] == [True] * 5 and calls[5:] in ([], [False])
 
 
 def test_sweep_keeps_order_duplicates_and_string_contexts():

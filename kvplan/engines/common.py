@@ -138,6 +138,10 @@ def make_options(options_cls: type, engine: str, given: dict[str, Any], version=
 
     With an engine `version` and its `table`, every version rule whose key is an option field sets
     that option's default for the version; an option given explicitly still wins."""
+    if not given:  # no engine options, the commonest call (every call of a chart's sweeps): the frozen
+        hit = _DEFAULT_OPTIONS.get((options_cls, version))  # defaults are built once per class and version
+        if hit is not None and hit[0] is table:
+            return hit[1]
     known, types = _option_fields(options_cls)
     if "engine_version" in given:
         raise InvalidInputError("engine_version", "give the engine version as engine_version= (CLI "
@@ -154,15 +158,21 @@ def make_options(options_cls: type, engine: str, given: dict[str, Any], version=
         if key in given:
             _check_option_type(key, value, types[key])
     try:
-        return options_cls(**values)
+        opts = options_cls(**values)
     except (TypeError, ValueError, ArithmeticError) as err:  # an engine's own range checks
         if isinstance(err, InvalidInputError):
             raise
         raise InvalidInputError("options", f"invalid {engine} options: {err}") from None
+    if not given:
+        if len(_DEFAULT_OPTIONS) > 256:
+            _DEFAULT_OPTIONS.clear()
+        _DEFAULT_OPTIONS[(options_cls, version)] = (table, opts)
+    return opts
 
 
 _OPTION_FIELDS: dict[type, tuple[frozenset[str], dict[str, str]]] = {}
 _VERSION_DEFAULTS: dict[tuple[type, Any], tuple[Any, dict[str, Any]]] = {}
+_DEFAULT_OPTIONS: dict[tuple[type, Any], tuple[Any, Any]] = {}  # (class, version) -> (table, Options())
 
 
 def _option_fields(options_cls: type) -> tuple[frozenset[str], dict[str, str]]:

@@ -132,7 +132,7 @@ Cells = Callable[[list[int]], list[int]]
 
 def _cell_fns(arch: ModelArch, batch: int, opts: Options) -> tuple[Cells, Cells]:
     """(base cells per stream, swa cells per stream) for a list of context lengths at once
-    (n_ctx = context × batch padded to ctx_pad; cdiv inlined: a sweep evaluates these 10^5 times)."""
+    (n_ctx = context × batch padded to ctx_pad; cdiv and min inlined: a sweep evaluates these 10^5 times)."""
     n_seq, _, unified = _streams(batch, opts)
     pad = opts.ctx_pad
     if unified:
@@ -146,7 +146,7 @@ def _cell_fns(arch: ModelArch, batch: int, opts: Options) -> tuple[Cells, Cells]
     if not windows or opts.swa_full:
         return base, base
     cap = max(windows) * (n_seq if unified else 1) + opts.ubatch
-    return base, lambda lens: [-(-min(b, cap) // pad) * pad for b in base(lens)]
+    return base, lambda lens: [-(-(b if b < cap else cap) // pad) * pad for b in base(lens)]
 
 
 def _cells(arch: ModelArch, req: Request, opts: Options) -> tuple[int, int, int, int]:
@@ -157,9 +157,9 @@ def _cells(arch: ModelArch, req: Request, opts: Options) -> tuple[int, int, int,
 
 
 def _notes_fn(arch: ModelArch, batch: int, n_seq: int, n_stream: int, iswa: bool,
-              opts: Options) -> Callable[[int, int, int], tuple[str, ...]]:
-    """The notes for (context_len, base cells, swa cells); the parts that do not change are built once
-    (a sweep writes them for every context)."""
+              opts: Options) -> Callable[[list[int], list[int], list[int]], list[tuple[str, ...]]]:
+    """The notes for lists of context lengths, base cells and swa cells (one tuple per context); the parts
+    that do not change are built once (a sweep writes them for every context, in one comprehension)."""
     streams = f" -np {n_seq}: {n_stream} stream(s) of "
     fixed: list[str] = []
     if arch.windowed and not iswa:
@@ -170,19 +170,17 @@ def _notes_fn(arch: ModelArch, batch: int, n_seq: int, n_stream: int, iswa: bool
     rest = tuple(fixed)
     if iswa and arch.windowed:
         full = " (--swa-full)" if opts.swa_full else ""
-        swa_notes: dict[int, str] = {}  # the SWA cache stops growing: most contexts share its note
 
-        def swa_note(swa: int) -> str:
-            note = swa_notes.get(swa)
-            if note is None:
-                note = swa_notes[swa] = f"iSWA: sliding layers keep {swa:,} cells{full}"
-            return note
-
-        return lambda context_len, base, swa: (f"-c {context_len * batch}{streams}{base:,} cells",
-                                               swa_note(swa), *rest)
+        def notes(contexts: list[int], bases: list[int], swas: list[int]) -> list[tuple[str, ...]]:
+            # the SWA cache stops growing: most contexts share its note, written once per value
+            swa_note = {swa: f"iSWA: sliding layers keep {swa:,} cells{full}" for swa in set(swas)}
+            return [(f"-c {c * batch}{streams}{b:,} cells", swa_note[s], *rest)
+                    for c, b, s in zip(contexts, bases, swas)]
+        return notes
     if not rest:
-        return lambda context_len, base, swa: (f"-c {context_len * batch}{streams}{base:,} cells",)
-    return lambda context_len, base, swa: (f"-c {context_len * batch}{streams}{base:,} cells", *rest)
+        return lambda contexts, bases, _: [(f"-c {c * batch}{streams}{b:,} cells",) for c, b in zip(contexts, bases)]
+    return lambda contexts, bases, _: [(f"-c {c * batch}{streams}{b:,} cells", *rest)
+                                       for c, b in zip(contexts, bases)]
 
 
 def _cell_bytes(spec, iswa: bool, type_k: str, type_v: str, per_head: bool,
@@ -239,7 +237,7 @@ def kv_cache(arch: ModelArch, req: Request, opts: Options) -> KVEstimate:
     n_seq, n_stream, base, swa = _cells(arch, req, opts)
     if not iswa:
         swa = base
-    notes = _notes_fn(arch, req.batch, n_seq, n_stream, iswa, opts)(req.context_len, base, swa)
+    notes = _notes_fn(arch, req.batch, n_seq, n_stream, iswa, opts)([req.context_len], [base], [swa])[0]
 
     best = None
     total = 0
@@ -326,7 +324,7 @@ def sweep_plan(arch: ModelArch, req: Request, opts: Options):
     fixed = estimate_fields(arch, NAME, req, block_size=None,
                             bytes_per_token=_per_token(arch, type_k, type_v, iswa, per_head, v_latent, opts))
     return SweepPlan(units, tuple(stages), fixed,
-                     notes=lambda contexts, cols: list(map(notes, contexts, cols[1], cols[swa_i])))
+                     notes=lambda contexts, cols: notes(contexts, cols[1], cols[swa_i]))
 
 
 def capacity(arch: ModelArch, req: Request, opts: Options, kv_memory_bytes: int) -> Capacity:

@@ -69,9 +69,12 @@ def sweep_plan(arch: ModelArch, req: Request, opts: Options):
 
     per_token, gpus = _per_token(arch, req), req.tp * req.pp
     scale = per_token * req.batch
+    fixed = estimate_fields(arch, NAME, req, bytes_per_token=cdiv(per_token, gpus), block_size=None,
+                            notes=_notes(per_token))
+    if gpus == 1:  # per_token = 2·L·row is even: every field is a multiple of the context (K and V halves)
+        row = SweepRow("full", arch.num_layers, ((1, 1),), ((1, scale),), ((1, scale // 2),), ((1, scale // 2),))
+        return SweepPlan((list,), (SweepStage((row,)),), fixed)
     units = (lambda lens: [-(-scale * n // gpus) for n in lens],
              lambda lens: [-(-scale * n // gpus) // 2 for n in lens], list)
     row = SweepRow("full", arch.num_layers, ((3, 1),), ((1, 1),), ((2, 1),), ((1, 1), (2, -1)))
-    fixed = estimate_fields(arch, NAME, req, bytes_per_token=cdiv(per_token, gpus), block_size=None,
-                            notes=_notes(per_token))
     return SweepPlan(units, (SweepStage((row,)),), fixed, total=((3, scale),))

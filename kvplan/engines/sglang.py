@@ -222,9 +222,9 @@ def _window_kind(spec, hybrid: bool) -> tuple[int | None, str]:
 
 def _tokens_fn(window: int | None, page: int) -> Callable[[list[int]], list[int]]:
     """Tokens a sequence holds in one layer's pool: min(context, window), in whole pages, for a list of
-    context lengths at once (cdiv inlined: a sweep evaluates this 10^5 times)."""
+    context lengths at once (cdiv and min inlined: a sweep evaluates this 10^5 times)."""
     if window is not None:
-        return lambda lens: [-(-min(n, window) // page) * page for n in lens]
+        return lambda lens: [-(-(n if n < window else window) // page) * page for n in lens]
     return lambda lens: [-(-n // page) * page for n in lens]
 
 

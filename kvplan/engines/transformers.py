@@ -48,12 +48,12 @@ def _tokens_fn(spec) -> Callable[[list[int]], list[int]]:
     """Tokens one layer keeps after a prefill of `num_tokens`, for a list of lengths at once."""
     if isinstance(spec, SlidingWindow):
         keep = spec.window - 1
-        return lambda lens: [min(n, keep) for n in lens]
+        return lambda lens: [n if n < keep else keep for n in lens]
     if isinstance(spec, ChunkedLocal):
         # DynamicCache builds chunked layers as sliding layers of window attention_chunk_size (measured on
         # transformers 5.23 by tests/test_validate.py: a 40-token prefill with chunk 16 keeps 15 tokens).
         keep = spec.chunk - 1
-        return lambda lens: [min(n, keep) for n in lens]
+        return lambda lens: [n if n < keep else keep for n in lens]
     return list
 
 
