@@ -31,18 +31,7 @@ def body() -> None:
     arch = widgets.require_model(sel)
     ctx = widgets.require_context(sel)
     widgets.summary(sel)
-    _deployment(sel, arch, ctx)
 
-
-@st.fragment
-def _deployment(sel: widgets.Selection, arch, ctx: int) -> None:
-    """The page's own inputs and everything they drive, as a fragment: changing one of them reruns
-    this part only, so the sidebar, the title and the summary are neither rebuilt nor redrawn in the
-    browser (a sidebar change still reruns the whole page, and this part with it)."""
-    widgets.run_page(lambda: _draw(sel, arch, ctx))
-
-
-def _draw(sel: widgets.Selection, arch, ctx: int) -> None:
     c = st.columns([3, 1, 1.3, 1.3, 1.2, 1.2])
     catalog = [g.name for g in list_gpus()]
     extra = c[0].multiselect("Also compare GPUs", catalog, key="cap_gpus", bind=QP,
