@@ -166,6 +166,50 @@ def test_capacity_page(server, browser_page):
     _check(browser_page, "capacity", charts)
 
 
+def test_capacity_responsiveness_widget_to_chart(server, browser_page):
+    """Time from a change of the page's own "Target users" to the redrawn users chart, printed (run
+    with -s; issue 16's target is 300 ms), never asserted: a loaded box would make it flaky. Asserted:
+    the chart does show each new target, the banner follows and the sidebar stays.
+
+    In a tab of its own: leaving a page straight after its reruns aborts the download buttons' file
+    requests, which the next test's console listener would count as errors."""
+    if not _planner_available():
+        pytest.skip("the capacity chart needs kvplan.planner")
+    page = browser_page.context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: m.type == "error" and "404" not in m.text and errors.append(m.text))
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    try:
+        page.goto(f"{server}/capacity?model=meta-llama/Llama-3.1-8B")
+        _settle(page, 2)
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Performance.enable")
+
+        def busy_s() -> float:
+            return next(m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]
+                        if m["name"] == "TaskDuration")
+        times = []
+        for users in (20, 30, 20, 30, 40):  # repeats hit the page's caches; new values do not
+            box = page.get_by_label("Target users (0 = none)", exact=True)
+            box.fill(str(users))
+            b0, t0 = busy_s(), time.perf_counter()
+            box.press("Enter")
+            page.wait_for_function(
+                "n => [...document.querySelectorAll('.js-plotly-plot .annotation-text')]"
+                ".some(a => a.textContent === `target: ${n} users`)", arg=f"{users:,}", timeout=60_000, polling=10)
+            times.append((users, (time.perf_counter() - t0) * 1e3, (busy_s() - b0) * 1e3))
+            page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000)
+        print("\n[responsiveness] Capacity target users -> chart redrawn (browser main thread busy): " +
+              ", ".join(f"{u}: {ms:.0f} ms ({b:.0f} ms)" for u, ms, b in times))
+        banner = page.locator('[data-testid="stAlert"]').filter(has_text="target users").first.inner_text()
+        assert "40 target users" in banner, banner  # the answer follows the last value too
+        assert page.locator('[data-testid="stSidebar"]').get_by_text("Model source").count() >= 1
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert not errors, errors
+    finally:
+        page.close()
+
+
 def test_accuracy_page_with_uploaded_report(server, browser_page, tmp_path):
     _open(browser_page, f"{server}/accuracy")
     _settle(browser_page, 0)

@@ -34,7 +34,9 @@ def test_landing_answers_in_one_sentence():
     assert "how many GPUs" in at.caption[0].value  # what the tool answers, on landing
     assert " × " in _answer(at) and "serve 100 users of 8,000 tokens" in _answer(at)
     assert "tokens/s per user" in _answer(at)
-    assert len(at.get("plotly_chart")) == 2 and len(at.table) == 2
+    assert len(at.get("plotly_chart")) == 1 and len(at.table) == 2  # the users chart; the ledger is HTML
+    ledger = [h.proto.body for h in at.get("html") if "GiB per GPU" in h.proto.body]
+    assert len(ledger) == 1 and 'title="weights: ' in ledger[0]  # one bar, each part's GiB on hover
     code = at.code[0].value
     assert code.startswith("vllm serve meta-llama/Llama-3.1-8B") and "--max-model-len 8000" in code
     assert not at.error

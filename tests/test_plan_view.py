@@ -8,6 +8,7 @@ Hand-worked example used below: Llama-3.1-8B stores 32 layers × 8 KV heads × 1
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -117,6 +118,19 @@ def test_chart_escapes_names():
             {"deployment": "<b>x</b>", "context_len": 2048, "users": 1}]
     fig = plan_chart.users_vs_context(rows, title="<a href='http://e'>t</a>")
     assert "<" not in fig.data[0].name and "<a" not in fig.layout.title.text
+
+
+def test_ledger_bar_is_escaped_html_with_every_part_on_hover():
+    gib = 2**30
+    rows = [{"part": "weights", "bytes": 60 * gib}, {"part": "activations", "bytes": gib},
+            {"part": "KV in use", "bytes": 19 * gib}, {"part": "KV free", "bytes": 0},
+            {"part": "<img src=x>", "bytes": 20 * gib}]
+    out = plan_chart.memory_ledger(rows, title="<b>GiB</b> per GPU")
+    assert "<img" not in out and "<b>" not in out and "&lt;img src=x&gt;" in out
+    widths = [float(w) for w in re.findall(r"flex:0 0 ([\d.]+)%", out)]
+    assert len(widths) == 4 and sum(widths) == pytest.approx(100, abs=0.01)  # a 0-byte part has no segment
+    assert 'title="weights: 60.00 GiB"' in out and 'title="activations: 1.00 GiB"' in out
+    assert ">60.0<" in out and ">1.0<" not in out  # a label shows where its segment has room (1 % has not)
 
 
 def test_answer_and_table_read_as_sentences():

@@ -162,39 +162,67 @@ def users_lines(rows: Rows, *, title: str, mark_context: int | None = None, targ
     Log y with integer ticks (1, 2, 5, 10 ...); the band below 1 user is shaded "does not fit" and a
     context where nothing fits is drawn inside it (at 0.5), so a layout whose weights alone overflow
     still shows a line. `longest` marks each GPU's longest context that fits; `target_users` is a line.
+
+    Built as one dict, the figure `add_hline` / `update_layout` calls gave (a test compares them):
+    those helpers validate the figure again at each call, ~150 ms of the Capacity page's rerun on a
+    busy 2-core box for every new target (the Plan chart's reason too, see plan_chart).
     """
-    fig = go.Figure()
     floor = 0.5
     top = max([r["users"] for r in rows] + [target_users, 2])
+    data: list[dict[str, Any]] = []
     for gpu, rs in _series(rows, "gpu").items():
-        fig.add_trace(go.Scatter(
-            x=[r["context_len"] for r in rs], y=[r["users"] if r["users"] >= 1 else floor for r in rs],
-            customdata=[r["users"] for r in rs], name=plot_text(gpu), mode="lines", line_shape="hv",
-            hovertemplate="%{customdata:,} users at %{x:,} tokens"))
+        data.append(dict(type="scatter", x=[r["context_len"] for r in rs],
+                         y=[r["users"] if r["users"] >= 1 else floor for r in rs], customdata=[r["users"] for r in rs],
+                         name=plot_text(gpu), mode="lines", line=dict(shape="hv"),
+                         hovertemplate="%{customdata:,} users at %{x:,} tokens"))
         at = (longest or {}).get(gpu)
         if at:
             users = next(r["users"] for r in rs if r["context_len"] == at)
-            fig.add_trace(go.Scatter(x=[at], y=[users], mode="markers+text", showlegend=False,
-                                     marker=dict(size=10, symbol="diamond"), text=[f"{at:,} tokens"],
-                                     textposition="top left", hovertemplate="longest that fits: %{x:,} tokens"))
-    _layout(fig, title, x_title="context per user (tokens)", y_title=y_title, log_x=True)
+            data.append(dict(type="scatter", x=[at], y=[users], mode="markers+text", showlegend=False,
+                             marker=dict(size=10, symbol="diamond"), text=[f"{at:,} tokens"],
+                             textposition="top left", hovertemplate="longest that fits: %{x:,} tokens"))
     vals, text = _count_ticks(top)
-    fig.update_yaxes(type="log", tickvals=vals, ticktext=text, range=[math.log10(0.35), math.log10(top * 1.6)],
-                     rangemode="normal")
-    fig.add_hrect(y0=0.35, y1=1, fillcolor="#d62728", opacity=0.08, line_width=0)
-    fig.add_annotation(x=0.01, xref="paper", y=math.log10(0.6), yref="y", text="does not fit", showarrow=False,
-                       xanchor="left", font=dict(color="#d62728"))
-    fig.add_hline(y=1, line_color="#d62728", line_width=1)
+
+    def hline(y: float, **line: Any) -> dict[str, Any]:
+        return dict(type="line", xref="x domain", x0=0, x1=1, yref="y", y0=y, y1=y, line=line)
+    shapes = [dict(type="rect", xref="x domain", x0=0, x1=1, yref="y", y0=0.35, y1=1, fillcolor="#d62728",
+                   opacity=0.08, line=dict(width=0)), hline(1, color="#d62728", width=1)]
+    notes = [dict(x=0.01, xref="paper", y=math.log10(0.6), yref="y", text="does not fit", showarrow=False,
+                  xanchor="left", font=dict(color="#d62728"))]
     if target_users:
-        fig.add_hline(y=target_users, line_dash="dash", line_color="#2ca02c")
+        shapes.append(hline(target_users, dash="dash", color="#2ca02c"))
         # On a log axis an annotation's y is log10 of the value (add_hline's own label lands off the chart).
-        fig.add_annotation(x=0.01, xref="paper", y=math.log10(target_users), yref="y", yanchor="bottom",
-                           xanchor="left", showarrow=False, font=dict(color="#2ca02c"),
-                           text=plot_text(f"target: {text_users(target_users)}"))
-    _context_ticks(fig, sorted({r["context_len"] for r in rows}))
+        notes.append(dict(x=0.01, xref="paper", y=math.log10(target_users), yref="y", yanchor="bottom",
+                          xanchor="left", showarrow=False, font=dict(color="#2ca02c"),
+                          text=plot_text(f"target: {text_users(target_users)}")))
     if mark_context:
-        fig.add_vline(x=mark_context, line_dash="dot", line_color="#888")
-    return fig
+        shapes.append(dict(type="line", xref="x", x0=mark_context, x1=mark_context, yref="y domain", y0=0, y1=1,
+                           line=dict(dash="dot", color="#888")))
+    xaxis: dict[str, Any] = dict(title=dict(text=plot_text("context per user (tokens)")), type="log")
+    contexts = sorted({r["context_len"] for r in rows})
+    if contexts:  # as _context_ticks
+        ticks = [c for c in contexts if c & (c - 1) == 0]
+        lo, hi = math.log10(contexts[0]), math.log10(contexts[-1])
+        pad = 0.02 * (hi - lo or 1)
+        xaxis.update(tickvals=ticks, range=[lo - pad, hi + pad], ticktext=[
+            f"{c // 2**20}M" if c >= 2**20 else f"{c // 1024}k" if c >= 1024 else str(c) for c in ticks])
+    layout = dict(title=dict(text=plot_text(title), y=0.98, yanchor="top"), margin=dict(l=10, r=10, t=40, b=10),
+                  height=440, legend=dict(orientation="h", yanchor="top", y=-0.18, x=0), hovermode="x unified",
+                  template=_white(), xaxis=xaxis, shapes=shapes, annotations=notes,
+                  yaxis=dict(title=dict(text=plot_text(y_title)), rangemode="normal", type="log", tickvals=vals,
+                             ticktext=text, range=[math.log10(0.35), math.log10(top * 1.6)]))
+    return go.Figure(dict(data=data, layout=layout))
+
+
+_WHITE: list[dict[str, Any]] = []
+
+
+def _white() -> dict[str, Any]:
+    """plotly_white as a plain dict, made once (naming the template makes plotly copy and validate it)."""
+    if not _WHITE:
+        import plotly.io as pio
+        _WHITE.append(pio.templates["plotly_white"].to_plotly_json())
+    return _WHITE[0]
 
 
 def memory_bars(rows: Rows, *, title: str) -> go.Figure:

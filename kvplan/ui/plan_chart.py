@@ -1,4 +1,4 @@
-"""The Plan page's chart, a pure plotly builder: concurrent users a deployment holds vs context.
+"""The Plan page's charts: concurrent users a deployment holds vs context (plotly), and one GPU's memory as an HTML bar.
 
 Users are whole requests (integers). The y axis is logarithmic with labels at 1, 10, 100, ... only
 (no minor-tick labels). Below one request nothing fits: that band is shaded and labelled, and points
@@ -8,6 +8,7 @@ length a vertical one, and the longest context at which the target still fits a 
 
 from __future__ import annotations
 
+import html
 import math
 from collections import defaultdict
 from typing import Any
@@ -102,19 +103,33 @@ def users_vs_context(rows: list[dict[str, Any]], *, target_users: int | None = N
 
 LEDGER_COLORS = {"weights": "#636efa", "activations": "#ef553b", "overhead": "#ab63fa", "KV in use": "#00a67e",
                  "KV free": "#9fe3c9", "not reserved": "#d9dde6"}
+_LIGHT = {"#9fe3c9", "#d9dde6"}  # segments whose label is drawn in dark ink
 
 
-def memory_ledger(rows: list[dict[str, Any]], *, title: str) -> go.Figure:
-    """One GPU's memory as one stacked horizontal bar (`rows`: part, bytes), in GiB."""
-    data = []
+def memory_ledger(rows: list[dict[str, Any]], *, title: str) -> str:
+    """One GPU's memory as one stacked horizontal bar (`rows`: part, bytes), in GiB, as HTML for
+    `st.html`: each part's GiB inside its segment where it fits, the part and its GiB on hover (the
+    segment's tooltip), a legend below. Not a plotly figure: the page redraws this bar on every rerun,
+    and a plotly chart is a fresh `newPlot` each time (Streamlit remounts it when its figure changes),
+    which cost about as much in the browser as the users chart. Part names are kvplan's own; the
+    title and every name are escaped all the same."""
+    total = sum(max(0, r["bytes"]) for r in rows) or 1
+    segments, legend = [], []
     for r in rows:
-        gib = r["bytes"] / 2**30
-        data.append(dict(type="bar", y=["per GPU"], x=[gib], name=_esc(r["part"]), orientation="h",
-                         marker=dict(color=LEDGER_COLORS.get(r["part"])), text=[f"{gib:,.1f}"],
-                         textposition="inside", insidetextanchor="middle",
-                         hovertemplate=f"{_esc(r['part'])}: %{{x:,.2f}} GiB<extra></extra>"))
-    layout = dict(barmode="stack", height=190, title=dict(text=_esc(title), y=0.95),
-                  margin=dict(l=10, r=10, t=36, b=10), hovermode="closest", showlegend=True,
-                  legend=dict(orientation="h", yanchor="top", y=-0.35, x=0), uniformtext=dict(minsize=9, mode="hide"),
-                  xaxis=dict(rangemode="tozero"), yaxis=dict(showticklabels=False))
-    return go.Figure(dict(data=data, layout=layout))
+        if r["bytes"] <= 0:
+            continue
+        part, gib, share = html.escape(str(r["part"])), r["bytes"] / 2**30, r["bytes"] / total
+        color = LEDGER_COLORS.get(r["part"], "#bbb")
+        ink = "#1f2937" if color in _LIGHT else "#fff"
+        label = f"{gib:,.1f}" if share >= 0.06 else ""  # a label that would not fit is left out
+        segments.append(f'<div title="{part}: {gib:,.2f} GiB" style="flex:0 0 {share * 100:.3f}%;background:{color};'
+                        f'color:{ink};display:flex;align-items:center;justify-content:center;overflow:hidden;'
+                        f'white-space:nowrap;font-size:12px">{label}</div>')
+        legend.append(f'<span style="white-space:nowrap"><span style="display:inline-block;width:10px;height:10px;'
+                      f'background:{color};margin-right:5px;border-radius:2px"></span>{part}</span>')
+    said = "; ".join(f'{r["part"]} {r["bytes"] / 2**30:,.2f} GiB' for r in rows if r["bytes"] > 0)
+    return (f'<div role="img" aria-label="{html.escape(f"{title}: {said}")}" style="padding:4px 0 8px">'
+            f'<div style="font-weight:600;font-size:14px;margin-bottom:6px">{html.escape(title)}</div>'
+            f'<div style="display:flex;width:100%;height:36px;border-radius:4px;overflow:hidden">{"".join(segments)}</div>'
+            f'<div style="display:flex;flex-wrap:wrap;gap:4px 14px;font-size:12px;margin-top:8px">{"".join(legend)}</div>'
+            '</div>')

@@ -384,7 +384,7 @@ def body() -> None:
     total = fixed.gpu_memory_bytes if fixed is not None else best.memory.gpu_memory_bytes
     st.subheader(f"Memory per GPU ({shown.gpu})", anchor=False)
     left, right = st.columns([1, 1])
-    left.plotly_chart(plan_chart.memory_ledger(ledger, title="GiB per GPU"), key="plan_ledger")
+    left.html(plan_chart.memory_ledger(ledger, title="GiB per GPU"))
     right.table(plan_view.ledger_table(ledger, total, kv_measured=choices.kv_memory is not None), hide_index=True)
 
     if best is not None:
