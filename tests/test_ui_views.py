@@ -126,11 +126,14 @@ def test_validation_rows_reject_absurd_numbers_and_name_the_device():
     assert summary == {"CPU (x86_64)": "1 measurement of ? up to 128 tokens; worst |error| 2.40 %"}
 
 
-def test_committed_cpu_reports_say_cpu():
+def test_committed_reports_say_where_they_ran():
     from pathlib import Path
-    for path in (Path(__file__).resolve().parents[1] / "docs" / "validation").glob("*.json"):
+    paths = sorted((Path(__file__).resolve().parents[1] / "docs" / "validation").glob("*.json"))
+    assert {p.name.split("-")[0] for p in paths} == {"cpu", "cuda"}
+    for path in paths:
         rows = sweeps.validation_rows(json.loads(path.read_text()), path.name).rows
-        assert rows and all(r["device"].startswith("CPU") for r in rows), path.name
+        label = "CPU" if path.name.startswith("cpu-") else "NVIDIA H200"
+        assert rows and all(r["device"].startswith(label) for r in rows), path.name
 
 
 def test_golden_log_rows_have_a_source_each():
