@@ -249,7 +249,8 @@ def test_gpu_report_rows_from_the_committed_h200_run():
 
     report = json.loads((Path(__file__).resolve().parents[1] / "docs/validation/cuda-llama-3.2-1b.json").read_text())
     assert sweeps.device_label(report) == "NVIDIA H200"
-    assert sweeps.environment_label(report).startswith("driver 580.") and "CUDA 13.0" in sweeps.environment_label(report)
+    env = sweeps.environment_label(report)
+    assert env.startswith("driver 580.") and "CUDA 13.0" in env and "transformers 5.24.0" in env
     rows = sweeps.decode_rows(report, "r")
     assert {(r["context_len"], r["batch"]) for r in rows} >= {(1024, 1), (32768, 1), (1024, 32)}
     for r, d in zip(rows, report["paged"]["decode"]):
@@ -260,4 +261,5 @@ def test_gpu_report_rows_from_the_committed_h200_run():
            "paged": {"decode": [{"context_len": 10**400, "ms_per_step": 1}, {"context_len": 8, "ms_per_step": "nan"},
                                 {"context_len": 8, "ms_per_step": 2.0, "roofline_ms": True}, "junk"]}}
     assert sweeps.generation_rows(bad, "b") == []
-    assert [(r["context_len"], r["roofline_us"], r["peak_pct"]) for r in sweeps.decode_rows(bad, "b")] == [(8, None, None)]
+    kept = [(r["context_len"], r["roofline_us"], r["peak_pct"]) for r in sweeps.decode_rows(bad, "b")]
+    assert kept == [(8, None, None)]

@@ -152,8 +152,9 @@ def _err(measured: int | None, predicted: int) -> float | None:
 
 def validate(model, *, context_len: int | str | Sequence[int | str], batch: int = 1, device: str | None = None,
              dtype: str | None = None, depth: str | int = "auto", tolerance: float = 0.01, paged: bool = True,
-             speed: bool = False, speed_new_tokens: int = 64, speed_prompt_len: int = 128, num_experts: int | None = None,
-             model_id: str | None = None, progress: Callable[[str], None] | None = None) -> ValidationReport:
+             speed: bool = False, speed_new_tokens: int = 64, speed_prompt_len: int = 128,
+             num_experts: int | None = None, model_id: str | None = None,
+             progress: Callable[[str], None] | None = None) -> ValidationReport:
     """Measure the cache a real `model` holds after a prefill and compare it with kvplan's prediction.
 
     The model (a bundled id, a config.json path or folder, or a config dict) is built from its config

@@ -252,8 +252,9 @@ def allocator_block_bytes(rows: list[dict[str, Any]]) -> int | None:
     """Bytes of the CUDA caching-allocator blocks that hold the cache's storages (None off CUDA).
 
     `memory_allocated` counts blocks, not tensor bytes: PyTorch hands out a whole cached free block when
-    splitting it would leave less than 1 MiB (`CUDACachingAllocator.cpp`, `shouldSplit` / `kSmallSize`), so
-    a cache tensor created into a block freed by the prefill can occupy up to 1 MiB more than its bytes.
+    splitting it would leave 1 MiB or less (`c10/cuda/CUDACachingAllocator.cpp`, `should_split`: a
+    large-pool block is split only when more than `kSmallSize` remains), so a cache tensor created into a
+    block freed by the prefill can occupy up to 1 MiB more than its bytes.
     """
     if not torch.cuda.is_available() or not rows:
         return None
@@ -398,7 +399,8 @@ def check_depth(depth: str | int, arch: ModelArch, hf_cfg) -> int | str:
     try:
         k = int(depth)
     except (TypeError, ValueError):
-        raise InvalidInputError("depth", f"expected auto, full, min or a layer count, got {str(depth)[:40]!r}") from None
+        raise InvalidInputError("depth", f"expected auto, full, min or a layer count, "
+                                         f"got {str(depth)[:40]!r}") from None
     lo = min_depth(arch, hf_cfg)
     if not lo <= k <= arch.num_layers:
         raise InvalidInputError("depth", f"{k} layers; this model needs {lo} to {arch.num_layers} "
