@@ -38,11 +38,11 @@ def pages(tmp_path_factory):
 
 
 def _settle(page, charts: int = 0) -> None:
-    """Wait for the answer (and `charts` drawn plotly charts: Streamlit draws a chart only once it is
+    """Wait for the answer (and `charts` drawn Vega charts: Streamlit draws a chart only once it is
     scrolled into view, so only the tall view waits for them) and the end of the script run."""
     page.wait_for_selector("h3", timeout=60_000)
     if charts:
-        page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}",
+        page.wait_for_function(f"document.querySelectorAll('.vega-embed svg').length >= {charts}",
                                timeout=60_000)
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
     page.wait_for_timeout(400)
@@ -199,7 +199,7 @@ def test_responsiveness_widget_to_chart(server, pages):
         b0, t0 = busy_s(), time.perf_counter()
         box.press("Enter")
         page.wait_for_function(
-            "n => [...document.querySelectorAll('.js-plotly-plot .annotation-text')]"
+            "n => [...document.querySelectorAll('.vega-embed text')]"
             ".some(a => a.textContent === `target: ${n} users`)", arg=f"{users:,}", timeout=60_000)
         times.append((users, (time.perf_counter() - t0) * 1e3, (busy_s() - b0) * 1e3))
     print("\n[responsiveness] users change -> chart redrawn (browser main thread busy): " +

@@ -33,7 +33,7 @@ def test_concurrent_first_sessions_on_a_fresh_server(tmp_path):
             try:
                 page.wait_for_selector("h1", timeout=120_000)
                 page.wait_for_function(
-                    f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts} || "
+                    f"document.querySelectorAll('.js-plotly-plot .main-svg, .vega-embed svg').length >= {charts} || "
                     "document.querySelector('[data-testid=\"stException\"], [data-testid=\"stAlertContentError\"]')",
                     timeout=120_000)
                 page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')",

@@ -34,7 +34,7 @@ def test_landing_answers_in_one_sentence():
     assert "how many GPUs" in at.caption[0].value  # what the tool answers, on landing
     assert " × " in _answer(at) and "serve 100 users of 8,000 tokens" in _answer(at)
     assert "tokens/s per user" in _answer(at)
-    assert len(at.get("plotly_chart")) == 1 and len(at.table) == 2  # the users chart; the ledger is HTML
+    assert len(at.get("vega_lite_chart")) == 1 and len(at.table) == 2  # the users chart; the ledger is HTML
     ledger = [h.proto.body for h in at.get("html") if "GiB per GPU" in h.proto.body]
     assert len(ledger) == 1 and 'title="weights: ' in ledger[0]  # one bar, each part's GiB on hover
     code = at.code[0].value
@@ -167,8 +167,11 @@ def test_one_version_per_engine_and_the_version_modelled_is_shown():
 def _longest(at: AppTest) -> int:
     """The chart's 'N users fit up to X tokens each' (exact to the token: the planner's
     max_context_for_users), so options that move the budget by less than a request still show."""
-    spec = at.get("plotly_chart")[0].proto.spec
-    return int(re.search(r"fit up to ([\d,]+) tokens each", spec).group(1).replace(",", ""))
+    import pyarrow as pa
+
+    rows = pa.ipc.open_stream(at.get("vega_lite_chart")[0].proto.data.data).read_all().to_pylist()
+    (label,) = [r["label"] for r in rows if r["kind"] == "longest"]
+    return int(re.search(r"fit up to ([\d,]+) tokens each", label).group(1).replace(",", ""))
 
 
 @pytest.mark.parametrize("model, params, engine, options", [

@@ -90,34 +90,61 @@ def test_layout_text():
     assert pv.plural(1, "user") == "1 user" and pv.plural(1200, "user") == "1,200 users"
 
 
+def _layer(spec, kind):
+    """The spec's layers drawn from the data rows of `kind` (their filter names it)."""
+    return [layer for layer in spec["layer"] if f"'{kind}'" in str(layer.get("transform"))]
+
+
 def test_chart_marks_target_fit_and_longest():
     rows = [{"deployment": "8 × H100", "context_len": c, "users": n}
             for c, n in [(1024, 860), (8192, 110), (65536, 12), (131072, 0)]]
-    fig = plan_chart.users_vs_context(rows, target_users=100, request_tokens=8000, longest=8800, title="t")
-    assert fig.layout.yaxis.type == "log" and fig.layout.xaxis.type == "log"
-    assert list(fig.layout.yaxis.ticktext) == ["1", "10", "100", "1,000"]  # decades only
-    assert list(fig.layout.xaxis.ticktext) == ["1k", "2k", "4k", "8k", "16k", "32k", "64k", "128k"]
-    line = fig.data[0]
-    assert list(line.customdata) == [860, 110, 12, 0]  # hover shows whole users
-    assert line.y[-1] == plan_chart.FLOOR and math.log10(line.y[-1]) < 0  # 0 users: in the shaded band
-    marker = fig.data[-1]
-    assert marker.x == (8800,) and marker.y == (100,) and marker.name == "100 users fit up to 8,800 tokens each"
-    shapes = fig.layout.shapes
-    assert any(s.type == "rect" and s.y1 == 1 for s in shapes)  # the does-not-fit band ends at 1 user
-    assert any(s.y0 == 100 and s.y1 == 100 for s in shapes)  # target line
-    assert any(s.x0 == 8000 and s.x1 == 8000 for s in shapes)  # the workload's request length
-    texts = {a.text: a for a in fig.layout.annotations}
-    assert "does not fit (0 users)" in texts
-    # On a log axis an annotation's position is log10 of the value.
-    assert texts["target: 100 users"].y == 2
-    assert texts["your requests: 8,000 tokens"].x == pytest.approx(math.log10(8000))
+    data, spec = plan_chart.users_vs_context(rows, target_users=100, request_tokens=8000, longest=8800, title="t")
+    (lines,) = _layer(spec, "line")
+    x, y = lines["encoding"]["x"], lines["encoding"]["y"]
+    assert x["scale"]["type"] == "log" and y["scale"]["type"] == "log" and y["scale"]["domainMin"] == 0.3
+    assert y["axis"]["values"] == [1, 10, 100, 1000]  # decades only
+    assert x["axis"]["values"] == [1024 << k for k in range(8)]  # 1k ... 128k, labelled by the expression
+    assert lines["mark"]["interpolate"] == "step-after"  # users drop at block boundaries, not between points
+    by_kind = {}
+    for d in data:
+        by_kind.setdefault(d["kind"], []).append(d)
+    assert [d["tip"] for d in by_kind["line"]][-2:] == ["12 users at 65,536 tokens (8 × H100)",
+                                                        "0 users at 131,072 tokens (8 × H100)"]  # whole users
+    assert by_kind["line"][-1]["y"] == plan_chart.FLOOR < 1  # 0 users: drawn in the shaded band
+    band = spec["layer"][0]
+    assert band["mark"]["type"] == "rect" and band["encoding"]["y2"] == {"datum": 1}  # the band ends at 1 user
+    assert "does not fit (0 users)" in str(spec["layer"][1])
+    (target,) = by_kind["target"]
+    assert target["y"] == 100 and target["label"] == "target: 100 users"
+    (request,) = by_kind["request_right"]  # 8,000 tokens is left of 1/8 of 128k: its label goes right of it
+    assert request["context_len"] == 8000 and request["label"] == "your requests: 8,000 tokens"
+    (marker,) = by_kind["longest"]
+    assert (marker["context_len"], marker["y"]) == (8800, 100)
+    assert marker["label"] == "100 users fit up to 8,800 tokens each"
+    assert max(d["y"] for d in data if d["y"] is not None) > 860  # headroom above the top line
 
 
-def test_chart_escapes_names():
+def test_chart_spec_does_not_change_with_the_numbers():
+    """The browser updates the chart's data in place only when the spec is the same: a change of users,
+    target or request length must change the data alone."""
+    def chart(scale, target, request):
+        rows = [{"deployment": f"{scale} × H100", "context_len": c, "users": n * scale}
+                for c, n in [(1024, 860), (8192, 110), (131072, 0)]]
+        return plan_chart.users_vs_context(rows, target_users=target, request_tokens=request, longest=8800, title="t")
+    (d1, s1), (d2, s2) = chart(1, 100, 8000), chart(1, 120, 60000)
+    assert s1 == s2 and d1 != d2
+    assert chart(2, 100, 8000)[1] == s1 and chart(20, 100, 8000)[1] != s1  # a new decade of users: new y ticks
+
+
+def test_chart_text_is_data_not_markup():
     rows = [{"deployment": "<b>x</b>", "context_len": 1024, "users": 1},
             {"deployment": "<b>x</b>", "context_len": 2048, "users": 1}]
-    fig = plan_chart.users_vs_context(rows, title="<a href='http://e'>t</a>")
-    assert "<" not in fig.data[0].name and "<a" not in fig.layout.title.text
+    data, spec = plan_chart.users_vs_context(rows, title="<a href='http://e'>t</a>")
+    # Vega draws text as SVG text and escapes tooltips: the names stay exactly as given, and the spec
+    # holds no expression built from them
+    assert data[0]["deployment"] == "<b>x</b>" and spec["title"]["text"] == "<a href='http://e'>t</a>"
+    assert "<b>" not in str(spec["layer"])
+    assert spec["usermeta"]["embedOptions"]["renderer"] == "svg"
 
 
 def test_ledger_bar_is_escaped_html_with_every_part_on_hover():

@@ -1,4 +1,5 @@
-"""The Plan page's charts: concurrent users a deployment holds vs context (plotly), and one GPU's memory as an HTML bar.
+"""The Plan page's charts: concurrent users a deployment holds vs context (Vega-Lite), and one GPU's memory as an
+HTML bar.
 
 Users are whole requests (integers). The y axis is logarithmic with labels at 1, 10, 100, ... only
 (no minor-tick labels). Below one request nothing fits: that band is shaded and labelled, and points
@@ -10,95 +11,120 @@ from __future__ import annotations
 
 import html
 import math
-from collections import defaultdict
 from typing import Any
-
-import plotly.graph_objects as go
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 FLOOR = 0.5  # where 0-user points are drawn (inside the shaded "does not fit" band)
 
 
-def _esc(value) -> str:
-    """Plotly renders a subset of HTML in names and titles: a name from the user stays text."""
-    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _tok(n: int) -> str:
-    if n >= 1 << 20 and n % (1 << 20) == 0:
-        return f"{n >> 20}M"
-    if n >= 1024 and n % 1024 == 0:
-        return f"{n >> 10}k"
-    return f"{n:,}"
-
-
 def users_vs_context(rows: list[dict[str, Any]], *, target_users: int | None = None,
                      request_tokens: int | None = None, longest: int | None = None,
-                     title: str = "") -> go.Figure:
-    """One line per deployment (`rows`: deployment, context_len, users), log x and log y.
+                     title: str = "") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One step line per deployment (`rows`: deployment, context_len, users), log x and log y, as
+    (data, Vega-Lite spec) for `st.vega_lite_chart`.
 
     `longest`: the longest context at which `target_users` fit on the first deployment (marked).
-    Built as one dict (no template, no add_hline helpers): plotly validates a template and each
-    helper call again, which cost ~250 ms per figure on a busy 2-core box; this costs ~20 ms.
-    Annotations on a log axis take log10 of the value, so labels are placed by hand.
+    Everything that changes with the inputs (the lines, the target, the request length, the marker and
+    their labels) is in the data, and the spec stays the same while the model and the order of
+    magnitude of the users do: the browser then updates the chart's data in place. A plotly chart was
+    remounted and drawn from scratch on every change (Streamlit gives a plotly chart a new identity
+    whenever its figure changes), about 120 ms of each widget change on the Plan page. Vega draws text
+    as text (SVG nodes, escaped tooltips): names from the user are never markup.
     """
-    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    order: dict[str, int] = {}
     for r in rows:
-        series[r["deployment"]].append(r)
+        order.setdefault(r["deployment"], len(order))
     contexts = sorted({r["context_len"] for r in rows})
     top = max([r["users"] for r in rows] + [target_users or 0, 1])
-    y_hi = math.log10(top) + 0.25
     data: list[dict[str, Any]] = []
-    for i, (name, rs) in enumerate(series.items()):
-        rs = sorted(rs, key=lambda r: r["context_len"])
-        data.append(dict(
-            type="scatter", x=[r["context_len"] for r in rs], y=[r["users"] if r["users"] >= 1 else FLOOR for r in rs],
-            customdata=[r["users"] for r in rs], name=_esc(name), mode="lines+markers", line_shape="hv",
-            marker=dict(size=5), line=dict(color=COLORS[i % len(COLORS)], width=3 if i == 0 else 2),
-            hovertemplate="%{customdata:,} users at %{x:,} tokens<extra>%{fullData.name}</extra>"))
-    shapes: list[dict[str, Any]] = [dict(type="rect", xref="paper", x0=0, x1=1, yref="y", y0=0.3, y1=1,
-                                         fillcolor="#d62728", opacity=0.08, line_width=0, layer="below")]
-    notes: list[dict[str, Any]] = [dict(x=0.01, xref="paper", y=math.log10(0.7), yref="y", showarrow=False,
-                                        text="does not fit (0 users)", xanchor="left",
-                                        font=dict(color="#a01c1c", size=12))]
+    for r in sorted(rows, key=lambda r: (order[r["deployment"]], r["context_len"])):
+        users = int(r["users"])
+        data.append(_point("line", r["context_len"], users if users >= 1 else FLOOR, str(r["deployment"]),
+                           f"{users:,} user{'s' if users != 1 else ''} at {r['context_len']:,} tokens "
+                           f"({r['deployment']})", order[r["deployment"]]))
+    data.append(_point("pad", contexts[0], 10 ** (math.log10(top) + 0.25)))  # headroom above the top line
     if target_users:
-        shapes.append(dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=target_users, y1=target_users,
-                           line=dict(dash="dash", color="#444")))
-        notes.append(dict(x=0.01, xref="paper", y=math.log10(target_users), yref="y", yanchor="bottom",
-                          text=f"target: {target_users:,} users", showarrow=False, xanchor="left"))
+        data.append(_point("target", None, target_users, label=f"target: {target_users:,} users"))
     if request_tokens:
-        shapes.append(dict(type="line", xref="x", x0=request_tokens, x1=request_tokens, yref="paper", y0=0, y1=1,
-                           line=dict(dash="dot", color="#888")))
-        left = request_tokens > contexts[-1] / 8
-        notes.append(dict(x=math.log10(request_tokens), xref="x", y=1, yref="paper", yanchor="top",
-                          text=f"your requests: {request_tokens:,} tokens", showarrow=False,
-                          xanchor="right" if left else "left", xshift=-4 if left else 4,
-                          font=dict(color="#666", size=11)))
+        side = "request_left" if request_tokens > contexts[-1] / 8 else "request_right"
+        data.append(_point(side, request_tokens, None, label=f"your requests: {request_tokens:,} tokens"))
     if longest and target_users and longest >= contexts[0]:
         # The numbers go in the legend, not beside the marker: on a 390 px phone a label there ran off
         # the plot whichever side it was put.
-        data.append(dict(
-            type="scatter", x=[longest], y=[target_users], mode="markers",
-            name=f"{target_users:,} users fit up to {longest:,} tokens each",
-            marker=dict(symbol="diamond", size=13, color="#d62728", line=dict(color="white", width=1)),
-            hovertemplate=f"{target_users:,} users fit up to {longest:,} tokens each<extra></extra>"))
-    decades = range(0, int(math.floor(y_hi)) + 1)
+        label = f"{target_users:,} users fit up to {longest:,} tokens each"
+        data.append(_point("longest", longest, target_users, label=label, tip=label))
+    decades = [10 ** d for d in range(0, int(math.floor(math.log10(top) + 0.25)) + 1)]
     ticks = [1 << k for k in range(contexts[0].bit_length() - 1, contexts[-1].bit_length())
              if contexts[0] <= 1 << k <= contexts[-1]]
     if len(ticks) > 9:  # 1k, 4k, 16k, ...: every other power of two keeps the labels apart
         ticks = ticks[::2]
-    lo, hi = math.log10(contexts[0]), math.log10(contexts[-1])
-    pad = 0.02 * (hi - lo or 1)
-    layout = dict(
-        title=dict(text=_esc(title), y=0.98, yanchor="top"), height=420, margin=dict(l=10, r=10, t=40, b=10),
-        hovermode="closest", legend=dict(orientation="h", yanchor="top", y=-0.2, x=0), shapes=shapes,
-        annotations=notes,
-        yaxis=dict(type="log", range=[math.log10(0.3), y_hi], tickvals=[10 ** d for d in decades],
-                   ticktext=[f"{10 ** d:,}" for d in decades], title=dict(text="concurrent users (whole requests)"),
-                   gridcolor="#e8e8e8"),
-        xaxis=dict(type="log", tickvals=ticks, ticktext=[_tok(c) for c in ticks], range=[lo - pad, hi + pad],
-                   title=dict(text="tokens per request (context)"), gridcolor="#e8e8e8"))
-    return go.Figure(dict(data=data, layout=layout))
+    return data, _spec(title, ticks, decades)
+
+
+def _point(kind: str, x: int | None, y: float | None, deployment: str | None = None, tip: str = "",
+           order: int = 0, label: str = "") -> dict[str, Any]:
+    return {"kind": kind, "context_len": x, "y": y, "deployment": deployment, "tip": tip, "order": order,
+            "width": 3 if kind == "line" and order == 0 else 2, "label": label}
+
+
+_KIND = "datum.kind == '{}'"
+_TOKENS = ("datum.value >= 1048576 && datum.value % 1048576 == 0 ? (datum.value / 1048576) + 'M' : "
+           "datum.value >= 1024 && datum.value % 1024 == 0 ? (datum.value / 1024) + 'k' : format(datum.value, ',')")
+
+
+def _spec(title: str, ticks: list[int], decades: list[int]) -> dict[str, Any]:
+    """The users chart's layers; only the title and the two axes' tick lists vary."""
+    x = {"field": "context_len", "type": "quantitative", "title": "tokens per request (context)",
+         "scale": {"type": "log", "nice": False, "padding": 8},
+         "axis": {"values": ticks, "labelExpr": _TOKENS, "gridColor": "#e8e8e8"}}
+    y = {"field": "y", "type": "quantitative", "title": "concurrent users (whole requests)",
+         "scale": {"type": "log", "domainMin": 0.3, "nice": False},
+         "axis": {"values": decades, "format": ",", "gridColor": "#e8e8e8"}}
+
+    def only(kind: str, layer: dict[str, Any]) -> dict[str, Any]:
+        return {"transform": [{"filter": _KIND.format(kind)}], **layer}
+
+    band = {"data": {"values": [{}]}, "mark": {"type": "rect", "color": "#d62728", "opacity": 0.08},
+            "encoding": {"y": {"datum": 0.3, "type": "quantitative"}, "y2": {"datum": 1}}}
+    band_text = {"data": {"values": [{}]}, "mark": {"type": "text", "align": "left", "x": 6, "color": "#a01c1c",
+                                                    "fontSize": 12},
+                 "encoding": {"y": {"datum": 0.62, "type": "quantitative"},
+                              "text": {"value": "does not fit (0 users)"}}}
+    lines = only("line", {
+        "mark": {"type": "line", "interpolate": "step-after", "point": {"size": 30, "filled": True}},
+        "encoding": {"x": x, "y": y, "detail": {"field": "deployment"},
+                     "color": {"field": "deployment", "type": "nominal", "title": None,
+                               "sort": {"field": "order", "op": "min"}, "scale": {"range": list(COLORS)},
+                               "legend": {"orient": "bottom", "direction": "vertical", "labelLimit": 600}},
+                     "strokeWidth": {"field": "width", "type": "quantitative", "scale": None, "legend": None},
+                     "tooltip": {"field": "tip", "type": "nominal"}}})
+    pad = only("pad", {"mark": {"type": "point", "opacity": 0}, "encoding": {"x": x, "y": y}})
+    target = only("target", {"mark": {"type": "rule", "strokeDash": [6, 4], "color": "#444"},
+                             "encoding": {"y": y}})
+    target_text = only("target", {"mark": {"type": "text", "align": "left", "baseline": "bottom", "x": 6, "dy": -3,
+                                           "fontSize": 12, "color": "#333"},
+                                  "encoding": {"y": y, "text": {"field": "label"}}})
+    layers = [band, band_text, pad, lines, target, target_text]
+    for kind, align, dx in (("request_left", "right", -4), ("request_right", "left", 4)):
+        layers.append(only(kind, {"mark": {"type": "rule", "strokeDash": [2, 3], "color": "#888"},
+                                  "encoding": {"x": x}}))
+        layers.append(only(kind, {"mark": {"type": "text", "align": align, "baseline": "top", "y": 4, "dx": dx,
+                                           "fontSize": 11, "color": "#666"},
+                                  "encoding": {"x": x, "text": {"field": "label"}}}))
+    layers.append(only("longest", {
+        "mark": {"type": "point", "shape": "diamond", "size": 170, "filled": True, "color": "#d62728",
+                 "stroke": "white", "strokeWidth": 1, "opacity": 1},
+        "encoding": {"x": x, "y": y, "tooltip": {"field": "tip", "type": "nominal"},
+                     "shape": {"field": "label", "type": "nominal", "title": None,
+                               "scale": {"range": ["diamond"]},
+                               "legend": {"orient": "bottom", "labelLimit": 600, "symbolSize": 130,
+                                          "symbolFillColor": "#d62728", "symbolStrokeColor": "white"}}}}))
+    return {"title": {"text": title, "anchor": "start", "fontSize": 14}, "height": 540, "layer": layers,
+            "usermeta": {"embedOptions": {"renderer": "svg", "actions": False}},
+            # the two bottom legends stacked: side by side, a phone cut the marker's one off
+            "config": {"legend": {"labelFontSize": 12,
+                                  "layout": {"bottom": {"anchor": "start", "direction": "vertical"}}},
+                       "axis": {"labelFontSize": 11, "titleFontSize": 12}}}
 
 
 LEDGER_COLORS = {"weights": "#636efa", "activations": "#ef553b", "overhead": "#ab63fa", "KV in use": "#00a67e",

@@ -373,9 +373,9 @@ def body() -> None:
             longest = _longest(arch, inst, -(-d.users // d.replicas), max_ctx, curve)
         rows += plan_view.deployment_rows(curve, d.replicas, plan_view.deployment_label(d))
     if rows:
-        st.plotly_chart(plan_chart.users_vs_context(
-            rows, target_users=target, request_tokens=req, longest=longest,
-            title="Users held vs tokens per request"), key="plan_users_chart")
+        data, spec = plan_chart.users_vs_context(rows, target_users=target, request_tokens=req, longest=longest,
+                                                 title="Users held vs tokens per request")
+        st.vega_lite_chart(data, spec, width="stretch")
         st.caption("KV memory limit only: whole requests at that length, a shared prefix stored once. "
                    "A latency target can lower it (see the table).")
 
