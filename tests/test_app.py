@@ -45,7 +45,13 @@ def _ok(at: AppTest) -> AppTest:
 
 
 def _charts(at: AppTest) -> int:
-    return len(at.get("plotly_chart"))
+    return len(at.get("plotly_chart")) + len(at.get("vega_lite_chart"))
+
+
+def _capacity_drawn(at: AppTest) -> bool:
+    """Capacity's users chart (Vega-Lite) and its memory bars (HTML, one bar per GPU)."""
+    bars = [h for h in at.get("html") if "Memory per GPU at" in h.proto.body]
+    return len(at.get("vega_lite_chart")) == 1 and len(bars) == 1
 
 
 def _plain(elements) -> list[str]:
@@ -166,7 +172,7 @@ def test_hub_source_without_network(monkeypatch):
 
 def test_capacity_default_render():
     at = _page("capacity")
-    assert _charts(at) == 2
+    assert _capacity_drawn(at)
     # Llama-3.1-8B at 32k on one H100, newest vLLM defaults (gpu_memory_utilization 0.92, CUDA-graph
     # estimate in the budget): concurrency 13.72, so 13 whole sequences is the headline.
     assert at.success and "**13 users** of 32,768 tokens" in _plain(at.success)[0] and "13.72" in _plain(at.success)[0]
@@ -176,21 +182,22 @@ def test_capacity_inputs():
     at = _page("capacity")
     at.multiselect(key="cap_gpus").set_value(["A100-80GB", "L40S"]).run()
     _ok(at)
-    assert _charts(at) == 2
+    assert _capacity_drawn(at)
+    assert sum(h.proto.body.count('role="img"') for h in at.get("html")) == 3  # a memory bar per GPU
     at.sidebar.selectbox(key="tp").set_value(2).run()
     for key, value in [("cap_num", 4), ("cap_util", 0.8), ("cap_prefix", 2048), ("cap_users", 8)]:
         at.number_input(key=key).set_value(value).run()
         _ok(at)
     assert at.success or _errors(at)
     at.sidebar.selectbox(key="engine").set_value("sglang").run()
-    assert _charts(_ok(at)) == 2
+    assert _capacity_drawn(_ok(at))
 
 
 def test_capacity_does_not_fit_says_what_would():
     at = _page("capacity", model="meta-llama/Llama-3.1-70B")
     errs = _errors(at)
     assert errs and "Does not fit" in errs[0] and "What would fit" in errs[0], errs
-    assert _charts(at) == 2  # the curves and bars still draw (at 0 users)
+    assert _capacity_drawn(at)  # the curves and bars still draw (at 0 users)
 
 
 def test_tp_offers_only_valid_sizes():
@@ -206,7 +213,7 @@ def test_tp_offers_only_valid_sizes():
 
 def test_capacity_custom_gpu():
     at = _page("capacity", gpu="custom", gpu_mem="48GiB")
-    assert _charts(at) == 2
+    assert _capacity_drawn(at)
 
 
 # --- Compare -----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402  (test_browser ski
 
 
 # Every page, each in its own browser context (its own Streamlit session), opened at once.
-FIRST_WAVE = [("", 1), ("size", 2), ("capacity", 2), ("compare", 3), ("accuracy", 1), ("why_a_kv_cache", 1),
+FIRST_WAVE = [("", 1), ("size", 2), ("capacity", 1), ("compare", 3), ("accuracy", 1), ("why_a_kv_cache", 1),
               ("size", 2), ("", 1)]
 
 

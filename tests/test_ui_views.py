@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import kvplan
-from kvplan.ui import accuracy, charts, sweeps, tables, text
+from kvplan.ui import accuracy, plan_chart, sweeps, tables, text
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B"
 
@@ -165,65 +165,24 @@ def test_words_and_numbers():
     assert accuracy.fmt_quantity("kv_tokens", 178880) == "178,880"
 
 
-def test_users_chart_reads_in_whole_users():
-    rows = [{"gpu": "H100", "context_len": c, "users": u, "users_per_gpu": float(u)}
-            for c, u in [(1024, 430), (32768, 13), (131072, 3), (262144, 0)]]
-    fig = charts.users_lines(rows, title="t", target_users=20, longest={"H100": 131072})
-    y = fig.layout.yaxis
-    assert y.type == "log" and list(y.ticktext) == ["1", "2", "5", "10", "20", "50", "100", "200", "500"]
-    assert fig.data[0].y[-1] == 0.5 and list(fig.data[0].customdata) == [430, 13, 3, 0]  # 0 drawn in the band
-    shapes = fig.layout.shapes
-    assert any(s.type == "rect" and s.y1 == 1 for s in shapes)  # shaded "does not fit"
-    assert any(s.type == "line" and s.y0 == 20 for s in shapes)  # the target users
-    assert fig.data[1].x == (131072,)  # the marker at the longest context that fits
-
-
-def test_users_chart_as_one_dict_is_the_figure_plotly_helpers_build():
-    """charts.users_lines builds its figure as one dict (fast); the same figure built with plotly's
-    helpers (add_hrect / add_hline / add_vline / update_*), as it was, must come out identical."""
-    import math
-
-    import plotly.graph_objects as go
-
-    rows = [{"gpu": g, "context_len": c, "users": u} for g in ("H100-SXM", "<b>H200</b>")
-            for c, u in [(1024, 430), (2048, 300), (32768, 13), (131072, 3), (262144, 0)]]
-    for kw in (dict(target_users=20, longest={"H100-SXM": 131072}, mark_context=32768), dict(target_users=0),
-               dict(target_users=1, mark_context=2048, longest={"<b>H200</b>": 2048})):
-        fig = go.Figure()
-        top = max([r["users"] for r in rows] + [kw["target_users"], 2])
-        for gpu in ("H100-SXM", "<b>H200</b>"):
-            rs = [r for r in rows if r["gpu"] == gpu]
-            fig.add_trace(go.Scatter(x=[r["context_len"] for r in rs], y=[r["users"] or 0.5 for r in rs],
-                                     customdata=[r["users"] for r in rs], name=text.plot_text(gpu), mode="lines",
-                                     line_shape="hv", hovertemplate="%{customdata:,} users at %{x:,} tokens"))
-            at = kw.get("longest", {}).get(gpu)
-            if at:
-                fig.add_trace(go.Scatter(x=[at], y=[next(r["users"] for r in rs if r["context_len"] == at)],
-                                         mode="markers+text", showlegend=False, marker=dict(size=10, symbol="diamond"),
-                                         text=[f"{at:,} tokens"], textposition="top left",
-                                         hovertemplate="longest that fits: %{x:,} tokens"))
-        fig.update_layout(title=dict(text="t &lt;", y=0.98, yanchor="top"), margin=dict(l=10, r=10, t=40, b=10),
-                          height=440, legend=dict(orientation="h", yanchor="top", y=-0.18, x=0),
-                          hovermode="x unified", template="plotly_white")
-        fig.update_xaxes(title="context per user (tokens)", type="log")
-        fig.update_yaxes(title="concurrent users (whole sequences)", rangemode="tozero")
-        vals, labels = charts._count_ticks(top)
-        fig.update_yaxes(type="log", tickvals=vals, ticktext=labels, range=[math.log10(0.35), math.log10(top * 1.6)],
-                         rangemode="normal")
-        fig.add_hrect(y0=0.35, y1=1, fillcolor="#d62728", opacity=0.08, line_width=0)
-        fig.add_annotation(x=0.01, xref="paper", y=math.log10(0.6), yref="y", text="does not fit", showarrow=False,
-                           xanchor="left", font=dict(color="#d62728"))
-        fig.add_hline(y=1, line_color="#d62728", line_width=1)
-        if kw["target_users"]:
-            fig.add_hline(y=kw["target_users"], line_dash="dash", line_color="#2ca02c")
-            fig.add_annotation(x=0.01, xref="paper", y=math.log10(kw["target_users"]), yref="y", yanchor="bottom",
-                               xanchor="left", showarrow=False, font=dict(color="#2ca02c"),
-                               text=f"target: {charts.text_users(kw['target_users'])}")
-        charts._context_ticks(fig, sorted({r["context_len"] for r in rows}))
-        if kw.get("mark_context"):
-            fig.add_vline(x=kw["mark_context"], line_dash="dot", line_color="#888")
-        got = charts.users_lines(rows, title="t <", **kw)
-        assert json.dumps(got.to_plotly_json(), sort_keys=True) == json.dumps(fig.to_plotly_json(), sort_keys=True)
+def test_capacity_chart_marks_each_gpus_longest_drawn_point():
+    """Capacity draws the Plan page's users chart with one marker per GPU: the longest swept context
+    where the target fits (a grid point; the page's caption says so), on the target line; 0 users in
+    the band."""
+    rows = [{"deployment": gpu, "context_len": c, "users": u} for gpu, pts in
+            (("H100", [(1024, 430), (32768, 13), (131072, 3), (262144, 0)]), ("H200", [(1024, 800), (131072, 20)]))
+            for c, u in pts]
+    data, spec = plan_chart.users_vs_context(rows, target_users=10, request_tokens=32768, request_label="your context",
+                                             longest={"H100": 32768, "H200": 131072}, title="t",
+                                             y_title="concurrent users (whole sequences)")
+    marks = [(d["context_len"], d["y"], d["label"]) for d in data if d["kind"] == "longest"]
+    assert marks == [(32768, 10, "H100: 10 users fit at 32,768 tokens"),
+                     (131072, 10, "H200: 10 users fit at 131,072 tokens")]
+    assert [d["label"] for d in data if d["kind"].startswith("request")] == ["your context: 32,768 tokens"]
+    assert [d["y"] for d in data if d["kind"] == "line"][3] == plan_chart.FLOOR  # 0 users at 262,144
+    assert "whole sequences" in str(spec["layer"])
+    one = plan_chart.users_vs_context(rows, longest={"H100": 131072})[0]
+    assert [d["label"] for d in one if d["kind"] == "longest"] == ["H100: 1 user fits at 131,072 tokens"]
 
 
 def test_negative_budget_gets_advice_that_can_help():

@@ -21,8 +21,6 @@ from kvplan.units import GiB
 GIB = float(GiB)
 KIND_COLORS = {"full attention": "#1f77b4", "sliding window": "#2ca02c", "chunked local": "#17becf",
                "latent (MLA)": "#9467bd", "recurrent state": "#ff7f0e", "page padding": "#c7c7c7"}
-PART_COLORS = {"weights": "#636efa", "KV cache": "#00cc96", "activations": "#ef553b",
-               "overhead": "#ab63fa", "free": "#e5ecf6"}
 
 Rows = list[dict[str, Any]]
 
@@ -101,24 +99,8 @@ def memory_by_kind(rows: Rows, *, title: str, log_x: bool = True, log_y: bool = 
     return fig
 
 
-def text_users(n: int) -> str:
-    return f"{n:,} user" if n == 1 else f"{n:,} users"
-
-
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 GPU_LINE = "#444"  # the GPU's memory: dark grey, never one of the series' colours
-
-
-def _count_ticks(hi: float) -> tuple[list[float], list[str]]:
-    """Log-axis ticks at 1, 2, 5 × 10^k up to `hi`, written as integers (1k for 1,000)."""
-    vals, k = [], 0
-    while True:
-        for m in (1, 2, 5):
-            v = m * 10 ** k
-            if v > hi * 1.6:
-                return vals, [f"{v // 1000:,}k" if v >= 1000 and v % 1000 == 0 else f"{v:,}" for v in vals]
-            vals.append(v)
-        k += 1
 
 
 def memory_lines(rows: Rows, *, title: str, mark_context: int | None = None, log_y: bool = False, log_x: bool = True,
@@ -151,91 +133,6 @@ def memory_lines(rows: Rows, *, title: str, mark_context: int | None = None, log
         if not log_y:
             top = max([r["kv_bytes"] / GIB for r in rows] + [num_bytes / GIB])
             fig.update_yaxes(range=[0, top * 1.08])
-    return fig
-
-
-def users_lines(rows: Rows, *, title: str, mark_context: int | None = None, target_users: int = 0,
-                longest: dict[str, int] | None = None, y_title: str = "concurrent users (whole sequences)"
-                ) -> go.Figure:
-    """Concurrent full-length users of the deployment vs context, one line per GPU choice.
-
-    Log y with integer ticks (1, 2, 5, 10 ...); the band below 1 user is shaded "does not fit" and a
-    context where nothing fits is drawn inside it (at 0.5), so a layout whose weights alone overflow
-    still shows a line. `longest` marks each GPU's longest context that fits; `target_users` is a line.
-
-    Built as one dict, the figure `add_hline` / `update_layout` calls gave (a test compares them):
-    those helpers validate the figure again at each call, ~150 ms of the Capacity page's rerun on a
-    busy 2-core box for every new target (the Plan chart's reason too, see plan_chart).
-    """
-    floor = 0.5
-    top = max([r["users"] for r in rows] + [target_users, 2])
-    data: list[dict[str, Any]] = []
-    for gpu, rs in _series(rows, "gpu").items():
-        data.append(dict(type="scatter", x=[r["context_len"] for r in rs],
-                         y=[r["users"] if r["users"] >= 1 else floor for r in rs], customdata=[r["users"] for r in rs],
-                         name=plot_text(gpu), mode="lines", line=dict(shape="hv"),
-                         hovertemplate="%{customdata:,} users at %{x:,} tokens"))
-        at = (longest or {}).get(gpu)
-        if at:
-            users = next(r["users"] for r in rs if r["context_len"] == at)
-            data.append(dict(type="scatter", x=[at], y=[users], mode="markers+text", showlegend=False,
-                             marker=dict(size=10, symbol="diamond"), text=[f"{at:,} tokens"],
-                             textposition="top left", hovertemplate="longest that fits: %{x:,} tokens"))
-    vals, text = _count_ticks(top)
-
-    def hline(y: float, **line: Any) -> dict[str, Any]:
-        return dict(type="line", xref="x domain", x0=0, x1=1, yref="y", y0=y, y1=y, line=line)
-    shapes = [dict(type="rect", xref="x domain", x0=0, x1=1, yref="y", y0=0.35, y1=1, fillcolor="#d62728",
-                   opacity=0.08, line=dict(width=0)), hline(1, color="#d62728", width=1)]
-    notes = [dict(x=0.01, xref="paper", y=math.log10(0.6), yref="y", text="does not fit", showarrow=False,
-                  xanchor="left", font=dict(color="#d62728"))]
-    if target_users:
-        shapes.append(hline(target_users, dash="dash", color="#2ca02c"))
-        # On a log axis an annotation's y is log10 of the value (add_hline's own label lands off the chart).
-        notes.append(dict(x=0.01, xref="paper", y=math.log10(target_users), yref="y", yanchor="bottom",
-                          xanchor="left", showarrow=False, font=dict(color="#2ca02c"),
-                          text=plot_text(f"target: {text_users(target_users)}")))
-    if mark_context:
-        shapes.append(dict(type="line", xref="x", x0=mark_context, x1=mark_context, yref="y domain", y0=0, y1=1,
-                           line=dict(dash="dot", color="#888")))
-    xaxis: dict[str, Any] = dict(title=dict(text=plot_text("context per user (tokens)")), type="log")
-    contexts = sorted({r["context_len"] for r in rows})
-    if contexts:  # as _context_ticks
-        ticks = [c for c in contexts if c & (c - 1) == 0]
-        lo, hi = math.log10(contexts[0]), math.log10(contexts[-1])
-        pad = 0.02 * (hi - lo or 1)
-        xaxis.update(tickvals=ticks, range=[lo - pad, hi + pad], ticktext=[
-            f"{c // 2**20}M" if c >= 2**20 else f"{c // 1024}k" if c >= 1024 else str(c) for c in ticks])
-    layout = dict(title=dict(text=plot_text(title), y=0.98, yanchor="top"), margin=dict(l=10, r=10, t=40, b=10),
-                  height=440, legend=dict(orientation="h", yanchor="top", y=-0.18, x=0), hovermode="x unified",
-                  template=_white(), xaxis=xaxis, shapes=shapes, annotations=notes,
-                  yaxis=dict(title=dict(text=plot_text(y_title)), rangemode="normal", type="log", tickvals=vals,
-                             ticktext=text, range=[math.log10(0.35), math.log10(top * 1.6)]))
-    return go.Figure(dict(data=data, layout=layout))
-
-
-_WHITE: list[dict[str, Any]] = []
-
-
-def _white() -> dict[str, Any]:
-    """plotly_white as a plain dict, made once (naming the template makes plotly copy and validate it)."""
-    if not _WHITE:
-        import plotly.io as pio
-        _WHITE.append(pio.templates["plotly_white"].to_plotly_json())
-    return _WHITE[0]
-
-
-def memory_bars(rows: Rows, *, title: str) -> go.Figure:
-    """Per-GPU memory split (weights / KV / activations / overhead / free), one bar per GPU."""
-    fig = go.Figure()
-    for part, rs in _series(rows, "part").items():
-        fig.add_trace(go.Bar(y=[plot_text(r["gpu"]) for r in rs], x=[r["bytes"] / GIB for r in rs],
-                             name=plot_text(part),
-                             orientation="h", marker_color=PART_COLORS.get(part),
-                             hovertemplate="%{x:.2f} GiB"))
-    _layout(fig, f"{title} (GiB)", x_title="", y_title="")
-    fig.update_layout(barmode="stack", hovermode="closest",
-                      height=max(260, 170 + 60 * len({r["gpu"] for r in rows})))
     return fig
 
 

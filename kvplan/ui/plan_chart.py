@@ -18,12 +18,16 @@ FLOOR = 0.5  # where 0-user points are drawn (inside the shaded "does not fit" b
 
 
 def users_vs_context(rows: list[dict[str, Any]], *, target_users: int | None = None,
-                     request_tokens: int | None = None, longest: int | None = None,
-                     title: str = "") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                     request_tokens: int | None = None, longest: int | dict[str, int] | None = None,
+                     title: str = "", request_label: str = "your requests",
+                     y_title: str = "concurrent users (whole requests)"
+                     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One step line per deployment (`rows`: deployment, context_len, users), log x and log y, as
     (data, Vega-Lite spec) for `st.vega_lite_chart`.
 
-    `longest`: the longest context at which `target_users` fit on the first deployment (marked).
+    `longest`: the longest context at which `target_users` fit on the first deployment (exact), or per
+    deployment (a dict: the longest point of `rows` where they fit), each marked on the target line (at
+    1 user without a target).
     Everything that changes with the inputs (the lines, the target, the request length, the marker and
     their labels) is in the data, and the spec stays the same while the model and the order of
     magnitude of the users do: the browser then updates the chart's data in place. A plotly chart was
@@ -47,18 +51,24 @@ def users_vs_context(rows: list[dict[str, Any]], *, target_users: int | None = N
         data.append(_point("target", None, target_users, label=f"target: {target_users:,} users"))
     if request_tokens:
         side = "request_left" if request_tokens > contexts[-1] / 8 else "request_right"
-        data.append(_point(side, request_tokens, None, label=f"your requests: {request_tokens:,} tokens"))
-    if longest and target_users and longest >= contexts[0]:
-        # The numbers go in the legend, not beside the marker: on a 390 px phone a label there ran off
-        # the plot whichever side it was put.
-        label = f"{target_users:,} users fit up to {longest:,} tokens each"
+        data.append(_point(side, request_tokens, None, label=f"{request_label}: {request_tokens:,} tokens"))
+    # The numbers go in the legend, not beside the marker: on a 390 px phone a label there ran off the
+    # plot whichever side it was put.
+    need = max(1, target_users or 0)
+    who = f"{need:,} users fit" if need != 1 else "1 user fits"
+    if isinstance(longest, dict):  # the longest of the swept contexts (a grid point, not the exact limit)
+        for name, at in longest.items():
+            label = f"{name}: {who} at {at:,} tokens"
+            data.append(_point("longest", at, need, label=label, tip=label))
+    elif longest and target_users and longest >= contexts[0]:
+        label = f"{who} up to {longest:,} tokens each"
         data.append(_point("longest", longest, target_users, label=label, tip=label))
     decades = [10 ** d for d in range(0, int(math.floor(math.log10(top) + 0.25)) + 1)]
     ticks = [1 << k for k in range(contexts[0].bit_length() - 1, contexts[-1].bit_length())
              if contexts[0] <= 1 << k <= contexts[-1]]
     if len(ticks) > 9:  # 1k, 4k, 16k, ...: every other power of two keeps the labels apart
         ticks = ticks[::2]
-    return data, _spec(title, ticks, decades)
+    return data, _spec(title, ticks, decades, y_title)
 
 
 def _point(kind: str, x: int | None, y: float | None, deployment: str | None = None, tip: str = "",
@@ -72,12 +82,12 @@ _TOKENS = ("datum.value >= 1048576 && datum.value % 1048576 == 0 ? (datum.value 
            "datum.value >= 1024 && datum.value % 1024 == 0 ? (datum.value / 1024) + 'k' : format(datum.value, ',')")
 
 
-def _spec(title: str, ticks: list[int], decades: list[int]) -> dict[str, Any]:
+def _spec(title: str, ticks: list[int], decades: list[int], y_title: str) -> dict[str, Any]:
     """The users chart's layers; only the title and the two axes' tick lists vary."""
     x = {"field": "context_len", "type": "quantitative", "title": "tokens per request (context)",
          "scale": {"type": "log", "nice": False, "padding": 8},
          "axis": {"values": ticks, "labelExpr": _TOKENS, "gridColor": "#e8e8e8"}}
-    y = {"field": "y", "type": "quantitative", "title": "concurrent users (whole requests)",
+    y = {"field": "y", "type": "quantitative", "title": y_title,
          "scale": {"type": "log", "domainMin": 0.3, "nice": False},
          "axis": {"values": decades, "format": ",", "gridColor": "#e8e8e8"}}
 
@@ -117,7 +127,7 @@ def _spec(title: str, ticks: list[int], decades: list[int]) -> dict[str, Any]:
         "encoding": {"x": x, "y": y, "tooltip": {"field": "tip", "type": "nominal"},
                      "shape": {"field": "label", "type": "nominal", "title": None,
                                "scale": {"range": ["diamond"]},
-                               "legend": {"orient": "bottom", "labelLimit": 600, "symbolSize": 130,
+                               "legend": {"orient": "bottom", "direction": "vertical", "labelLimit": 600, "symbolSize": 130,
                                           "symbolFillColor": "#d62728", "symbolStrokeColor": "white"}}}}))
     return {"title": {"text": title, "anchor": "start", "fontSize": 14}, "height": 540, "layer": layers,
             "usermeta": {"embedOptions": {"renderer": "svg", "actions": False}},
@@ -128,17 +138,18 @@ def _spec(title: str, ticks: list[int], decades: list[int]) -> dict[str, Any]:
 
 
 LEDGER_COLORS = {"weights": "#636efa", "activations": "#ef553b", "overhead": "#ab63fa", "KV in use": "#00a67e",
-                 "KV free": "#9fe3c9", "not reserved": "#d9dde6"}
+                 "KV free": "#9fe3c9", "not reserved": "#d9dde6", "KV cache": "#00a67e", "free": "#d9dde6"}
 _LIGHT = {"#9fe3c9", "#d9dde6"}  # segments whose label is drawn in dark ink
 
 
-def memory_ledger(rows: list[dict[str, Any]], *, title: str) -> str:
+def memory_ledger(rows: list[dict[str, Any]], *, title: str, width: float = 1.0) -> str:
     """One GPU's memory as one stacked horizontal bar (`rows`: part, bytes), in GiB, as HTML for
     `st.html`: each part's GiB inside its segment where it fits, the part and its GiB on hover (the
     segment's tooltip), a legend below. Not a plotly figure: the page redraws this bar on every rerun,
     and a plotly chart is a fresh `newPlot` each time (Streamlit remounts it when its figure changes),
-    which cost about as much in the browser as the users chart. Part names are kvplan's own; the
-    title and every name are escaped all the same."""
+    which cost about as much in the browser as the users chart. `width`: the bar's share of the row
+    (GPUs of different sizes side by side). Part names are kvplan's own; the title and every name are
+    escaped all the same."""
     total = sum(max(0, r["bytes"]) for r in rows) or 1
     segments, legend = [], []
     for r in rows:
@@ -156,6 +167,7 @@ def memory_ledger(rows: list[dict[str, Any]], *, title: str) -> str:
     said = "; ".join(f'{r["part"]} {r["bytes"] / 2**30:,.2f} GiB' for r in rows if r["bytes"] > 0)
     return (f'<div role="img" aria-label="{html.escape(f"{title}: {said}")}" style="padding:4px 0 8px">'
             f'<div style="font-weight:600;font-size:14px;margin-bottom:6px">{html.escape(title)}</div>'
-            f'<div style="display:flex;width:100%;height:36px;border-radius:4px;overflow:hidden">{"".join(segments)}</div>'
+            f'<div style="display:flex;width:{100 * min(1.0, max(0.05, width)):.2f}%;height:36px;border-radius:4px;'
+            f'overflow:hidden">{"".join(segments)}</div>'
             f'<div style="display:flex;flex-wrap:wrap;gap:4px 14px;font-size:12px;margin-top:8px">{"".join(legend)}</div>'
             '</div>')

@@ -6,7 +6,7 @@ import streamlit as st
 
 from kvplan.errors import KvplanError
 from kvplan.gpus import list_gpus
-from kvplan.ui import cached, sweeps, text, widgets
+from kvplan.ui import cached, plan_chart, sweeps, text, widgets
 from kvplan.weights import WEIGHT_DTYPES
 
 QP = widgets.QP
@@ -97,16 +97,35 @@ def body() -> None:
     if curve.rows:
         longest = sweeps.longest_fitting(curve.rows, users=users)
         where = f"{num_gpus} × GPU, {widgets.layout_words(sel)}" if num_gpus > 1 else f"1 GPU, TP {sel.tp}"
-        left.plotly_chart(cached.chart("users_lines", curve.rows, title=f"{arch.model_id} · {sel.engine_spec} · {where}",
-                                       mark_context=ctx, target_users=users, longest=longest), key="cap_users_chart")
-        left.caption("Whole sequences of that many tokens the deployment holds at once (log scale). Below "
-                     "the red line nothing fits; ◆ marks the longest context that fits"
-                     + (f" {users:,} users." if users else " one user."))
+        data, spec = plan_chart.users_vs_context(
+            [{"deployment": r["gpu"], "context_len": r["context_len"], "users": r["users"]} for r in curve.rows],
+            target_users=users, request_tokens=ctx, longest=longest, request_label="your context",
+            title=f"{arch.model_id} · {sel.engine_spec} · {where}", y_title="concurrent users (whole sequences)")
+        left.vega_lite_chart(data, spec, width="stretch")
+        left.caption("Whole sequences of that many tokens the deployment holds at once (log scale). In the "
+                     "shaded band nothing fits; ◆ marks, for each GPU, the longest context drawn at which "
+                     + (f"{users:,} users fit" if users else "one user fits")
+                     + " (the answer above gives the exact longest for the first).")
     if bars:
-        right.plotly_chart(cached.chart("memory_bars", bars, title=f"memory per GPU at {ctx:,} tokens"), key="cap_bars")
+        right.html(_memory_bars(bars, ctx))
     if rows:
         st.subheader("Plans")
         widgets.table(rows, "capacity", COLUMNS)
+
+
+def _memory_bars(bars: list[dict], ctx: int) -> str:
+    """Each GPU's memory as one HTML bar (weights, KV cache, activations, overhead, free), lengths to
+    scale between GPUs: drawn as HTML, not a plotly chart, which the browser would remount and redraw
+    from scratch on every change of the page's inputs."""
+    by_gpu: dict[str, list[dict]] = {}
+    for b in bars:
+        by_gpu.setdefault(b["gpu"], []).append({"part": b["part"], "bytes": b["bytes"]})
+    widest = max(sum(r["bytes"] for r in rs) for rs in by_gpu.values()) or 1
+    head = (f'<div style="font-weight:600;font-size:14px;margin:4px 0 8px">Memory per GPU at {ctx:,} tokens '
+            '(GiB)</div>')
+    return head + "".join(
+        plan_chart.memory_ledger(rs, title=f"{gpu}: {sum(r['bytes'] for r in rs) / 2**30:,.1f} GiB",
+                                 width=sum(r["bytes"] for r in rs) / widest) for gpu, rs in by_gpu.items())
 
 
 def _banner(arch, p, label: str, gargs: dict, common: dict, ctx: int, users: int, prefix: int) -> None:
