@@ -127,8 +127,9 @@ def _spec(title: str, ticks: list[int], decades: list[int], y_title: str) -> dic
         "encoding": {"x": x, "y": y, "tooltip": {"field": "tip", "type": "nominal"},
                      "shape": {"field": "label", "type": "nominal", "title": None,
                                "scale": {"range": ["diamond"]},
-                               "legend": {"orient": "bottom", "direction": "vertical", "labelLimit": 600, "symbolSize": 130,
-                                          "symbolFillColor": "#d62728", "symbolStrokeColor": "white"}}}}))
+                               "legend": {"orient": "bottom", "direction": "vertical", "labelLimit": 600,
+                                          "symbolSize": 130, "symbolFillColor": "#d62728",
+                                          "symbolStrokeColor": "white"}}}}))
     return {"title": {"text": title, "anchor": "start", "fontSize": 14}, "height": 540, "layer": layers,
             "usermeta": {"embedOptions": {"renderer": "svg", "actions": False}},
             # the two bottom legends stacked: side by side, a phone cut the marker's one off
