@@ -7,7 +7,6 @@ Hand-worked example used below: Llama-3.1-8B stores 32 layers × 8 KV heads × 1
 
 from __future__ import annotations
 
-import math
 import re
 
 import pytest
@@ -216,3 +215,16 @@ def test_launch_commands_shown_one_option_per_line_are_the_same_command():
         assert len(lines) > 3, engine
     assert pv.shell_lines("python -m sglang.launch_server --tp-size 2").splitlines()[0] == \
         "python -m sglang.launch_server \\"
+
+
+def test_memory_ledgers_one_bar_per_gpu_to_scale():
+    gib = 2**30
+    rows = [{"gpu": g, "part": p, "bytes": b * gib} for g, parts in
+            (("H100-SXM", [("weights", 15), ("KV cache", 55), ("free", 10)]),
+             ("<b>H200</b>", [("weights", 15), ("KV cache", 110), ("free", 15)]))
+            for p, b in parts]
+    out = plan_chart.memory_ledgers(rows, title="Memory per GPU at 32,768 tokens (GiB)")
+    assert out.count('role="img"') == 2 and "<b>H200" not in out and "&lt;b&gt;H200&lt;/b&gt;: 140.0 GiB" in out
+    assert "H100-SXM: 80.0 GiB" in out
+    bar_widths = [float(w) for w in re.findall(r"display:flex;width:([\d.]+)%;height:36px", out)]
+    assert bar_widths == [pytest.approx(100 * 80 / 140, abs=0.01), 100.0]  # to scale: 80 of 140 GiB

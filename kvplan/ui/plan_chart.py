@@ -172,3 +172,16 @@ def memory_ledger(rows: list[dict[str, Any]], *, title: str, width: float = 1.0)
             f'overflow:hidden">{"".join(segments)}</div>'
             f'<div style="display:flex;flex-wrap:wrap;gap:4px 14px;font-size:12px;margin-top:8px">{"".join(legend)}</div>'
             '</div>')
+
+
+def memory_ledgers(rows: list[dict[str, Any]], *, title: str) -> str:
+    """Several GPUs' memory (`rows`: gpu, part, bytes) as one `memory_ledger` bar each under one title,
+    the bars' lengths to scale between the GPUs (Capacity's "also compare GPUs")."""
+    by_gpu: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_gpu.setdefault(str(r["gpu"]), []).append({"part": r["part"], "bytes": r["bytes"]})
+    totals = {gpu: sum(max(0, r["bytes"]) for r in rs) for gpu, rs in by_gpu.items()}
+    widest = max(totals.values(), default=0) or 1
+    head = f'<div style="font-weight:600;font-size:14px;margin:4px 0 8px">{html.escape(title)}</div>'
+    return head + "".join(memory_ledger(rs, title=f"{gpu}: {totals[gpu] / 2**30:,.1f} GiB",
+                                        width=totals[gpu] / widest) for gpu, rs in by_gpu.items())

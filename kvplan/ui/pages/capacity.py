@@ -107,25 +107,10 @@ def body() -> None:
                      + (f"{users:,} users fit" if users else "one user fits")
                      + " (the answer above gives the exact longest for the first).")
     if bars:
-        right.html(_memory_bars(bars, ctx))
+        right.html(plan_chart.memory_ledgers(bars, title=f"Memory per GPU at {ctx:,} tokens (GiB)"))
     if rows:
         st.subheader("Plans")
         widgets.table(rows, "capacity", COLUMNS)
-
-
-def _memory_bars(bars: list[dict], ctx: int) -> str:
-    """Each GPU's memory as one HTML bar (weights, KV cache, activations, overhead, free), lengths to
-    scale between GPUs: drawn as HTML, not a plotly chart, which the browser would remount and redraw
-    from scratch on every change of the page's inputs."""
-    by_gpu: dict[str, list[dict]] = {}
-    for b in bars:
-        by_gpu.setdefault(b["gpu"], []).append({"part": b["part"], "bytes": b["bytes"]})
-    widest = max(sum(r["bytes"] for r in rs) for rs in by_gpu.values()) or 1
-    head = (f'<div style="font-weight:600;font-size:14px;margin:4px 0 8px">Memory per GPU at {ctx:,} tokens '
-            '(GiB)</div>')
-    return head + "".join(
-        plan_chart.memory_ledger(rs, title=f"{gpu}: {sum(r['bytes'] for r in rs) / 2**30:,.1f} GiB",
-                                 width=sum(r["bytes"] for r in rs) / widest) for gpu, rs in by_gpu.items())
 
 
 def _banner(arch, p, label: str, gargs: dict, common: dict, ctx: int, users: int, prefix: int) -> None:
