@@ -161,6 +161,35 @@ def test_page_renders(server, browser_page, name, path, charts):
     assert browser_page.locator('[data-testid="stAlertContentError"]').count() == 0
 
 
+def time_target_changes(page, label: str, values: tuple[int, ...], name: str, *, polling: int | str = "raf",
+                        wait_idle: bool = False) -> list[tuple[int, float, float]]:
+    """Type each of `values` into the box `label` and time it to the users chart showing "target: N
+    users", printed (never asserted: a loaded box would make it flaky). Beside the wall time, the
+    browser's own main-thread time (Chrome's Performance.getMetrics: TaskDuration) says which side a
+    slow update is on: the server's rerun or the page redrawing itself. Repeated values hit the page's
+    caches; new ones do not. `wait_idle`: let each script run end before the next change."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
+
+    def busy_s() -> float:
+        return next(m["value"] for m in cdp.send("Performance.getMetrics")["metrics"] if m["name"] == "TaskDuration")
+    times = []
+    for users in values:
+        box = page.get_by_label(label, exact=True)
+        box.fill(str(users))
+        b0, t0 = busy_s(), time.perf_counter()
+        box.press("Enter")
+        page.wait_for_function(
+            "n => [...document.querySelectorAll('.vega-embed text')]"
+            ".some(a => a.textContent === `target: ${n} users`)", arg=f"{users:,}", timeout=60_000, polling=polling)
+        times.append((users, (time.perf_counter() - t0) * 1e3, (busy_s() - b0) * 1e3))
+        if wait_idle:
+            page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000)
+    print(f"\n[responsiveness] {name} -> chart redrawn (browser main thread busy): " +
+          ", ".join(f"{u}: {ms:.0f} ms ({b:.0f} ms)" for u, ms, b in times))
+    return times
+
+
 def test_capacity_page(server, browser_page):
     _open(browser_page, f"{server}/capacity")
     charts = 1 if _planner_available() else 0  # the users chart; the memory bars are HTML
@@ -183,25 +212,8 @@ def test_capacity_responsiveness_widget_to_chart(server, browser_page):
     try:
         page.goto(f"{server}/capacity?model=meta-llama/Llama-3.1-8B")
         _settle(page, 1)
-        cdp = page.context.new_cdp_session(page)
-        cdp.send("Performance.enable")
-
-        def busy_s() -> float:
-            return next(m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]
-                        if m["name"] == "TaskDuration")
-        times = []
-        for users in (20, 30, 20, 30, 40):  # repeats hit the page's caches; new values do not
-            box = page.get_by_label("Target users (0 = none)", exact=True)
-            box.fill(str(users))
-            b0, t0 = busy_s(), time.perf_counter()
-            box.press("Enter")
-            page.wait_for_function(
-                "n => [...document.querySelectorAll('.vega-embed text')]"
-                ".some(a => a.textContent === `target: ${n} users`)", arg=f"{users:,}", timeout=60_000, polling=10)
-            times.append((users, (time.perf_counter() - t0) * 1e3, (busy_s() - b0) * 1e3))
-            page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000)
-        print("\n[responsiveness] Capacity target users -> chart redrawn (browser main thread busy): " +
-              ", ".join(f"{u}: {ms:.0f} ms ({b:.0f} ms)" for u, ms, b in times))
+        time_target_changes(page, "Target users (0 = none)", (20, 30, 20, 30, 40), "Capacity target users",
+                            polling=10, wait_idle=True)
         banner = page.locator('[data-testid="stAlert"]').filter(has_text="target users").first.inner_text()
         assert "40 target users" in banner, banner  # the answer follows the last value too
         assert page.locator('[data-testid="stSidebar"]').get_by_text("Model source").count() >= 1

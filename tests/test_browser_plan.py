@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from test_browser import ARGS, CHROMIUM, ROOT, _errors, server  # noqa: F401 - the server fixture
+from test_browser import ARGS, CHROMIUM, ROOT, _errors, time_target_changes
+from test_browser import server  # noqa: F401 - the server fixture
 
 from playwright.sync_api import sync_playwright  # noqa: E402  (test_browser skips when it is missing)
 
@@ -185,25 +186,7 @@ def test_responsiveness_widget_to_chart(server, pages):
     page = pages["full"]
     page.goto(f"{server}/?plan_model=meta-llama/Llama-3.1-70B&gpus=H100-SXM&gpus=H200&users=100")
     _settle(page, charts=1)
-    # The browser's own main-thread time (Chrome's Performance.getMetrics: TaskDuration) beside the wall
-    # time says which side a slow update is on: the server's rerun or the page redrawing itself.
-    cdp = page.context.new_cdp_session(page)
-    cdp.send("Performance.enable")
-
-    def busy_s() -> float:
-        return next(m["value"] for m in cdp.send("Performance.getMetrics")["metrics"] if m["name"] == "TaskDuration")
-    times = []
-    for users in (120, 150, 120, 150, 200):  # repeats hit the page's caches; new values do not
-        box = page.get_by_label("Concurrent users", exact=True)
-        box.fill(str(users))
-        b0, t0 = busy_s(), time.perf_counter()
-        box.press("Enter")
-        page.wait_for_function(
-            "n => [...document.querySelectorAll('.vega-embed text')]"
-            ".some(a => a.textContent === `target: ${n} users`)", arg=f"{users:,}", timeout=60_000)
-        times.append((users, (time.perf_counter() - t0) * 1e3, (busy_s() - b0) * 1e3))
-    print("\n[responsiveness] users change -> chart redrawn (browser main thread busy): " +
-          ", ".join(f"{u}: {ms:.0f} ms ({b:.0f} ms)" for u, ms, b in times))
+    time_target_changes(page, "Concurrent users", (120, 150, 120, 150, 200), "users change")
     assert not _errors(page)
 
 
