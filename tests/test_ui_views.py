@@ -222,3 +222,5 @@ def test_gpu_report_rows_from_the_committed_h200_run():
     assert sweeps.generation_rows(bad, "b") == []
     kept = [(r["context_len"], r["roofline_us"], r["peak_pct"]) for r in sweeps.decode_rows(bad, "b")]
     assert kept == [(8, None, None)]
+    cpu = json.loads((Path(__file__).resolve().parents[1] / "docs/validation/cpu-llama-3.2-1b.json").read_text())
+    assert cpu["paged"]["decode"] and sweeps.decode_rows(cpu, "c") == []  # no roofline on a CPU: no rows

@@ -432,10 +432,14 @@ def environment_label(report: dict[str, Any]) -> str:
 
 def decode_rows(report: Any, name: str) -> list[dict[str, Any]]:
     """A GPU report's decode reads: µs per step (attention over the paged cache) beside the bandwidth
-    roofline, and the share of peak bandwidth reached. Rows with a malformed number are left out."""
+    roofline, and the share of peak bandwidth reached. nothing for a CPU report (no roofline there); rows
+    with a malformed number are left out."""
     paged = report.get("paged") if isinstance(report, dict) else None
     decode = paged.get("decode") if isinstance(paged, dict) else None
     if not isinstance(decode, list):
+        return []
+    device = device_label(report)
+    if device.startswith("CPU"):
         return []
     rows = []
     for d in decode[:1000]:
@@ -445,7 +449,7 @@ def decode_rows(report: Any, name: str) -> list[dict[str, Any]]:
         ms, roof = _float_or_none(d.get("ms_per_step")), _float_or_none(d.get("roofline_ms"))
         if ctx is None or ms is None:
             continue
-        rows.append({"report": name, "model": _report_text(report.get("model")), "device": device_label(report),
+        rows.append({"report": name, "model": _report_text(report.get("model")), "device": device,
                      "context_len": ctx, "batch": batch or 1, "us_per_step": round(1000 * ms),
                      "roofline_us": None if roof is None else round(1000 * roof),
                      "peak_pct": 100 * roof / ms if roof and ms > 0 else None})

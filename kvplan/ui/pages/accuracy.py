@@ -125,10 +125,11 @@ def _measurements() -> None:
         t = sweeps.validation_rows(report, name)
         rows += t.rows
         errors += t.errors
-        decode += [] if sweeps.device_label(report).startswith("CPU") else sweeps.decode_rows(report, name)
+        decode += sweeps.decode_rows(report, name)
         generation += sweeps.generation_rows(report, name)
-        if t.rows and sweeps.environment_label(report):
-            software.setdefault(sweeps.device_label(report), set()).add(sweeps.environment_label(report))
+        env = sweeps.environment_label(report)
+        if t.rows and env:
+            software.setdefault(sweeps.device_label(report), set()).add(env)
     widgets.show_errors(errors)
     if not rows:
         return
