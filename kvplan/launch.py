@@ -135,6 +135,18 @@ def _mm_json(value) -> str | None:
     return "{" + ",".join(f'"{k}":{v}' for k, v in limits.items()) + "}"
 
 
+def _lora_flags(o: dict, slots_flag: str) -> list[str]:
+    """vLLM's and SGLang's LoRA flags (they differ in the slots flag), taking the options from `o`."""
+    if "max_loras" not in o and "max_lora_rank" not in o:
+        return []
+    flags = ["--enable-lora"]
+    if "max_loras" in o:
+        flags.append(f"{slots_flag} {int(o.pop('max_loras'))}")
+    if "max_lora_rank" in o:
+        flags.append(f"--max-lora-rank {int(o.pop('max_lora_rank'))}")
+    return flags
+
+
 def _flags(engine: str, options: dict) -> tuple[list[str], list[str]]:
     """(flags, options that have no flag here) for the engine options a deployment was sized with."""
     flags: list[str] = []
@@ -143,12 +155,7 @@ def _flags(engine: str, options: dict) -> tuple[list[str], list[str]]:
     if engine == "vllm":
         if "block_size" in o:
             flags.append(f"--block-size {int(o.pop('block_size'))}")
-        if "max_loras" in o or "max_lora_rank" in o:
-            flags.append("--enable-lora")
-            if "max_loras" in o:
-                flags.append(f"--max-loras {int(o.pop('max_loras'))}")
-            if "max_lora_rank" in o:
-                flags.append(f"--max-lora-rank {int(o.pop('max_lora_rank'))}")
+        flags += _lora_flags(o, "--max-loras")
         if "limit_mm_per_prompt" in o:
             js = _mm_json(o["limit_mm_per_prompt"])
             if js is not None:
@@ -161,12 +168,7 @@ def _flags(engine: str, options: dict) -> tuple[list[str], list[str]]:
         dp = o.pop("dp_attention", 1)
         if dp and int(dp) > 1:
             flags.append(f"--enable-dp-attention --dp-size {int(dp)}")
-        if "max_loras" in o or "max_lora_rank" in o:
-            flags.append("--enable-lora")
-            if "max_loras" in o:
-                flags.append(f"--max-loras-per-batch {int(o.pop('max_loras'))}")
-            if "max_lora_rank" in o:
-                flags.append(f"--max-lora-rank {int(o.pop('max_lora_rank'))}")
+        flags += _lora_flags(o, "--max-loras-per-batch")
     elif engine == "llama.cpp":
         if "ubatch" in o:
             flags.append(f"-ub {int(o.pop('ubatch'))}")
