@@ -159,7 +159,9 @@ def _cells(arch: ModelArch, req: Request, opts: Options) -> tuple[int, int, int,
 def _notes_fn(arch: ModelArch, batch: int, n_seq: int, n_stream: int, iswa: bool,
               opts: Options) -> Callable[[list[int], list[int], list[int]], list[tuple[str, ...]]]:
     """The notes for lists of context lengths, base cells and swa cells (one tuple per context); the parts
-    that do not change are built once (a sweep writes them for every context, in one comprehension)."""
+    that do not change are built once (a sweep writes them for every context, in one comprehension).
+    Cell counts are written as llama.cpp's own log writes them ("4096 cells", no thousands separator),
+    which also keeps a sweep's per-context note cheap (a `:,` format costs as much as the rest of it)."""
     streams = f" -np {n_seq}: {n_stream} stream(s) of "
     fixed: list[str] = []
     if arch.windowed and not iswa:
@@ -173,13 +175,13 @@ def _notes_fn(arch: ModelArch, batch: int, n_seq: int, n_stream: int, iswa: bool
 
         def notes(contexts: list[int], bases: list[int], swas: list[int]) -> list[tuple[str, ...]]:
             # the SWA cache stops growing: most contexts share its note, written once per value
-            swa_note = {swa: f"iSWA: sliding layers keep {swa:,} cells{full}" for swa in set(swas)}
-            return [(f"-c {c * batch}{streams}{b:,} cells", swa_note[s], *rest)
+            swa_note = {swa: f"iSWA: sliding layers keep {swa} cells{full}" for swa in set(swas)}
+            return [(f"-c {c * batch}{streams}{b} cells", swa_note[s], *rest)
                     for c, b, s in zip(contexts, bases, swas)]
         return notes
     if not rest:
-        return lambda contexts, bases, _: [(f"-c {c * batch}{streams}{b:,} cells",) for c, b in zip(contexts, bases)]
-    return lambda contexts, bases, _: [(f"-c {c * batch}{streams}{b:,} cells", *rest)
+        return lambda contexts, bases, _: [(f"-c {c * batch}{streams}{b} cells",) for c, b in zip(contexts, bases)]
+    return lambda contexts, bases, _: [(f"-c {c * batch}{streams}{b} cells", *rest)
                                        for c, b in zip(contexts, bases)]
 
 

@@ -268,9 +268,14 @@ def _evaluate(plan: SweepPlan, contexts: list[int], engine_version: str,
         t["notes"] = tuple(t["notes"]) + version_notes
         t["engine_version"] = engine_version
         templates.append(t)
+    notes = None
+    if plan.notes is not None:
+        notes = plan.notes(contexts, cols)
+        if version_notes:
+            notes = [tuple(note) + version_notes for note in notes]
     if len(plan.stages) == 1:
-        if plan.total is None and plan.notes is None and len(plan.stages[0].rows) == 1:
-            out = _one_row(plan.stages[0].rows[0], cols, contexts, templates[0], tp, n)
+        if plan.total is None and len(plan.stages[0].rows) == 1:
+            out = _one_row(plan.stages[0].rows[0], cols, contexts, templates[0], tp, n, notes)
             if out is not None:
                 return out
         kv, ks, vs, state, breakdown = _stage(plan.stages[0], cols, n, distinct)
@@ -286,19 +291,15 @@ def _evaluate(plan: SweepPlan, contexts: list[int], engine_version: str,
         template = [templates[p] for p in picks]
     if plan.total is not None:
         total = _lin(plan.total, cols)
-    notes = None
-    if plan.notes is not None:
-        notes = plan.notes(contexts, cols)
-        if version_notes:
-            notes = [tuple(note) + version_notes for note in notes]
     return _estimates(template, contexts, kv, ks, vs, state, total, breakdown, notes, n)
 
 
-def _one_row(r: SweepRow, cols: list, contexts: list[int], template: dict, tp: int, n: int) -> list | None:
+def _one_row(r: SweepRow, cols: list, contexts: list[int], template: dict, tp: int, n: int,
+             notes: list | None) -> list | None:
     """The common plan in one pass: one stage of one row whose every field is one unit × a coefficient
-    (a model of one attention kind, sized by vLLM, SGLang, TRT-LLM or transformers). Both objects of a
-    context are filled in the same iteration, from the unit, without a list per field. None when the plan
-    has another shape (the column-by-column path takes it)."""
+    (a model of one attention kind, on any engine; llama.cpp's per-context notes come as a column). Both
+    objects of a context are filled in the same iteration, from the unit, without a list per field. None
+    when the plan has another shape (the column-by-column path takes it)."""
     terms = (r.tokens, r.bytes) + ((r.k, r.v) if r.k is not None else ())
     if (r.k is None) != (r.v is None) or any(len(t) != 1 for t in terms):
         return None
@@ -310,8 +311,9 @@ def _one_row(r: SweepRow, cols: list, contexts: list[int], template: dict, tp: i
     tp1 = tp == 1  # total_bytes is kv_bytes itself (no product to make per context)
     rows = _blank(KindBytes, n)
     objs = _blank(KVEstimate, n)
+    notes = _each(template["notes"] if notes is None else notes, n)
     if r.k is None:
-        for d, dr, row, ctx, u in zip(map(vars, objs), map(vars, rows), rows, contexts, cols[i]):
+        for d, dr, row, ctx, u, no in zip(map(vars, objs), map(vars, rows), rows, contexts, cols[i], notes):
             b = u * cb
             dr["kind"] = kind
             dr["num_layers"] = layers
@@ -324,9 +326,10 @@ def _one_row(r: SweepRow, cols: list, contexts: list[int], template: dict, tp: i
             d["kv_bytes"] = b
             d["total_bytes"] = b if tp1 else b * tp
             d["breakdown"] = (row,)
+            d["notes"] = no
         return objs
     ck, cv = r.k[0][1], r.v[0][1]
-    for d, dr, row, ctx, u in zip(map(vars, objs), map(vars, rows), rows, contexts, cols[i]):
+    for d, dr, row, ctx, u, no in zip(map(vars, objs), map(vars, rows), rows, contexts, cols[i], notes):
         b, k, v = u * cb, u * ck, u * cv
         dr["kind"] = kind
         dr["num_layers"] = layers
@@ -341,6 +344,7 @@ def _one_row(r: SweepRow, cols: list, contexts: list[int], template: dict, tp: i
         d["v_bytes"] = v
         d["total_bytes"] = b if tp1 else b * tp
         d["breakdown"] = (row,)
+        d["notes"] = no
     return objs
 
 
