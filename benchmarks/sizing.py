@@ -10,18 +10,27 @@
    --help`: import and CLI set-up; a real estimate needs the network) joins the rounds too.
 2. A sweep of every bundled model x every engine x 200 context lengths (target: <= 1.5 us/estimate),
    next to the former way (the engine's kv_cache at each context), interleaved model by model.
-3. The capacity chart's core (kvplan.ui.sweeps.users_vs_context: one plan per context).
+3. The same sweep against the code as issue 16 was filed (`--against 4e8201b`: that commit's kvplan and
+   model_specs, extracted with `git archive`), over the models both have. The two run AT THE SAME TIME,
+   each in its own process pinned to its own core (then the cores swapped), so a change in the machine's
+   speed hits both alike; each loops the grid for `--against-seconds` and the medians of their rounds
+   are compared. The issue measured the code as filed at 12.6 us/estimate on its machine, so "now" scaled
+   by 12.6 / (as filed here) is what this code would take there: the 1.5 us target on that machine.
+4. The capacity chart's core (kvplan.ui.sweeps.users_vs_context: one plan per context).
 
-Usage: python benchmarks/sizing.py [--rounds 15] [--skip-cold] [--skip-sweep]
+Usage: python benchmarks/sizing.py [--rounds 15] [--skip-cold] [--skip-sweep] [--against REF | --against ""]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -82,7 +91,7 @@ def sweep(rounds: int = 5) -> None:
     from kvplan.engines import ENGINE_NAMES
     from kvplan.engines.common import make_request
 
-    contexts = [int(1024 * 1.04 ** i) for i in range(200)]  # 1k .. ~2.6M tokens
+    contexts = GRID_CONTEXTS  # 1k .. ~2.6M tokens
     archs = [kvplan.load_model(m) for m in kvplan.list_models()]  # parsing is not part of the sweep
     pairs = [(arch, engine) for arch in archs for engine in ENGINE_NAMES]
 
@@ -126,6 +135,80 @@ def sweep(rounds: int = 5) -> None:
           f"{statistics.median(ratios):.1f}x (target >= 10x)")
 
 
+AS_FILED = "4e8201b"  # the tree issue 16 measured (its benchmark commit: "sweep 19.1 us/estimate" here then)
+AS_FILED_US = 12.6  # issue 16: the sweep as filed, 97,200 estimates in 1.22 s, on the issue's machine
+GRID_CONTEXTS = [int(1024 * 1.04 ** i) for i in range(200)]
+
+
+def grid_child(root: str, ids_file: str | None, seconds: float, cpu: int | None) -> None:
+    """One side of `against`: import kvplan from `root`, sweep the grid (the models in `ids_file`, or
+    print the ids it has) again and again for `seconds`, print each round's us/estimate as JSON."""
+    sys.path.insert(0, root)
+    import kvplan
+
+    if ids_file is None:
+        print(json.dumps(list(kvplan.list_models())))
+        return
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    archs = [kvplan.load_model(m) for m in json.loads(Path(ids_file).read_text())]
+    engines = ("vllm", "sglang", "llama.cpp", "transformers", "trtllm", "naive")
+    rounds: list[float] = []
+    start = time.perf_counter()
+    while len(rounds) < 3 or time.perf_counter() - start < seconds:
+        spent, n = 0.0, 0
+        for arch in archs:
+            for engine in engines:
+                t0 = time.perf_counter()
+                n += len(kvplan.sweep(arch, context_lens=GRID_CONTEXTS, engine=engine))
+                spent += time.perf_counter() - t0
+        rounds.append(spent / n * 1e6)
+    print(json.dumps(rounds))
+
+
+def against(ref: str, seconds: float) -> None:
+    """The sweep now and as of `ref`, run side by side (see the module docstring, item 3)."""
+    me = [PY, str(Path(__file__).resolve())]
+    with tempfile.TemporaryDirectory() as old:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "kvplan", "model_specs"],
+                                 capture_output=True)
+        if archive.returncode != 0:
+            print(f"sweep against {ref}: skipped (git archive: {archive.stderr.decode().strip()[:120]})")
+            return
+        subprocess.run(["tar", "-x", "-C", old], input=archive.stdout, check=True)
+        listed = [json.loads(subprocess.run(me + ["--grid-child", root], capture_output=True, check=True,
+                                            text=True).stdout) for root in (old, str(ROOT))]
+        ids = [m for m in listed[0] if m in set(listed[1])]
+        ids_file = Path(old) / "ids.json"
+        ids_file.write_text(json.dumps(ids))
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        rounds: dict[str, list[float]] = {"as filed": [], "now": []}
+        for swap in (False, True):
+            procs = {}
+            for i, (name, root) in enumerate((("as filed", old), ("now", str(ROOT)))):
+                cmd = me + ["--grid-child", root, "--ids", str(ids_file), "--against-seconds", str(seconds)]
+                if len(cpus) >= 2:
+                    cmd += ["--cpu", str(cpus[(i + swap) % 2])]
+                procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+            for name, proc in procs.items():
+                out, _ = proc.communicate()
+                if proc.returncode != 0:
+                    print(f"sweep against {ref}: the {name} side failed (exit {proc.returncode})")
+                    return
+                rounds[name] += json.loads(out)
+    old_med, new_med = (statistics.median(rounds[k]) for k in ("as filed", "now"))
+    pinned = "each pinned to its own core, then swapped" if len(cpus) >= 2 else "not pinned (one core)"
+    print(f"sweep now vs as filed ({ref}), run at the same time ({pinned}), {len(ids)} models both have x 6 "
+          f"engines x {len(GRID_CONTEXTS)} contexts, {2 * seconds:.0f} s each:")
+    for name in rounds:
+        r = rounds[name]
+        print(f"  {name:9} median {statistics.median(r):6.2f} us/estimate, best {min(r):6.2f} ({len(r)} rounds)")
+    print(f"  speed-up: {old_med / new_med:.1f}x (medians; best rounds {min(rounds['as filed']) / min(rounds['now']):.1f}x;"
+          f" target >= 10x)")
+    print(f"  on the issue's machine (as filed there: {AS_FILED_US} us/estimate): now ~ "
+          f"{new_med * AS_FILED_US / old_med:.2f} us/estimate (target <= 1.5 us)")
+
+
 def capacity_chart() -> None:
     """The core of the Plan/Capacity chart: users per GPU at every context of the app's grid, with the
     weights' tensor listing cached per model (now) and rebuilt per plan (before), interleaved."""
@@ -162,11 +245,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--skip-cold", action="store_true")
     parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument("--against", default=AS_FILED, metavar="REF",
+                        help=f"a git ref to race the sweep against (default {AS_FILED}, as issue 16 was filed; "
+                             "'' to skip)")
+    parser.add_argument("--against-seconds", type=float, default=20.0)
+    parser.add_argument("--grid-child", metavar="ROOT", help=argparse.SUPPRESS)
+    parser.add_argument("--ids", help=argparse.SUPPRESS)
+    parser.add_argument("--cpu", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.grid_child:
+        grid_child(args.grid_child, args.ids, args.against_seconds, args.cpu)
+        return
     if not args.skip_cold:
         cold(args.rounds)
     if not args.skip_sweep:
         sweep()
+        if args.against:
+            against(args.against, args.against_seconds)
         capacity_chart()
 
 
