@@ -17,7 +17,8 @@
    speed hits both alike; each loops the grid for `--against-seconds` and the medians of their rounds
    are compared. The issue measured the code as filed at 12.6 us/estimate on its machine, so "now" scaled
    by 12.6 / (as filed here) is what this code would take there: the 1.5 us target on that machine.
-4. The capacity chart's core (kvplan.ui.sweeps.users_vs_context: one plan per context).
+4. With hf-mem installed: per estimate against its KV formula, which returns one int per call.
+5. The capacity chart's core (kvplan.ui.sweeps.users_vs_context: one plan per context).
 
 Usage: python benchmarks/sizing.py [--rounds 15] [--skip-cold] [--skip-sweep] [--against REF | --against ""]
 """
@@ -212,6 +213,49 @@ def against(ref: str, seconds: float) -> None:
           f"{new_med * AS_FILED_US / old_med:.2f} us/estimate (target <= 1.5 us)")
 
 
+def bulk_vs_hf_mem(rounds: int = 5) -> None:
+    """Per estimate, against hf-mem's KV formula (`compute_safetensors_kv_cache_size`: one int per call,
+    one formula for every engine), on the bundled configs it reads, interleaved model by model. kvplan's
+    estimate is a whole KVEstimate (K/V/state split, per-kind rows, notes) by an engine's own rules."""
+    if importlib.util.find_spec("hf_mem") is None:
+        return
+    import kvplan
+    from hf_mem.safetensors.kv_cache import compute_safetensors_kv_cache_size
+    from kvplan.registry import bundled_config
+
+    pairs = []
+    for model_id in kvplan.list_models():
+        config = bundled_config(model_id)
+        try:
+            compute_safetensors_kv_cache_size(config, "BF16", 4096)
+        except Exception:  # noqa: BLE001 - nested (multimodal) or MLA configs it does not read
+            continue
+        pairs.append((config, kvplan.load_model(model_id)))
+    names = ("hf-mem formula", "kvplan.sweep naive", "kvplan.sweep vllm")
+    us: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        spent = dict.fromkeys(names, 0.0)
+        for config, arch in pairs:
+            t0 = time.perf_counter()
+            for ctx in GRID_CONTEXTS:
+                compute_safetensors_kv_cache_size(config, "BF16", ctx)
+            t1 = time.perf_counter()
+            kvplan.sweep(arch, context_lens=GRID_CONTEXTS, engine="naive")
+            t2 = time.perf_counter()
+            kvplan.sweep(arch, context_lens=GRID_CONTEXTS, engine="vllm")
+            t3 = time.perf_counter()
+            for name, dt in zip(names, (t1 - t0, t2 - t1, t3 - t2)):
+                spent[name] += dt
+        for name in names:
+            us[name].append(spent[name] / (len(pairs) * len(GRID_CONTEXTS)) * 1e6)
+    print(f"per estimate vs hf-mem's formula, {len(pairs)} bundled configs it reads x {len(GRID_CONTEXTS)} "
+          f"contexts, {rounds} interleaved rounds (median us/estimate):")
+    base = statistics.median(us[names[0]])
+    for name in names:
+        med = statistics.median(us[name])
+        print(f"  {name:20} {med:5.2f}  ({med / base:.2f}x hf-mem's)")
+
+
 def capacity_chart() -> None:
     """The core of the Plan/Capacity chart: users per GPU at every context of the app's grid, with the
     weights' tensor listing cached per model (now) and rebuilt per plan (before), interleaved."""
@@ -263,6 +307,7 @@ def main() -> None:
         cold(args.rounds)
     if not args.skip_sweep:
         sweep()
+        bulk_vs_hf_mem()
         if args.against:
             against(args.against, args.against_seconds)
         capacity_chart()
