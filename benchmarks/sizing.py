@@ -17,7 +17,8 @@
    speed hits both alike; each loops the grid for `--against-seconds` and the medians of their rounds
    are compared. The issue measured the code as filed at 12.6 us/estimate on its machine, so "now" scaled
    by 12.6 / (as filed here) is what this code would take there: the 1.5 us target on that machine.
-4. With hf-mem installed: per estimate against its KV formula, which returns one int per call.
+4. With hf-mem installed: per estimate against its KV formula, which returns one int per call (as
+   kvplan.sweep_bytes does; kvplan.sweep builds a whole KVEstimate per context).
 5. The capacity chart's core (kvplan.ui.sweeps.users_vs_context: one plan per context).
 
 Usage: python benchmarks/sizing.py [--rounds 15] [--skip-cold] [--skip-sweep] [--against REF | --against ""]
@@ -102,6 +103,9 @@ def sweep(rounds: int = 5) -> None:
     def fast(arch, engine) -> int:
         return len(kvplan.sweep(arch, context_lens=contexts, engine=engine))
 
+    def only_bytes(arch, engine) -> int:
+        return len(kvplan.sweep_bytes(arch, context_lens=contexts, engine=engine))
+
     def per_context(arch, engine, step: int = 5) -> int:
         """The former sweep: validate once, then the engine's kv_cache at every `step`-th context."""
         _, mod, first, opts, _ = _prepare(arch, engine, "auto", contexts[0], 1, 1, 1, {})
@@ -111,9 +115,9 @@ def sweep(rounds: int = 5) -> None:
 
     # Interleaved finely: each (model, engine) is swept both ways in turn, so a change in the machine's
     # speed (other processes on a shared machine) hits both alike; each round covers the whole grid.
-    fast_us, slow_us = [], []
+    fast_us, slow_us, bytes_us = [], [], []
     for _ in range(rounds):
-        fast_s = slow_s = 0.0
+        fast_s = slow_s = bytes_s = 0.0
         calls = slow_calls = errors = 0
         for arch, engine in pairs:
             t0 = time.perf_counter()
@@ -124,16 +128,22 @@ def sweep(rounds: int = 5) -> None:
                 continue
             t1 = time.perf_counter()
             slow_calls += per_context(arch, engine)
-            slow_s += time.perf_counter() - t1
+            t2 = time.perf_counter()
+            only_bytes(arch, engine)
+            bytes_s += time.perf_counter() - t2
+            slow_s += t2 - t1
             fast_s += t1 - t0
         fast_us.append(fast_s / calls * 1e6)
         slow_us.append(slow_s / slow_calls * 1e6)
+        bytes_us.append(bytes_s / calls * 1e6)
     print(f"sweep: {len(archs)} models x {len(ENGINE_NAMES)} engines x {len(contexts)} contexts = {calls:,} "
           f"estimates ({errors} typed errors), {rounds} interleaved rounds")
     print(f"  kvplan.sweep:            {min(fast_us):6.2f} us/estimate = {min(fast_us) * calls / 1e3:.0f} ms "
           f"for the grid, best round (rounds: {' '.join(f'{x:.2f}' for x in fast_us)}; target <= 1.5 us)")
     print(f"  kv_cache per context:    {min(slow_us):6.2f} us/estimate (the former sweep; rounds: "
           f"{' '.join(f'{x:.2f}' for x in slow_us)})")
+    print(f"  kvplan.sweep_bytes:      {min(bytes_us):6.2f} us/estimate (ints only; rounds: "
+          f"{' '.join(f'{x:.2f}' for x in bytes_us)})")
     ratios = [s / f for s, f in zip(slow_us, fast_us)]
     print(f"  speed-up per round: {' '.join(f'{x:.1f}x' for x in ratios)}; median "
           f"{statistics.median(ratios):.1f}x (target >= 10x)")
@@ -215,8 +225,9 @@ def against(ref: str, seconds: float) -> None:
 
 def bulk_vs_hf_mem(rounds: int = 5) -> None:
     """Per estimate, against hf-mem's KV formula (`compute_safetensors_kv_cache_size`: one int per call,
-    one formula for every engine), on the bundled configs it reads, interleaved model by model. kvplan's
-    estimate is a whole KVEstimate (K/V/state split, per-kind rows, notes) by an engine's own rules."""
+    one formula for every engine), on the bundled configs it reads, interleaved model by model. A
+    `sweep` estimate is a whole KVEstimate (K/V/state split, per-kind rows, notes) by an engine's own
+    rules; `sweep_bytes` gives ints like hf-mem's (the same kv_bytes, without the results)."""
     if importlib.util.find_spec("hf_mem") is None:
         return
     import kvplan
@@ -231,7 +242,7 @@ def bulk_vs_hf_mem(rounds: int = 5) -> None:
         except Exception:  # noqa: BLE001 - nested (multimodal) or MLA configs it does not read
             continue
         pairs.append((config, kvplan.load_model(model_id)))
-    names = ("hf-mem formula", "kvplan.sweep naive", "kvplan.sweep vllm")
+    names = ("hf-mem formula", "kvplan.sweep naive", "kvplan.sweep vllm", "sweep_bytes naive", "sweep_bytes vllm")
     us: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(rounds):
         spent = dict.fromkeys(names, 0.0)
@@ -244,7 +255,11 @@ def bulk_vs_hf_mem(rounds: int = 5) -> None:
             t2 = time.perf_counter()
             kvplan.sweep(arch, context_lens=GRID_CONTEXTS, engine="vllm")
             t3 = time.perf_counter()
-            for name, dt in zip(names, (t1 - t0, t2 - t1, t3 - t2)):
+            kvplan.sweep_bytes(arch, context_lens=GRID_CONTEXTS, engine="naive")
+            t4 = time.perf_counter()
+            kvplan.sweep_bytes(arch, context_lens=GRID_CONTEXTS, engine="vllm")
+            t5 = time.perf_counter()
+            for name, dt in zip(names, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
                 spent[name] += dt
         for name in names:
             us[name].append(spent[name] / (len(pairs) * len(GRID_CONTEXTS)) * 1e6)

@@ -8,7 +8,7 @@ The core (this package minus `ui/`, `validate/` and `hub.py`) imports nothing he
 streamlit, plotly, transformers or huggingface_hub.
 """
 
-from kvplan.api import capacity, kv_cache, sweep
+from kvplan.api import capacity, kv_cache, sweep, sweep_bytes
 from kvplan.engines import DEFAULT_ENGINE, ENGINE_NAMES, engine_versions, get_engine, resolve_engine
 from kvplan.engines.common import Capacity, KindBytes, KVEstimate
 from kvplan.errors import (DoesNotFitError, HubError, InvalidInputError, KvplanError, UnknownGPUError,
@@ -21,7 +21,7 @@ from kvplan.versions import EngineVersion
 __version__ = "0.1.0"
 
 __all__ = [
-    "kv_cache", "capacity", "sweep", "plan", "Plan", "min_gpus", "recommend", "Recommendation", "Deployment", "load_model", "list_models", "parse_config", "get_engine",
+    "kv_cache", "capacity", "sweep", "sweep_bytes", "plan", "Plan", "min_gpus", "recommend", "Recommendation", "Deployment", "load_model", "list_models", "parse_config", "get_engine",
     "ENGINE_NAMES", "DEFAULT_ENGINE", "KVEstimate", "Capacity", "KindBytes", "ModelArch", "LayerSpec",
     "FullAttention", "SlidingWindow", "ChunkedLocal", "MLA", "RecurrentState", "NoCache",
     "KvplanError", "InvalidInputError", "UnsupportedConfigError", "UnknownModelError", "UnknownGPUError",

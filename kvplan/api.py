@@ -178,3 +178,28 @@ def sweep(model: Model, *, context_lens, batch: int = 1, engine: str = DEFAULT_E
         req = make_request(ctx, batch, first.kv_dtype, tp, pp)
         out.append(_versioned(mod.kv_cache(arch, req, opts), mod, version))
     return out
+
+
+def sweep_bytes(model: Model, *, context_lens, batch: int = 1, engine: str = DEFAULT_ENGINE,
+                kv_dtype: str = "auto", tp: int = 1, pp: int = 1, engine_version: str | None = None,
+                total: bool = False, **options: Any) -> list[int]:
+    """Only the bytes of `sweep`: each context's `kv_bytes` (the most-loaded GPU), or its `total_bytes`
+    (all tp·pp GPUs) with `total=True`, equal to the byte to those fields of `sweep`'s results but
+    without building them (for scanning many models, engines and contexts).
+
+    >>> sweep_bytes("meta-llama/Llama-3.1-8B", context_lens=[16, 17]) == [2**21, 2**22]
+    True
+    """
+    contexts = _context_list(context_lens)
+    if not contexts:
+        return []
+    arch, mod, first, opts, _ = _prepare(model, engine, kv_dtype, contexts[0], batch, tp, pp, options,
+                                         engine_version=engine_version)
+    plan = mod.sweep_plan(arch, first, opts) if hasattr(mod, "sweep_plan") else None
+    if plan is not None:
+        from kvplan.engines.sweep import evaluate_bytes
+
+        return evaluate_bytes(plan, contexts, total=total)
+    field = "total_bytes" if total else "kv_bytes"
+    return [getattr(mod.kv_cache(arch, make_request(ctx, batch, first.kv_dtype, tp, pp), opts), field)
+            for ctx in contexts]

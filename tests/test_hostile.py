@@ -257,6 +257,12 @@ def test_sweep_never_crashes(model, contexts_, engine, batch):
             _valid_estimate(est)
     _outcome("sweep", lambda: kvplan.sweep(model, context_lens=contexts_, engine=engine, batch=batch), check)
 
+    def check_bytes(values):
+        assert type(values) is list and len(values) == len(contexts_)
+        assert all(type(x) is int and x >= 0 for x in values)
+    _outcome("sweep_bytes", lambda: kvplan.sweep_bytes(model, context_lens=contexts_, engine=engine, batch=batch),
+             check_bytes)
+
 
 @FAST
 @given(model=st.one_of(st.sampled_from(sorted(kvplan.list_models())), configs()),
@@ -551,8 +557,9 @@ def test_min_gpus_max_tp_is_typed():
 @pytest.mark.parametrize("contexts", ["8192", b"12", bytearray(b"12"), 8192, {"a": 1}, [1.5], [float("nan")],
                                       [2**40], range(1, 10**6), iter(range(1, 10**9))])
 def test_sweep_refuses_strings_bytes_and_huge_sweeps(contexts):
-    with pytest.raises(kvplan.InvalidInputError, match="context_lens"):
-        kvplan.sweep(LLAMA, context_lens=contexts)
+    for fn in (kvplan.sweep, kvplan.sweep_bytes):  # the iterator: still 10^9 - 10^4 items for the second
+        with pytest.raises(kvplan.InvalidInputError, match="context_lens"):
+            fn(LLAMA, context_lens=contexts)
 
 
 def test_sweep_limit_is_cheap_to_hit():

@@ -1,6 +1,6 @@
 """`kvplan.sweep` evaluates each engine's per-context arithmetic (`sweep_plan`, issue 16) instead of
 running kv_cache once per context. These tests hold it identical to kv_cache, field for field and to
-the byte, on every bundled model × engine, at contexts on and around every block, page, window,
+the byte (and `kvplan.sweep_bytes` to its kv_bytes and total_bytes), on every bundled model × engine, at contexts on and around every block, page, window,
 in-flight and cell-padding boundary, under every engine option and version that changes the layout."""
 
 from __future__ import annotations
@@ -58,10 +58,16 @@ def assert_same(arch, contexts, **kwargs):
     try:
         expected = [kvplan.kv_cache(arch, context_len=c, **kwargs) for c in contexts]
     except kvplan.KvplanError as err:
-        with pytest.raises(type(err)) as got:
-            kvplan.sweep(arch, context_lens=contexts, **kwargs)
-        assert str(got.value) == str(err)
+        for fn in (kvplan.sweep, kvplan.sweep_bytes):
+            with pytest.raises(type(err)) as got:
+                fn(arch, context_lens=contexts, **kwargs)
+            assert str(got.value) == str(err)
         return False
+    # sweep_bytes: the same bytes without the results (kv_bytes, and total_bytes with total=True)
+    for total, field in ((False, "kv_bytes"), (True, "total_bytes")):
+        got = kvplan.sweep_bytes(arch, context_lens=contexts, total=total, **kwargs)
+        assert type(got) is list and all(type(x) is int for x in got)
+        assert got == [getattr(e, field) for e in expected], (arch.model_id, kwargs, field)
     got = kvplan.sweep(arch, context_lens=contexts, **kwargs)
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
@@ -175,9 +181,9 @@ def test_sweep_results_are_independent_objects():
 
 
 def test_common_plans_take_the_one_pass_path():
-    """The one-pass build (`_one_row`) serves the commonest plans (one attention kind on vLLM, SGLang,
-    TRT-LLM, transformers; naive on one GPU); other shapes decline it and take the column path. Identity is tested above
-    on both; this keeps the fast path from silently going unused."""
+    """The one-pass build (`_one_row`) serves the commonest plans (one attention kind on any engine,
+    llama.cpp's per-context notes included; naive on one GPU); other shapes decline it and take the
+    column path. Identity is tested above on both; this keeps the fast path from silently going unused."""
     from kvplan.engines import sweep as sweep_mod
 
     calls = []
@@ -190,12 +196,12 @@ def test_common_plans_take_the_one_pass_path():
 
     sweep_mod._one_row = spy
     try:
-        for engine in ("vllm", "sglang", "trtllm", "transformers", "naive"):
+        for engine in ("vllm", "sglang", "trtllm", "transformers", "naive", "llama.cpp"):
             kvplan.sweep("meta-llama/Llama-3.1-8B", context_lens=range(1000, 200_000, 997), engine=engine)
         kvplan.sweep("google/gemma-3-27b-it", context_lens=range(1000, 200_000, 997), engine="vllm")
     finally:
         sweep_mod._one_row = real
-    assert calls[:5] == [True] * 5 and calls[5:] in ([], [False])
+    assert calls[:6] == [True] * 6 and calls[6:] in ([], [False])
 
 
 def test_sweep_keeps_order_duplicates_and_string_contexts():
@@ -209,5 +215,6 @@ def test_sweep_keeps_order_duplicates_and_string_contexts():
 
 @pytest.mark.parametrize("bad", [[4096, 0], [4096, -1], [4096, 2**40], [True], ["lots"], [1.5]])
 def test_sweep_rejects_bad_contexts_like_kv_cache(bad):
-    with pytest.raises(kvplan.InvalidInputError, match="context"):
-        kvplan.sweep("meta-llama/Llama-3.1-8B", context_lens=bad)
+    for fn in (kvplan.sweep, kvplan.sweep_bytes):
+        with pytest.raises(kvplan.InvalidInputError, match="context"):
+            fn("meta-llama/Llama-3.1-8B", context_lens=bad)

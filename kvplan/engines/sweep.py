@@ -294,6 +294,37 @@ def _evaluate(plan: SweepPlan, contexts: list[int], engine_version: str,
     return _estimates(template, contexts, kv, ks, vs, state, total, breakdown, notes, n)
 
 
+def evaluate_bytes(plan: SweepPlan, contexts: list[int], *, total: bool = False) -> list[int]:
+    """`kv_bytes` (or `total_bytes`) at each context: the columns `_evaluate` computes for those fields,
+    and no result objects. kv_bytes is the most-loaded stage's sum of row bytes (the largest, as
+    kv_cache picks it); total_bytes the stages summed × tp, or the plan's own `total` terms."""
+    n = len(contexts)
+    cols: list = [None]
+    cols += [f(contexts) for f in plan.units]
+    if total and plan.total is not None:
+        return _column(_lin(plan.total, cols), n)
+    loads = []
+    for stage in plan.stages:
+        kv: Column = 0
+        for r in stage.rows:
+            kv = _add(kv, _lin(r.bytes, cols))
+        loads.append(kv)
+    if total:
+        tp = plan.fixed["tp"]
+        summed = loads[0] if len(loads) == 1 else [sum(x) for x in zip(*[_each(c, n) for c in loads])]
+        if tp != 1:
+            summed = [x * tp for x in summed] if type(summed) is list else summed * tp
+        return _column(summed, n)
+    if len(loads) == 1:
+        return _column(loads[0], n)
+    return list(map(max, *[_each(c, n) for c in loads]))
+
+
+def _column(value: Column, n: int) -> list[int]:
+    """A column as a new list of n ints (a constant repeated)."""
+    return value if type(value) is list else [value] * n
+
+
 def _one_row(r: SweepRow, cols: list, contexts: list[int], template: dict, tp: int, n: int,
              notes: list | None) -> list | None:
     """The common plan in one pass: one stage of one row whose every field is one unit × a coefficient
