@@ -241,6 +241,7 @@ def bulk_vs_hf_mem(rounds: int = 5) -> None:
     `sweep` estimate is a whole KVEstimate (K/V/state split, per-kind rows, notes) by an engine's own
     rules; `sweep_bytes` gives ints like hf-mem's (the same kv_bytes, without the results)."""
     if importlib.util.find_spec("hf_mem") is None:
+        print("per estimate vs hf-mem's formula: skipped (`pip install hf-mem` to compare; optional)")
         return
     import kvplan
     from hf_mem.safetensors.kv_cache import compute_safetensors_kv_cache_size
