@@ -38,14 +38,30 @@ LABELS = {"num_gpus": "GPUs you have", "tp": "TP per instance", "pp": "PP per in
           "max_pp": "Largest PP to search", "gpu": "GPUs to consider", "engine": "Engines"}
 # The expander's keys that are not in plan_options.KNOBS: a link that sets one opens the expander.
 _OPTION_KEYS = ("util", "kvmem", "max_tp", "max_pp", "loras", "lora_rank", "mm", "spec", "spec_k", "draft")
-# Phones (Streamlit stacks columns below 640 px): the alternatives as cards instead of a wide table.
+# The input rows are horizontal containers (`_row`), not st.columns: one layout block per row instead of
+# one per column (about 30 fewer of the ~100 messages a rerun sends, each one the browser redraws the page
+# for; a users change to the updated chart went 279 -> 263 and 257 -> 244 ms, medians of two runs of 30
+# changes alternating with the columns version, on a loaded 2-core machine). A row's boxes share its
+# width and wrap below 128 px each; the GPU and engine lists get 2.4 and 1.6 shares of theirs (as the
+# columns did) and a line each on a phone, as every Engine option does; there the alternatives are
+# cards instead of a wide table.
 _NARROW_CSS = """<style>
 .st-key-plan_alts_cards { display: none !important; }
+.st-key-gpus { flex: 2.4 1 0% !important; }
+.st-key-engines { flex: 1.6 1 0% !important; }
+.st-key-kv, .st-key-wdtype { flex: 1 1 0% !important; }
 @media (max-width: 640px) {
   .st-key-plan_alts_table { display: none !important; }
   .st-key-plan_alts_cards { display: flex !important; }
+  .st-key-gpus, .st-key-engines, [class*="st-key-plan_opts_"] > div { flex-basis: 100% !important; }
 }
 </style>"""
+
+
+def _row(key: str | None = None, align: str = "bottom"):
+    """A row of inputs (see _NARROW_CSS), their boxes level at the bottom whatever their labels' height.
+    Rows keyed plan_opts_* (Engine options) stack one box per line on a phone, as columns did."""
+    return st.container(horizontal=True, vertical_alignment=align, key=key)
 
 
 def _describe(err: BaseException, label: str | None = None) -> str:
@@ -82,10 +98,10 @@ def engine_options(engines: list[str], arch, errors: list[str], have: int) -> pl
             has_version = widgets._has_versions(e)
             if not has_version and not own:
                 continue
-            cols = iter(st.columns(4, vertical_alignment="bottom"))  # a checkbox level with the boxes
+            row = _row(f"plan_opts_{_version_key(e)}")  # a checkbox level with the boxes
             if has_version:
                 label = f"{plan_options.engine_label(e)} version"
-                raw = next(cols).text_input(
+                raw = row.text_input(
                     label, "", key=_version_key(e), bind=QP, placeholder=f"newest: {widgets._newest(e)}",
                     help="The release whose allocation rules apply, e.g. 0.19 or 0.20.2 (llama.cpp: b4905 or ik); "
                          "blank = the newest kvplan models. The Accuracy page lists the rules that change between "
@@ -97,20 +113,19 @@ def engine_options(engines: list[str], arch, errors: list[str], have: int) -> pl
                     except KvplanError as err:
                         errors.append(_describe(err, label))
             for k in own:
-                col = next(cols)
                 if k.is_switch:
-                    ch.knobs[k.key] = col.checkbox(k.label, value=k.default, key=k.key, bind=QP, help=k.help)
+                    ch.knobs[k.key] = row.checkbox(k.label, value=k.default, key=k.key, bind=QP, help=k.help)
                 else:
-                    ch.knobs[k.key] = widgets.number_input(col, k.label, min_value=k.lo, max_value=k.hi,
+                    ch.knobs[k.key] = widgets.number_input(row, k.label, min_value=k.lo, max_value=k.hi,
                                                            value=k.default, step=k.step, key=k.key, help=k.help,
                                                            placeholder=k.placeholder or None, integer=True)
-        m = st.columns(4)
+        m = _row("plan_opts_memory")
         ch.gpu_memory_utilization = widgets.number_input(
-            m[0], "GPU memory fraction", min_value=0.05, max_value=1.0, value=None, placeholder="engine default",
+            m, "GPU memory fraction", min_value=0.05, max_value=1.0, value=None, placeholder="engine default",
             step=0.01, format="%.2f", key="util",
             help="The engine's memory knob: vLLM gpu_memory_utilization (default 0.92 from 0.21, 0.9 before), "
                  "SGLang mem_fraction_static, TensorRT-LLM free_gpu_memory_fraction. Blank = the engine's default.")
-        raw = m[1].text_input("Measured KV memory per GPU", "", key="kvmem", bind=QP, disabled=not have,
+        raw = m.text_input("Measured KV memory per GPU", "", key="kvmem", bind=QP, disabled=not have,
                               placeholder="computed" if have else "for GPUs you have",
                               help="For the deployment you have (GPUs you have, above): the KV budget its engine "
                                    "logged, e.g. vLLM's \"Available KV cache memory: 51.38 GiB\". It replaces "
@@ -119,25 +134,25 @@ def engine_options(engines: list[str], arch, errors: list[str], have: int) -> pl
             ch.kv_memory = plan_options.parse_kv_memory(raw) if have else None
         except KvplanError as err:
             errors.append(_describe(err))
-        ch.max_tp = widgets.selectbox(m[2], "Largest TP to search", plan_options.TP_LIMITS, index=3, key="max_tp",
+        ch.max_tp = widgets.selectbox(m, "Largest TP to search", plan_options.TP_LIMITS, index=3, key="max_tp",
                                    help="The largest tensor-parallel size the answer may use.")
-        ch.max_pp = widgets.selectbox(m[3], "Largest PP to search", plan_options.PP_LIMITS, index=2, key="max_pp",
+        ch.max_pp = widgets.selectbox(m, "Largest PP to search", plan_options.PP_LIMITS, index=2, key="max_pp",
                                    help="The largest pipeline-parallel size (layers split over GPUs) the answer may use.")
-        x = st.columns(4)
+        x = _row("plan_opts_extras")
         if any(e in plan_options.LORA_ENGINES for e in engines):
             ch.max_loras = widgets.number_input(
-                x[0], "LoRA adapter slots", min_value=0, max_value=1024, value=0, key="loras",
+                x, "LoRA adapter slots", min_value=0, max_value=1024, value=0, key="loras",
                 help="LoRA adapters served at once (vLLM --max-loras, SGLang --max-loras-per-batch); their buffers "
                      "come out of the KV budget. 0 = no LoRA. Modelled for vLLM and SGLang.")
-            ch.max_lora_rank = widgets.number_input(x[1], "Largest LoRA rank", min_value=1, max_value=4096, value=16,
+            ch.max_lora_rank = widgets.number_input(x, "Largest LoRA rank", min_value=1, max_value=4096, value=16,
                                                     key="lora_rank", help="--max-lora-rank (default 16).")
         if any(e in plan_options.SPECULATIVE_ENGINES for e in engines):
             ch.speculative = widgets.selectbox(
-                x[2], "Speculative decoding", plan_options.SPECULATIVE_METHODS, key="spec",
+                x, "Speculative decoding", plan_options.SPECULATIVE_METHODS, key="spec",
                 help="The draft's own KV cache joins the pool: EAGLE adds one layer shaped like the model's, MTP the "
                      "model's own next-token layers, a draft model its layers; n-gram adds none.")
             ch.num_speculative_tokens = widgets.number_input(
-                x[3], "Draft tokens per step", min_value=1, max_value=64, value=None, key="spec_k", integer=True,
+                x, "Draft tokens per step", min_value=1, max_value=64, value=None, key="spec_k", integer=True,
                 placeholder="method's default", help="Tokens proposed per step (vLLM hybrid models keep that many "
                                                     "more state blocks). Blank = the method's default.")
             if ch.speculative in plan_options.DRAFT_METHODS:
@@ -164,51 +179,51 @@ def inputs():
     errors: list[str] = []
     arch = None
     with st.container(border=True):
-        a, b = st.columns([1, 3])
+        a = _row(align="top")  # the Hub and Upload pickers put a note under their box
         src = a.radio("Model source", widgets.SOURCES, key="plan_src", bind=QP, horizontal=True,
                       help="A bundled config (offline), any Hugging Face Hub id, or your config.json.")
-        with b:
+        with a, st.container():  # the picker and what it may show under it, as one box of the row
             try:
                 arch = widgets._load_model(src, "plan_")
             except KvplanError as err:
                 errors.append(f"Model: {_describe(err)}")
             except Exception as err:  # noqa: BLE001 - a broken upload never shows a traceback
                 errors.append(f"Model: could not load it ({type(err).__name__}: {err})")
-        c = st.columns([1.2, 1.2, 1, 1, 1])
-        kind = c[0].radio("Workload as", WORKLOAD_KINDS, key="wl", bind=QP, horizontal=True,
+        c = _row()
+        kind = c.radio("Workload as", WORKLOAD_KINDS, key="wl", bind=QP, horizontal=True,
                           help="Concurrent users, or a request rate (concurrency follows from Little's law).")
         if kind == "Users":
-            users = widgets.number_input(c[1], "Concurrent users", min_value=1, max_value=10_000_000, value=100,
+            users = widgets.number_input(c, "Concurrent users", min_value=1, max_value=10_000_000, value=100,
                                          step=10, key="users")
             rate = None
         else:
-            rate = widgets.number_input(c[1], "Requests per second", min_value=0.01, max_value=1e6, value=10.0,
+            rate = widgets.number_input(c, "Requests per second", min_value=0.01, max_value=1e6, value=10.0,
                                         step=1.0, key="rate")
             users = None
-        prompt = _tokens(c[2], "Prompt tokens", "7000", "prompt", "Mean prompt length (8000, 32k).", errors)
-        output = _tokens(c[3], "Output tokens", "1000", "output", "Mean answer length.", errors)
-        prefix = _tokens(c[4], "Shared prefix tokens", "0", "prefix",
+        prompt = _tokens(c, "Prompt tokens", "7000", "prompt", "Mean prompt length (8000, 32k).", errors)
+        output = _tokens(c, "Output tokens", "1000", "output", "Mean answer length.", errors)
+        prefix = _tokens(c, "Shared prefix tokens", "0", "prefix",
                          "A system prompt every request shares, cached once (prefix caching).", errors, minimum=0)
-        g = st.columns([2.4, 1.6, 1, 1])
+        g = _row()
         catalog = [x.name for x in list_gpus()]
-        gpus = g[0].multiselect("GPUs to consider", catalog, default=DEFAULT_GPUS, key="gpus", bind=QP)
-        engines = g[1].multiselect("Engines", ENGINE_NAMES[:-1], default=DEFAULT_ENGINES, key="engines",
+        gpus = g.multiselect("GPUs to consider", catalog, default=DEFAULT_GPUS, key="gpus", bind=QP)
+        engines = g.multiselect("Engines", ENGINE_NAMES[:-1], default=DEFAULT_ENGINES, key="engines",
                                    bind=QP)
-        kv_dtype = g[2].selectbox("KV cache dtype", KV_DTYPE_NAMES, key="kv", bind=QP,
+        kv_dtype = g.selectbox("KV cache dtype", KV_DTYPE_NAMES, key="kv", bind=QP,
                                   help="auto = the model's dtype (llama.cpp: f16).")
-        weights = g[3].selectbox("Weights dtype", WEIGHT_DTYPES, key="wdtype", bind=QP,
+        weights = g.selectbox("Weights dtype", WEIGHT_DTYPES, key="wdtype", bind=QP,
                                  help="auto = as the checkpoint ships.")
-        f = st.columns(5)
-        tpot = widgets.number_input(f[0], "Max ms per token", min_value=0, max_value=10_000, value=0, step=10,
+        f = _row()
+        tpot = widgets.number_input(f, "Max ms per token", min_value=0, max_value=10_000, value=0, step=10,
                                     key="tpot", help="Optional latency target: time per output token (0 = none).")
-        ttft = widgets.number_input(f[1], "Max ms to first token", min_value=0, max_value=600_000, value=0, step=100,
+        ttft = widgets.number_input(f, "Max ms to first token", min_value=0, max_value=600_000, value=0, step=100,
                                     key="ttft", help="Optional latency target (0 = none).")
-        have = widgets.number_input(f[2], "GPUs you have", min_value=0, max_value=4096, value=0, key="have",
+        have = widgets.number_input(f, "GPUs you have", min_value=0, max_value=4096, value=0, key="have",
                                     help="0 = find the fewest. Otherwise: check a deployment you have, of the first "
                                          "GPU and engine above.")
-        tp = widgets.selectbox(f[3], "TP per instance", plan_view.TP_CHOICES, key="tp", disabled=not have,
+        tp = widgets.selectbox(f, "TP per instance", plan_view.TP_CHOICES, key="tp", disabled=not have,
                             help="Tensor-parallel GPUs per engine instance; the rest are replicas.")
-        pp = widgets.selectbox(f[4], "PP per instance", plan_view.PP_CHOICES, key="pp", disabled=not have,
+        pp = widgets.selectbox(f, "PP per instance", plan_view.PP_CHOICES, key="pp", disabled=not have,
                             help="Pipeline stages per instance: the layers split over this many GPUs (how "
                                  "llama.cpp splits a model). GPUs you have = TP × PP × replicas.")
         choices = engine_options(engines, arch, errors, have)
