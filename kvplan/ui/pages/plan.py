@@ -126,10 +126,10 @@ def engine_options(engines: list[str], arch, errors: list[str], have: int) -> pl
             help="The engine's memory knob: vLLM gpu_memory_utilization (default 0.92 from 0.21, 0.9 before), "
                  "SGLang mem_fraction_static, TensorRT-LLM free_gpu_memory_fraction. Blank = the engine's default.")
         raw = m.text_input("Measured KV memory per GPU", "", key="kvmem", bind=QP, disabled=not have,
-                              placeholder="computed" if have else "for GPUs you have",
-                              help="For the deployment you have (GPUs you have, above): the KV budget its engine "
-                                   "logged, e.g. vLLM's \"Available KV cache memory: 51.38 GiB\". It replaces "
-                                   "kvplan's computed budget on every GPU. Blank = computed.")
+                           placeholder="computed" if have else "for GPUs you have",
+                           help="For the deployment you have (GPUs you have, above): the KV budget its engine "
+                                "logged, e.g. vLLM's \"Available KV cache memory: 51.38 GiB\". It replaces "
+                                "kvplan's computed budget on every GPU. Blank = computed.")
         try:
             ch.kv_memory = plan_options.parse_kv_memory(raw) if have else None
         except KvplanError as err:
@@ -191,7 +191,7 @@ def inputs():
                 errors.append(f"Model: could not load it ({type(err).__name__}: {err})")
         c = _row()
         kind = c.radio("Workload as", WORKLOAD_KINDS, key="wl", bind=QP, horizontal=True,
-                          help="Concurrent users, or a request rate (concurrency follows from Little's law).")
+                       help="Concurrent users, or a request rate (concurrency follows from Little's law).")
         if kind == "Users":
             users = widgets.number_input(c, "Concurrent users", min_value=1, max_value=10_000_000, value=100,
                                          step=10, key="users")
@@ -207,12 +207,11 @@ def inputs():
         g = _row()
         catalog = [x.name for x in list_gpus()]
         gpus = g.multiselect("GPUs to consider", catalog, default=DEFAULT_GPUS, key="gpus", bind=QP)
-        engines = g.multiselect("Engines", ENGINE_NAMES[:-1], default=DEFAULT_ENGINES, key="engines",
-                                   bind=QP)
+        engines = g.multiselect("Engines", ENGINE_NAMES[:-1], default=DEFAULT_ENGINES, key="engines", bind=QP)
         kv_dtype = g.selectbox("KV cache dtype", KV_DTYPE_NAMES, key="kv", bind=QP,
-                                  help="auto = the model's dtype (llama.cpp: f16).")
+                               help="auto = the model's dtype (llama.cpp: f16).")
         weights = g.selectbox("Weights dtype", WEIGHT_DTYPES, key="wdtype", bind=QP,
-                                 help="auto = as the checkpoint ships.")
+                              help="auto = as the checkpoint ships.")
         f = _row()
         tpot = widgets.number_input(f, "Max ms per token", min_value=0, max_value=10_000, value=0, step=10,
                                     key="tpot", help="Optional latency target: time per output token (0 = none).")
