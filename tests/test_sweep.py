@@ -123,6 +123,18 @@ def test_every_bundled_model_takes_the_fast_path(engine):
     assert not slow, f"{engine} sweep_plan does not cover: {slow}"
 
 
+@pytest.mark.parametrize("engine", ENGINE_NAMES)
+def test_the_slow_fallback_gives_the_same_answers(engine, monkeypatch):
+    """A plan the engine cannot make (None: a layer kind its sweep_plan does not know) falls back to
+    kv_cache per context, for sweep and sweep_bytes alike; the answers stay kv_cache's."""
+    from kvplan.engines import get_engine
+
+    monkeypatch.setattr(get_engine(engine), "sweep_plan", lambda *args: None)
+    for model_id in ("meta-llama/Llama-3.1-8B", "google/gemma-3-27b-it", "Qwen/Qwen3-Next-80B-A3B-Thinking"):
+        for kwargs in (dict(batch=2), dict(pp=2)):  # pp: total_bytes differs from kv_bytes
+            assert_same(kvplan.load_model(model_id), [1, 4096, 70_000, 2**20], engine=engine, **kwargs)
+
+
 LAYOUTS = [dict(tp=2), dict(pp=2), dict(pp=3, batch=2), dict(kv_dtype="fp8", batch=3)]
 OPTIONS = {
     "vllm": [dict(block_size=32), dict(block_size=128, pp=2), dict(hybrid_kv_cache_manager=False),
