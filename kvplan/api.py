@@ -151,6 +151,24 @@ def _context_list(context_lens: Any) -> list[int]:
                                                                           "context_lens") for c in items]
 
 
+def _sweep_setup(model, context_lens, engine, kv_dtype, batch, tp, pp, engine_version, options):
+    """What `sweep` and `sweep_bytes` share: the contexts (validated once), the engine module, its
+    version, its sweep plan and `one(ctx)`, kv_cache at one context (for an engine or layer kind with no
+    plan, swept the slow way). Empty contexts: ([], None, None, None, None)."""
+    contexts = _context_list(context_lens)
+    if not contexts:
+        return contexts, None, None, None, None
+    arch, mod, first, opts, version = _prepare(model, engine, kv_dtype, contexts[0], batch, tp, pp, options,
+                                               engine_version=engine_version)
+    # Each engine turns its layout into per-context arithmetic (sweep_plan), which tests/test_sweep.py
+    # holds equal to kv_cache at every context.
+    plan = mod.sweep_plan(arch, first, opts) if hasattr(mod, "sweep_plan") else None
+
+    def one(ctx: int) -> KVEstimate:
+        return _versioned(mod.kv_cache(arch, make_request(ctx, batch, first.kv_dtype, tp, pp), opts), mod, version)
+    return contexts, mod, version, plan, one
+
+
 def sweep(model: Model, *, context_lens, batch: int = 1, engine: str = DEFAULT_ENGINE,
           kv_dtype: str = "auto", tp: int = 1, pp: int = 1, engine_version: str | None = None,
           **options: Any) -> list[KVEstimate]:
@@ -159,25 +177,14 @@ def sweep(model: Model, *, context_lens, batch: int = 1, engine: str = DEFAULT_E
     >>> [e.kv_bytes for e in sweep("meta-llama/Llama-3.1-8B", context_lens=[16, 17])] == [2**21, 2**22]
     True
     """
-    contexts = _context_list(context_lens)
-    if not contexts:
-        return []
-    arch, mod, first, opts, version = _prepare(model, engine, kv_dtype, contexts[0], batch, tp, pp, options,
-                                               engine_version=engine_version)
-    # Validated once; each engine turns its layout into per-context arithmetic (sweep_plan), which
-    # tests/test_sweep.py holds equal to kv_cache at every context. An engine (or layer kind) without
-    # it is swept the slow way, one kv_cache per context.
-    plan = mod.sweep_plan(arch, first, opts) if hasattr(mod, "sweep_plan") else None
+    contexts, mod, version, plan, one = _sweep_setup(model, context_lens, engine, kv_dtype, batch, tp, pp,
+                                                     engine_version, options)
     if plan is not None:
         from kvplan.engines.sweep import evaluate_sweep
 
         version_notes = tuple(mod.VERSIONS.notes(version)) if mod.VERSIONS is not None else ()
         return evaluate_sweep(plan, contexts, engine_version=str(version), version_notes=version_notes)
-    out = []
-    for ctx in contexts:
-        req = make_request(ctx, batch, first.kv_dtype, tp, pp)
-        out.append(_versioned(mod.kv_cache(arch, req, opts), mod, version))
-    return out
+    return [one(ctx) for ctx in contexts]
 
 
 def sweep_bytes(model: Model, *, context_lens, batch: int = 1, engine: str = DEFAULT_ENGINE,
@@ -190,16 +197,11 @@ def sweep_bytes(model: Model, *, context_lens, batch: int = 1, engine: str = DEF
     >>> sweep_bytes("meta-llama/Llama-3.1-8B", context_lens=[16, 17]) == [2**21, 2**22]
     True
     """
-    contexts = _context_list(context_lens)
-    if not contexts:
-        return []
-    arch, mod, first, opts, _ = _prepare(model, engine, kv_dtype, contexts[0], batch, tp, pp, options,
-                                         engine_version=engine_version)
-    plan = mod.sweep_plan(arch, first, opts) if hasattr(mod, "sweep_plan") else None
+    contexts, _, _, plan, one = _sweep_setup(model, context_lens, engine, kv_dtype, batch, tp, pp,
+                                             engine_version, options)
     if plan is not None:
         from kvplan.engines.sweep import evaluate_bytes
 
         return evaluate_bytes(plan, contexts, total=total)
     field = "total_bytes" if total else "kv_bytes"
-    return [getattr(mod.kv_cache(arch, make_request(ctx, batch, first.kv_dtype, tp, pp), opts), field)
-            for ctx in contexts]
+    return [getattr(one(ctx), field) for ctx in contexts]

@@ -1,7 +1,8 @@
 """`kvplan.sweep` evaluates each engine's per-context arithmetic (`sweep_plan`, issue 16) instead of
 running kv_cache once per context. These tests hold it identical to kv_cache, field for field and to
-the byte (and `kvplan.sweep_bytes` to its kv_bytes and total_bytes), on every bundled model × engine, at contexts on and around every block, page, window,
-in-flight and cell-padding boundary, under every engine option and version that changes the layout."""
+the byte (and `kvplan.sweep_bytes` to its kv_bytes and total_bytes), on every bundled model × engine,
+at contexts on and around every block, page, window, in-flight and cell-padding boundary, under every
+engine option and version that changes the layout."""
 
 from __future__ import annotations
 
