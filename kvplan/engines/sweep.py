@@ -258,8 +258,7 @@ def evaluate_sweep(plan: SweepPlan, contexts: list[int], *, engine_version: str 
 def _evaluate(plan: SweepPlan, contexts: list[int], engine_version: str,
               version_notes: tuple[str, ...]) -> list[KVEstimate]:
     n = len(contexts)
-    cols: list = [None]
-    cols += [f(contexts) for f in plan.units]
+    cols = _unit_columns(plan, contexts)
     distinct: dict[int, list] = {}
     tp = plan.fixed["tp"]
     templates = []
@@ -294,13 +293,17 @@ def _evaluate(plan: SweepPlan, contexts: list[int], engine_version: str,
     return _estimates(template, contexts, kv, ks, vs, state, total, breakdown, notes, n)
 
 
+def _unit_columns(plan: SweepPlan, contexts: list[int]) -> list:
+    """Each unit's value at every context, at index 1.. (index 0 stands for the constant 1 in terms)."""
+    return [None, *(f(contexts) for f in plan.units)]
+
+
 def evaluate_bytes(plan: SweepPlan, contexts: list[int], *, total: bool = False) -> list[int]:
     """`kv_bytes` (or `total_bytes`) at each context: the columns `_evaluate` computes for those fields,
     and no result objects. kv_bytes is the most-loaded stage's sum of row bytes (the largest, as
     kv_cache picks it); total_bytes the stages summed × tp, or the plan's own `total` terms."""
     n = len(contexts)
-    cols: list = [None]
-    cols += [f(contexts) for f in plan.units]
+    cols = _unit_columns(plan, contexts)
     if total and plan.total is not None:
         return _column(_lin(plan.total, cols), n)
     loads = []
