@@ -42,8 +42,10 @@ for t in threads:
     t.start()
 for t in threads:
     t.join()
+import gc
 from kvplan.ui import preload
-print(json.dumps({"errors": errors, "done": preload._done}))
+print(json.dumps({"errors": errors, "done": preload._done, "frozen": gc.get_freeze_count(),
+                  "tracked": len(gc.get_objects())}))
 """
 
 
@@ -52,7 +54,11 @@ def test_eight_first_sessions_at_once_import_cleanly():
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result == {"errors": [], "done": True}
+    assert {k: result[k] for k in ("errors", "done")} == {"errors": [], "done": True}
+    # The imports' objects are frozen (issue 16): Streamlit's gc.collect() after every script run walks only
+    # what runs create since, not the ~118,000 objects of numpy, pandas, pyarrow, plotly and streamlit.
+    assert result["frozen"] > 50_000
+    assert result["tracked"] < result["frozen"] // 10, result
 
 
 def test_the_router_preloads_before_any_page():
