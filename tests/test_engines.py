@@ -174,3 +174,57 @@ def test_sglang_dp_attention_splits_kv_heads_tp_over_dp_ways():
     assert dp8.kv_bytes == one.kv_bytes and dp4.kv_bytes == one.kv_bytes // 2  # 8 KV heads over 1 / 2 ranks
     with pytest.raises(InvalidInputError, match="dp_attention"):
         kvplan.kv_cache("meta-llama/Llama-3.1-70B", engine="sglang", context_len=4096, tp=8, dp_attention=3)
+
+
+def _check_tp_every_layer(arch, tp: int, split_state: bool) -> None:
+    """check_tp's rule applied to every layer in order (what it did before it was memoised)."""
+    from kvplan.layers import MLA, FullAttention, RecurrentState
+
+    heads = arch.weight_dims.num_attention_heads
+    for spec in arch.layers:
+        if isinstance(spec, FullAttention) and spec.num_kv_heads % tp and tp % spec.num_kv_heads:
+            raise InvalidInputError("tp", f"{tp} neither divides nor is a multiple of the {spec.num_kv_heads} KV "
+                                          f"heads; choose a tp that divides {spec.num_kv_heads}")
+        if isinstance(spec, (FullAttention, MLA)) and heads and heads % tp:
+            raise InvalidInputError("tp", f"{tp} does not divide the {heads} attention heads")
+        if isinstance(spec, RecurrentState) and split_state and spec.num_heads % tp:
+            raise InvalidInputError("tp", f"{tp} does not divide the {spec.num_heads} state heads of "
+                                          f"layer {spec.index}")
+
+
+def _varied(model: str):
+    """A bundled model whose layers' KV heads (full attention) and state heads vary along the stack, as
+    NAS models' do (no bundled config has that): every layer's shape counts for check_tp."""
+    import dataclasses
+
+    from kvplan.layers import FullAttention, RecurrentState
+
+    arch = kvplan.load_model(model)
+    kv, state = (8, 4, 8, 6, 1, 3), (16, 8, 12, 5)
+    layers = tuple(dataclasses.replace(s, num_kv_heads=kv[i % len(kv)]) if isinstance(s, FullAttention) else
+                   dataclasses.replace(s, num_heads=state[i % len(state)]) if isinstance(s, RecurrentState) else s
+                   for i, s in enumerate(arch.layers))
+    return dataclasses.replace(arch, model_id=arch.model_id + " (varied heads)", layers=layers)
+
+
+@pytest.mark.parametrize("model", [*kvplan.list_models(), "varied:meta-llama/Llama-3.1-8B",
+                                   "varied:ai21labs/AI21-Jamba-1.5-Mini", "varied:Qwen/Qwen3.5-9B"])
+def test_check_tp_looks_at_one_layer_of_each_shape_with_the_same_answers(model):
+    """check_tp checks the first layer of each (class, KV heads, state heads) only: every bundled model,
+    and models whose head counts vary by layer, at every TP get the same verdict and the same message as
+    checking every layer."""
+    from kvplan.engines.common import check_tp
+
+    arch = _varied(model.removeprefix("varied:")) if model.startswith("varied:") else kvplan.load_model(model)
+    for tp in (2, 3, 4, 5, 6, 8, 12, 16, 32, 64, 128):
+        for split_state in (True, False):
+            want = got = None
+            try:
+                _check_tp_every_layer(arch, tp, split_state)
+            except InvalidInputError as err:
+                want = str(err)
+            try:
+                check_tp(arch, tp, split_state=split_state)
+            except InvalidInputError as err:
+                got = str(err)
+            assert got == want, (tp, split_state)

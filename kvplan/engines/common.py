@@ -272,7 +272,7 @@ def check_tp(arch: ModelArch, tp: int, *, split_state: bool = True) -> None:
     if tp == 1:
         return
     heads = arch.weight_dims.num_attention_heads
-    for spec in arch.layers:
+    for spec in _tp_layers(arch):
         if isinstance(spec, FullAttention):
             h = spec.num_kv_heads
             if h % tp and tp % h:
@@ -283,6 +283,21 @@ def check_tp(arch: ModelArch, tp: int, *, split_state: bool = True) -> None:
         if isinstance(spec, RecurrentState) and split_state and spec.num_heads % tp:
             raise InvalidInputError("tp", f"{tp} does not divide the {spec.num_heads} state heads of "
                                           f"layer {spec.index}")
+
+
+def _tp_layers(arch: ModelArch) -> tuple[LayerSpec, ...]:
+    """The layers check_tp must look at: the first of each (class, KV heads, state heads), in layer
+    order, which is all its answer and its message depend on (a state layer's message names the first
+    such layer). Memoised on the arch, which is immutable: a 70B model's 80 like layers made check_tp a
+    fifth of a recommendation, which checks TP for every layout it plans."""
+    got = arch.__dict__.get("_tp_layers")
+    if got is None:
+        first: dict[tuple, LayerSpec] = {}
+        for spec in arch.layers:
+            first.setdefault((type(spec), spec.num_kv_heads if isinstance(spec, FullAttention) else None,
+                              spec.num_heads if isinstance(spec, RecurrentState) else None), spec)
+        got = arch.__dict__["_tp_layers"] = tuple(first.values())
+    return got
 
 
 def resolve_kv_dtype(engine: str, name: str, model_dtype: str, allowed: tuple[str, ...],
