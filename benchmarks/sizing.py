@@ -200,8 +200,9 @@ def against(ref: str, seconds: float) -> None:
         ids_file.write_text(json.dumps(ids))
         cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         rounds: dict[str, list[list[float]]] = {"as filed": [], "now": []}
-        halves: dict[str, list[int]] = {"as filed": [], "now": []}  # where each side's swapped rounds begin
+        swapped_from = 0  # the first as-filed round run with the cores swapped
         for swap in (False, True):
+            swapped_from = len(rounds["as filed"])
             procs = {}
             for i, (name, root) in enumerate((("as filed", old), ("now", str(ROOT)))):
                 cmd = me + ["--grid-child", root, "--ids", str(ids_file), "--against-seconds", str(seconds)]
@@ -209,7 +210,6 @@ def against(ref: str, seconds: float) -> None:
                     cmd += ["--cpu", str(cpus[(i + swap) % 2])]
                 procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
             for name, proc in procs.items():
-                halves[name].append(len(rounds[name]))
                 out, _ = proc.communicate()
                 if proc.returncode != 0:
                     print(f"sweep against {ref}: the {name} side failed (exit {proc.returncode})")
@@ -220,7 +220,6 @@ def against(ref: str, seconds: float) -> None:
     # neighbour on one of them): each half's median ratio is off by the cores' speed ratio, one way
     # before the swap and the other way after it, so the speed-up is the geometric mean of the halves.
     paired: list[list[float]] = [[], []]
-    swapped_from = halves["as filed"][1]
     for i, (began, ended, old_us) in enumerate(rounds["as filed"]):
         same_time = [us for b, e, us in rounds["now"] if b >= began and e <= ended]
         if same_time:
