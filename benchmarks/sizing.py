@@ -200,9 +200,8 @@ def against(ref: str, seconds: float) -> None:
         ids_file.write_text(json.dumps(ids))
         cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         rounds: dict[str, list[list[float]]] = {"as filed": [], "now": []}
-        swapped_from = 0  # the first as-filed round run with the cores swapped
         for swap in (False, True):
-            swapped_from = len(rounds["as filed"])
+            swapped_from = len(rounds["as filed"])  # after the loop: the first round with the cores swapped
             procs = {}
             for i, (name, root) in enumerate((("as filed", old), ("now", str(ROOT)))):
                 cmd = me + ["--grid-child", root, "--ids", str(ids_file), "--against-seconds", str(seconds)]

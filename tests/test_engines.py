@@ -177,19 +177,14 @@ def test_sglang_dp_attention_splits_kv_heads_tp_over_dp_ways():
 
 
 def _check_tp_every_layer(arch, tp: int, split_state: bool) -> None:
-    """check_tp's rule applied to every layer in order (what it did before it was memoised)."""
-    from kvplan.layers import MLA, FullAttention, RecurrentState
+    """check_tp on each layer alone, in layer order: the first layer that fails raises, as checking every
+    layer did before check_tp looked at one of each shape (one layer is its own only shape)."""
+    import dataclasses
 
-    heads = arch.weight_dims.num_attention_heads
+    from kvplan.engines.common import check_tp
+
     for spec in arch.layers:
-        if isinstance(spec, FullAttention) and spec.num_kv_heads % tp and tp % spec.num_kv_heads:
-            raise InvalidInputError("tp", f"{tp} neither divides nor is a multiple of the {spec.num_kv_heads} KV "
-                                          f"heads; choose a tp that divides {spec.num_kv_heads}")
-        if isinstance(spec, (FullAttention, MLA)) and heads and heads % tp:
-            raise InvalidInputError("tp", f"{tp} does not divide the {heads} attention heads")
-        if isinstance(spec, RecurrentState) and split_state and spec.num_heads % tp:
-            raise InvalidInputError("tp", f"{tp} does not divide the {spec.num_heads} state heads of "
-                                          f"layer {spec.index}")
+        check_tp(dataclasses.replace(arch, layers=(spec,)), tp, split_state=split_state)
 
 
 def _varied(model: str):

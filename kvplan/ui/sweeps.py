@@ -432,7 +432,7 @@ def environment_label(report: dict[str, Any]) -> str:
 
 def decode_rows(report: Any, name: str) -> list[dict[str, Any]]:
     """A GPU report's decode reads: µs per step (attention over the paged cache) beside the bandwidth
-    roofline, and the share of peak bandwidth reached. nothing for a CPU report (no roofline there); rows
+    roofline, and the share of peak bandwidth reached. Nothing for a CPU report (no roofline there); rows
     with a malformed number are left out."""
     paged = report.get("paged") if isinstance(report, dict) else None
     decode = paged.get("decode") if isinstance(paged, dict) else None
